@@ -1,0 +1,90 @@
+"""The one small interface every delivery channel implements.
+
+A channel turns an OutboundMessage into a provider receipt, and turns the provider's
+webhooks (replies, delivery reports) into InboundReply / DeliveryReport values handed to an
+InboundSink. Webhook handlers verify the provider's signature before anything else; a
+forged request is answered 403 and reaches nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from aiohttp import web
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    idempotency_key: str  # unique per delivery; the same key is never sent twice
+    to: str  # E.164 phone (+8613800000000) or a channel-specific address
+    body: str  # full text, Simplified Chinese, sent intact (UCS-2 on SMS)
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class SendReceipt:
+    provider: str
+    provider_id: str  # the provider's message id (Twilio SID, Tencent SerialNo)
+
+
+class SendError(Exception):
+    pass
+
+
+class TransientSendError(SendError):
+    """429, 5xx, timeouts, connection errors: retry later with backoff."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentSendError(SendError):
+    """Invalid number, rejected content, auth failure: retrying cannot help."""
+
+
+@dataclass(frozen=True)
+class InboundReply:
+    provider: str
+    dedupe_key: str  # provider identity of this inbound message (duplicates are ignored)
+    from_address: str  # E.164
+    text: str
+    received_at: datetime
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    provider: str
+    dedupe_key: str
+    provider_id: str
+    delivered: bool  # True: handset received; False: final failure
+    final: bool  # False for intermediate states (queued, sent)
+    error: str | None = None
+
+
+class InboundSink(Protocol):
+    async def on_reply(self, reply: InboundReply) -> None: ...
+
+    async def on_report(self, report: DeliveryReport) -> None: ...
+
+
+class Channel(Protocol):
+    kind: str  # "sms", later "voice", "wecom", "speaker"
+    provider: str  # "twilio", "tencent", ...
+
+    async def send(self, msg: OutboundMessage) -> SendReceipt:
+        """Send once. Raise TransientSendError or PermanentSendError."""
+        ...
+
+    async def find_sent(self, msg: OutboundMessage, since: datetime) -> SendReceipt | None:
+        """Ask the provider whether this message was already accepted (a send whose outcome
+        we lost in a crash). None when the provider has no record of it."""
+        ...
+
+    def webhook_routes(self, sink: InboundSink) -> list[web.RouteDef]:
+        """aiohttp routes for this provider's callbacks, mounted under /webhooks/."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,117 @@
+"""Injectable time.
+
+Everything in the engine reads time through a Clock so a 6-hour 631 sequence can run in
+seconds. Deadlines are stored in the database in clock time; workers wait with
+`wait_until`, which returns early when `wake` is set (new work arrived).
+
+- SystemClock: real time.
+- ScaledClock: virtual = origin + speed × (wall − wall_origin). Anchored on wall time, so a
+  process that is killed and restarted with the same anchors continues the same timeline.
+- ManualClock: tests move time explicitly with `advance`; waiters wake on the event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+    async def wait_until(self, when: datetime | None, wake: asyncio.Event | None = None) -> None:
+        """Return at `when` (clock time), or earlier if `wake` is set. None: wait for wake."""
+        ...
+
+
+async def _wait_event(wake: asyncio.Event | None, timeout: float | None) -> None:
+    if wake is None:
+        if timeout is None:
+            await asyncio.Event().wait()  # nothing can wake us: block until cancelled
+        else:
+            await asyncio.sleep(max(timeout, 0))
+        return
+    try:
+        await asyncio.wait_for(wake.wait(), timeout=None if timeout is None else max(timeout, 0))
+    except TimeoutError:
+        pass
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return utcnow()
+
+    async def wait_until(self, when: datetime | None, wake: asyncio.Event | None = None) -> None:
+        timeout = None if when is None else (when - self.now()).total_seconds()
+        await _wait_event(wake, timeout)
+
+
+class ScaledClock:
+    def __init__(self, speed: float, origin: datetime | None = None, wall_origin: float | None = None):
+        if speed <= 0:
+            raise ValueError("clock speed must be positive")
+        self.speed = speed
+        self.wall_origin = time.time() if wall_origin is None else wall_origin
+        self.origin = origin or datetime.fromtimestamp(self.wall_origin, UTC)
+
+    def now(self) -> datetime:
+        return self.origin + timedelta(seconds=(time.time() - self.wall_origin) * self.speed)
+
+    async def wait_until(self, when: datetime | None, wake: asyncio.Event | None = None) -> None:
+        timeout = None if when is None else (when - self.now()).total_seconds() / self.speed
+        await _wait_event(wake, timeout)
+
+    def spec(self) -> str:
+        """Serialised form for --clock, so a child process shares this timeline."""
+        return f"scaled:{self.speed}:{self.origin.isoformat()}:{self.wall_origin}"
+
+
+class ManualClock:
+    def __init__(self, start: datetime | None = None):
+        self._now = start or datetime(2026, 7, 1, 0, 0, tzinfo=UTC)
+        self._moved = asyncio.Condition()
+
+    def now(self) -> datetime:
+        return self._now
+
+    async def advance(self, delta: timedelta | float) -> None:
+        if not isinstance(delta, timedelta):
+            delta = timedelta(seconds=delta)
+        self._now += delta
+        async with self._moved:
+            self._moved.notify_all()
+
+    async def wait_until(self, when: datetime | None, wake: asyncio.Event | None = None) -> None:
+        async def until_time() -> None:
+            async with self._moved:
+                await self._moved.wait_for(lambda: when is not None and self._now >= when)
+
+        waiters = [asyncio.ensure_future(until_time())]
+        if wake is not None:
+            waiters.append(asyncio.ensure_future(wake.wait()))
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                w.cancel()
+
+
+def clock_from_spec(spec: str | None) -> Clock:
+    """`system` (default), `scaled:SPEED` or `scaled:SPEED:ORIGIN_ISO:WALL_ORIGIN`."""
+    if not spec or spec == "system":
+        return SystemClock()
+    kind, _, rest = spec.partition(":")
+    if kind == "scaled":
+        parts = rest.split(":", 1)
+        speed = float(parts[0])
+        if len(parts) == 1:
+            return ScaledClock(speed)
+        origin_s, _, wall_s = parts[1].rpartition(":")
+        return ScaledClock(speed, datetime.fromisoformat(origin_s), float(wall_s))
+    raise ValueError(f"unknown clock spec {spec!r}; use 'system' or 'scaled:SPEED'")
