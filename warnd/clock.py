@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 
 def utcnow() -> datetime:
@@ -30,15 +30,15 @@ class Clock(Protocol):
         ...
 
 
-async def _wait_event(wake: asyncio.Event | None, timeout: float | None) -> None:
+async def _wait_event(wake: asyncio.Event | None, seconds: float | None) -> None:
     if wake is None:
-        if timeout is None:
+        if seconds is None:
             await asyncio.Event().wait()  # nothing can wake us: block until cancelled
         else:
-            await asyncio.sleep(max(timeout, 0))
+            await asyncio.sleep(max(seconds, 0))
         return
     try:
-        await asyncio.wait_for(wake.wait(), timeout=None if timeout is None else max(timeout, 0))
+        await asyncio.wait_for(wake.wait(), timeout=None if seconds is None else max(seconds, 0))
     except TimeoutError:
         pass
 
@@ -92,7 +92,7 @@ class ManualClock:
             async with self._moved:
                 await self._moved.wait_for(lambda: when is not None and self._now >= when)
 
-        waiters = [asyncio.ensure_future(until_time())]
+        waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(until_time())]
         if wake is not None:
             waiters.append(asyncio.ensure_future(wake.wait()))
         try:
