@@ -1,0 +1,117 @@
+"""Parse an official's SMS reply: is it a confirmation (应), and for which call?
+
+Officials answer from feature phones, full-width keyboards and voice input, so the text is
+NFKC-normalised, case-folded and stripped of punctuation, symbols (emoji) and whitespace
+before matching. Matching is deliberately strict: a false "confirmed" would hide a silent
+official, while a false "not confirmed" only costs a help message and an escalation.
+
+Short codes identify the call when one person has several open calls. They use an alphabet
+without look-alikes (no 0/O, 1/I/L), so the keyword "1" can never be mistaken for part of
+a code.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+
+ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+MIN_CODE_LENGTH = 4
+MAX_CODE_LENGTH = 12  # calls.short_code column width
+_BASE = len(ALPHABET)
+_DIGIT = {c: i for i, c in enumerate(ALPHABET)}
+
+# Longest first, so "已收到" is not read as "已" + "收到".
+CONFIRM_WORDS = tuple(
+    sorted(("1", "收到", "确认", "已收到", "收到了", "好的收到"), key=len, reverse=True)
+)
+# Anything longer than the longest keyword + code cannot be a confirmation.
+_MAX_REPLY = max(map(len, CONFIRM_WORDS)) + MAX_CODE_LENGTH
+
+
+@dataclass(frozen=True)
+class Reply:
+    confirm: bool
+    short_code: str | None
+
+
+def short_code_for(call_id: int) -> str:
+    """Base-31 in ALPHABET, left-padded to MIN_CODE_LENGTH ("2" is the zero digit)."""
+    if call_id < 0:
+        raise ValueError("call id must not be negative")
+    digits: list[str] = []
+    n = call_id
+    while n:
+        n, r = divmod(n, _BASE)
+        digits.append(ALPHABET[r])
+    code = "".join(reversed(digits)).rjust(MIN_CODE_LENGTH, ALPHABET[0])
+    if len(code) > MAX_CODE_LENGTH:
+        raise ValueError("call id too large for a short code")
+    return code
+
+
+def is_short_code(s: str) -> bool:
+    """True for a well-formed code (case-insensitive); says nothing about whether a call has it."""
+    s = s.upper()
+    return MIN_CODE_LENGTH <= len(s) <= MAX_CODE_LENGTH and all(c in _DIGIT for c in s)
+
+
+def call_id_from_short_code(s: str) -> int | None:
+    if not is_short_code(s):
+        return None
+    n = 0
+    for c in s.upper():
+        n = n * _BASE + _DIGIT[c]
+    return n
+
+
+def normalise(text: str) -> str:
+    """NFKC, upper-case, and keep only letters, digits and marks (drops punctuation,
+    symbols, emoji, spaces and control characters)."""
+    t = unicodedata.normalize("NFKC", text).upper()
+    return "".join(c for c in t if unicodedata.category(c)[0] in "LNM")
+
+
+_NO = Reply(confirm=False, short_code=None)
+
+
+def parse_reply(text: str) -> Reply:
+    # Normalise all of it: truncating first could cut off a trailing "不" after padding.
+    t = normalise(text)
+    if not t or len(t) > _MAX_REPLY:
+        return _NO
+    if t in CONFIRM_WORDS:
+        return Reply(confirm=True, short_code=None)
+    code: str | None = None
+    if is_short_code(t):
+        code = t
+    else:
+        for word in CONFIRM_WORDS:
+            if t.startswith(word) and is_short_code(t[len(word) :]):
+                code = t[len(word) :]
+                break
+            if t.endswith(word) and is_short_code(t[: -len(word)]):
+                code = t[: -len(word)]
+                break
+    if code is None:
+        return _NO
+    # The code must have been typed as one unbroken run: "K7F3 K7F4" (two codes) must not
+    # merge into the well-formed but wrong code "K7F3K7F4".
+    if not any(code in run for run in _runs(text)):
+        return _NO
+    return Reply(confirm=True, short_code=code)
+
+
+def _runs(text: str) -> list[str]:
+    """Maximal runs of letters/digits/marks after NFKC and upper-casing."""
+    runs: list[str] = []
+    cur: list[str] = []
+    for c in unicodedata.normalize("NFKC", text).upper():
+        if unicodedata.category(c)[0] in "LNM":
+            cur.append(c)
+        elif cur:
+            runs.append("".join(cur))
+            cur = []
+    if cur:
+        runs.append("".join(cur))
+    return runs
