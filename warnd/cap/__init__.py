@@ -1,0 +1,19 @@
+"""CAP 1.2 (and 1.1) ingest: hardened parsing into plain values, and hazard/colour classification."""
+
+from warnd.cap.classify import Vocabulary, VocabularyError, classify, explicit_step, load_vocabulary
+from warnd.cap.model import CapArea, CapInfo, CapMessage
+from warnd.cap.parser import CAP_NAMESPACES, CapError, parse_cap
+
+__all__ = [
+    "CAP_NAMESPACES",
+    "CapArea",
+    "CapError",
+    "CapInfo",
+    "CapMessage",
+    "Vocabulary",
+    "VocabularyError",
+    "classify",
+    "explicit_step",
+    "load_vocabulary",
+    "parse_cap",
+]
