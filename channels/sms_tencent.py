@@ -1,0 +1,302 @@
+"""SMS through Tencent Cloud SMS (API 2021-01-11), with the official tencentcloud SDK.
+
+Tencent sends only approved templates. warnd registers one notification template whose
+body is the single variable "{1}" and passes the whole rendered warning as that one
+TemplateParam, so the text the duty room approved is the text that arrives. Tencent's
+standard rules allow neither all-variable templates nor variables over 6 characters: the
+account must have both granted (for an emergency bureau this is normally done through
+Tencent's SMS support); otherwise SendSms fails with
+InvalidParameterValue.TemplateParameterLengthLimit, a permanent error. See docs/sms-providers.md.
+
+The SDK is synchronous (requests), so calls run in a small dedicated thread pool.
+
+Replies (上行短信) and delivery reports (状态报告) arrive as Tencent callbacks. Tencent does
+not sign them, so their URL carries a secret path segment compared in constant time; a
+wrong token is answered 403 before the body is read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+from typing import Any, TypeVar
+
+import requests
+from aiohttp import web
+from requests.adapters import HTTPAdapter
+from tencentcloud.common import credential
+from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
+from tencentcloud.common.profile.client_profile import ClientProfile
+from tencentcloud.common.profile.http_profile import HttpProfile
+from tencentcloud.sms.v20210111 import models, sms_client
+
+from channels.base import (
+    DeliveryReport,
+    InboundReply,
+    InboundSink,
+    OutboundMessage,
+    PermanentSendError,
+    SendReceipt,
+    TransientSendError,
+)
+from warnd.clock import Clock, SystemClock
+
+REPLY_PATH = "/webhooks/tencent/sms/{token}/reply"
+STATUS_PATH = "/webhooks/tencent/sms/{token}/status"
+OK_BODY = {"result": 0, "errmsg": "OK"}
+
+_T = TypeVar("_T")
+_BEIJING = timezone(timedelta(hours=8))
+_LOOPBACK = ("127.", "localhost", "[::1]")
+_PULL_WINDOW = timedelta(days=7) - timedelta(minutes=5)  # Tencent keeps 7 days of status
+_CLOCK_SLACK = 120  # seconds of skew tolerated between our clock and Tencent's
+
+# LimitExceeded.* and InternalError.* are normally worth retrying; these are not.
+_PERMANENT_CODES = {
+    "LimitExceeded.AppCountryOrRegionInBlacklist",
+    "LimitExceeded.PhoneNumberCountLimit",
+    "InternalError.SigFieldMissing",
+    "InternalError.SigVerificationFail",
+    "InternalError.RestApiInterfaceNotExist",
+}
+_TRANSIENT_PREFIXES = ("LimitExceeded.", "InternalError.", "RequestLimitExceeded")
+_TRANSPORT_CODES = {"ClientNetworkError", "ServerNetworkError"}  # raised by the SDK itself
+
+
+def _seconds_to_beijing_midnight() -> float:
+    now = datetime.now(_BEIJING)
+    midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=5, microsecond=0)
+    return (midnight - now).total_seconds()
+
+
+def _retry_after(code: str) -> float | None:
+    if code == "LimitExceeded.PhoneNumberThirtySecondLimit":
+        return 30.0
+    if code == "LimitExceeded.PhoneNumberOneHourLimit":
+        return 3600.0
+    if code.endswith("DailyLimit"):  # per-number and per-app day quotas reset at 00:00 +08
+        return _seconds_to_beijing_midnight()
+    if code.startswith("RequestLimitExceeded"):
+        return 1.0
+    return None
+
+
+def classify(
+    code: str, message: str, what: str = "send"
+) -> TransientSendError | PermanentSendError:
+    """Map a Tencent error code (request-level or per-number SendStatus.Code) to our errors."""
+    text = f"tencent {what}: {code}: {message}"
+    if code in _PERMANENT_CODES:
+        return PermanentSendError(text)
+    if code in _TRANSPORT_CODES or code.startswith(_TRANSIENT_PREFIXES):
+        return TransientSendError(text, retry_after=_retry_after(code))
+    return PermanentSendError(text)
+
+
+def _http_profile(endpoint: str | None, timeout: float) -> HttpProfile:
+    # endpoint: None (sms.tencentcloudapi.com), "host[:port]", or with an explicit scheme.
+    # A bare loopback endpoint is the simulator, which has no TLS.
+    protocol = "https"
+    host = endpoint
+    if endpoint and "://" in endpoint:
+        protocol, _, host = endpoint.partition("://")
+    elif endpoint and endpoint.startswith(_LOOPBACK):
+        protocol = "http"
+    return HttpProfile(protocol=protocol, endpoint=host or None, reqTimeout=max(int(timeout), 1))
+
+
+class TencentSms:
+    kind = "sms"
+    provider = "tencent"
+
+    def __init__(
+        self,
+        *,
+        secret_id: str,
+        secret_key: str,
+        sdk_app_id: str,
+        sign_name: str,
+        template_id: str,
+        callback_token: str,
+        region: str = "ap-guangzhou",
+        endpoint: str | None = None,
+        timeout: float = 15.0,
+        max_workers: int = 16,
+        clock: Clock | None = None,
+    ) -> None:
+        """template_id: the approved one-variable template "{1}".
+        callback_token: secret path segment of the callback URLs (≥ 16 characters).
+        endpoint: None for sms.tencentcloudapi.com; "127.0.0.1:PORT" for the simulator.
+        max_workers: SDK calls in flight at once."""
+        if len(callback_token) < 16:
+            raise ValueError("callback_token must be a random secret of at least 16 characters")
+        self.sdk_app_id = sdk_app_id
+        self.sign_name = sign_name
+        self.template_id = template_id
+        self._token = callback_token.encode("utf-8")
+        self._client = sms_client.SmsClient(
+            credential.Credential(secret_id, secret_key),
+            region,
+            ClientProfile(httpProfile=_http_profile(endpoint, timeout)),
+        )
+        # The SDK's requests.Session pools 10 connections; match the thread count so bulk
+        # sends reuse connections instead of discarding them.
+        session = getattr(getattr(self._client.request, "conn", None), "_session", None)
+        if isinstance(session, requests.Session):
+            for scheme in ("http://", "https://"):
+                session.mount(scheme, HTTPAdapter(pool_maxsize=max_workers))
+        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="tencent-sms")
+        self._clock: Clock = clock or SystemClock()
+
+    def callback_urls(self, public_base_url: str) -> dict[str, str]:
+        """The two URLs to register in the Tencent SMS console (回调配置)."""
+        base = public_base_url.rstrip("/")
+        token = self._token.decode()
+        return {
+            "reply": base + REPLY_PATH.format(token=token),
+            "status": base + STATUS_PATH.format(token=token),
+        }
+
+    async def _call(self, fn: Callable[..., _T], request: Any, what: str) -> _T:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._pool, functools.partial(fn, request))
+        except TencentCloudSDKException as exc:
+            raise classify(str(exc.code), str(exc.message), what) from exc
+
+    async def send(self, msg: OutboundMessage) -> SendReceipt:
+        req = models.SendSmsRequest()
+        req.PhoneNumberSet = [msg.to]
+        req.SmsSdkAppId = self.sdk_app_id
+        req.SignName = self.sign_name
+        req.TemplateId = self.template_id
+        req.TemplateParamSet = [msg.body]
+        # Echoed back by PullSmsSendStatus*, which is how find_sent recognises the message.
+        req.SessionContext = msg.idempotency_key
+        resp = await self._call(self._client.SendSms, req, "send")
+        statuses = resp.SendStatusSet or []
+        if not statuses:
+            raise TransientSendError("tencent send: empty SendStatusSet")
+        status = statuses[0]
+        if status.Code == "Ok":
+            return SendReceipt(provider=self.provider, provider_id=str(status.SerialNo))
+        raise classify(str(status.Code), str(status.Message))
+
+    async def find_sent(self, msg: OutboundMessage, since: datetime) -> SendReceipt | None:
+        """Search the status reports for msg.to since `since` (wall-clock time) for our
+        SessionContext. Tencent only lists messages the carrier has reported on, and echoes
+        SessionContext only once Tencent has enabled it for the account."""
+        now = time.time()
+        begin = max(since.timestamp() - _CLOCK_SLACK, now - _PULL_WINDOW.total_seconds())
+        req = models.PullSmsSendStatusByPhoneNumberRequest()
+        req.BeginTime = int(begin)
+        req.EndTime = int(now) + _CLOCK_SLACK
+        req.Offset = 0
+        req.Limit = 100
+        req.PhoneNumber = msg.to
+        req.SmsSdkAppId = self.sdk_app_id
+        resp = await self._call(self._client.PullSmsSendStatusByPhoneNumber, req, "find_sent")
+        for status in resp.PullSmsSendStatusSet or []:
+            if status.SessionContext == msg.idempotency_key and status.SerialNo:
+                return SendReceipt(provider=self.provider, provider_id=str(status.SerialNo))
+        return None
+
+    # -- webhooks ------------------------------------------------------------------------
+
+    def webhook_routes(self, sink: InboundSink) -> list[web.RouteDef]:
+        async def reply(request: web.Request) -> web.Response:
+            if not self._token_ok(request):
+                return web.Response(status=403, text="forbidden")
+            payload = await _json(request)
+            reply = self._parse_reply(payload)
+            if reply is None:
+                return web.Response(status=400, text="malformed reply callback")
+            await sink.on_reply(reply)
+            return web.json_response(OK_BODY)
+
+        async def status(request: web.Request) -> web.Response:
+            if not self._token_ok(request):
+                return web.Response(status=403, text="forbidden")
+            payload = await _json(request)
+            if isinstance(payload, dict):  # documented as an array; tolerate a lone object
+                payload = [payload]
+            reports = (
+                [self._parse_report(x) for x in payload] if isinstance(payload, list) else [None]
+            )
+            if any(r is None for r in reports):
+                # Reject the whole batch so nothing is half-applied; Tencent re-sends it.
+                return web.Response(status=400, text="malformed status callback")
+            for report in reports:
+                assert report is not None
+                await sink.on_report(report)
+            return web.json_response(OK_BODY)
+
+        return [
+            web.post(REPLY_PATH, reply),
+            web.post(STATUS_PATH, status),
+        ]
+
+    def _token_ok(self, request: web.Request) -> bool:
+        return hmac.compare_digest(request.match_info.get("token", "").encode("utf-8"), self._token)
+
+    def _parse_reply(self, p: Any) -> InboundReply | None:
+        if not isinstance(p, dict):
+            return None
+        mobile, nationcode, text, sent = (
+            p.get("mobile"),
+            p.get("nationcode"),
+            p.get("text"),
+            p.get("time"),
+        )
+        if not (isinstance(mobile, str) and mobile.isdigit() and isinstance(text, str)):
+            return None
+        nationcode = str(nationcode or "86").lstrip("+")
+        # Tencent gives the reply no id: mobile + text + time identifies a re-delivery.
+        digest = hashlib.sha256(f"{nationcode}|{mobile}|{text}|{sent}".encode()).hexdigest()
+        return InboundReply(
+            provider=self.provider,
+            dedupe_key=digest[:40],
+            from_address=f"+{nationcode}{mobile}",
+            text=text,
+            received_at=self._clock.now(),
+        )
+
+    def _parse_report(self, p: Any) -> DeliveryReport | None:
+        if (
+            not isinstance(p, dict)
+            or not p.get("sid")
+            or p.get("report_status") not in ("SUCCESS", "FAIL")
+        ):
+            return None
+        ok = p["report_status"] == "SUCCESS"
+        error = (
+            None if ok else " ".join(str(p.get(k) or "") for k in ("errmsg", "description")).strip()
+        )
+        return DeliveryReport(
+            provider=self.provider,
+            dedupe_key=f"{p['sid']}:{p['report_status']}",
+            provider_id=str(p["sid"]),
+            delivered=ok,
+            final=True,  # Tencent reports only final carrier outcomes
+            error=error or None,
+        )
+
+    async def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+async def _json(request: web.Request) -> Any:
+    try:
+        return json.loads(await request.read())
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+__all__ = ["OK_BODY", "REPLY_PATH", "STATUS_PATH", "TencentSms", "classify"]

@@ -1,0 +1,269 @@
+"""SMS through Twilio's Programmable Messaging API, with the official `twilio` SDK.
+
+Sending uses the SDK's asyncio client (`messages.create_async`). Delivery reports and
+replies arrive as Twilio webhooks signed with X-Twilio-Signature (HMAC-SHA1 of the full
+URL plus the sorted POST parameters, keyed with the auth token); a request whose signature
+does not verify is answered 403 before anything reads it.
+
+Twilio does not deliver replies sent from mainland China (+86) handsets, so in China
+confirmation by SMS reply must go through a Chinese provider (channels.sms_tencent).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import email.utils
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
+from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.http.response import Response
+from twilio.request_validator import RequestValidator
+from twilio.rest import Client
+
+from channels.base import (
+    DeliveryReport,
+    InboundReply,
+    InboundSink,
+    OutboundMessage,
+    PermanentSendError,
+    SendReceipt,
+    TransientSendError,
+)
+from warnd.clock import Clock, SystemClock
+
+STATUS_PATH = "/webhooks/twilio/sms/status"
+INBOUND_PATH = "/webhooks/twilio/sms/inbound"
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
+
+_DELIVERED = {"delivered", "read"}
+_FAILED = {"failed", "undelivered", "canceled"}
+# Twilio stamps times by its own clock; tolerate skew against ours when matching.
+_CLOCK_SLACK = timedelta(minutes=2)
+
+# The SDK's exceptions drop response headers; the HTTP client records them here so send()
+# can honour Retry-After. A ContextVar keeps concurrent sends (separate tasks) apart.
+_last_headers: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.ContextVar(
+    "twilio_last_headers", default=None
+)
+
+
+class RecordingHttpClient(AsyncTwilioHttpClient):
+    """AsyncTwilioHttpClient that (1) always applies its timeout — the stock client passes
+    the per-call timeout, normally None, which aiohttp reads as "wait forever" — (2) keeps
+    the last response's headers for the calling task, and (3) sends basic auth as a header."""
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        params: dict[str, object] | None = None,
+        data: dict[str, object] | None = None,
+        headers: dict[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (the SDK's signature)
+        allow_redirects: bool = False,
+    ) -> Response:
+        if auth is not None:  # as a header: aiohttp deprecates its `auth` parameter
+            headers = {**(headers or {}), "Authorization": aiohttp.encode_basic_auth(*auth)}
+        response = await super().request(
+            method,
+            url,
+            params=params,
+            data=data,
+            headers=headers,
+            auth=None,
+            timeout=timeout if timeout is not None else self.timeout,
+            allow_redirects=allow_redirects,
+        )
+        _last_headers.set(response.headers)
+        return response
+
+
+def _retry_after(headers: Mapping[str, str] | None) -> float | None:
+    value = (headers or {}).get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:  # HTTP-date form
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
+
+
+def _classify(exc: TwilioRestException | TwilioServiceException, what: str) -> Exception:
+    status = int(exc.status)
+    text = f"twilio {what}: HTTP {status} code {exc.code}: {getattr(exc, 'msg', '') or getattr(exc, 'title', '')}"
+    if status == 429 or status >= 500:
+        return TransientSendError(text, retry_after=_retry_after(_last_headers.get()))
+    return PermanentSendError(text)
+
+
+class TwilioSms:
+    kind = "sms"
+    provider = "twilio"
+
+    def __init__(
+        self,
+        *,
+        account_sid: str,
+        auth_token: str,
+        public_base_url: str,
+        from_number: str | None = None,
+        messaging_service_sid: str | None = None,
+        api_base_url: str | None = None,
+        http_client: AsyncTwilioHttpClient | None = None,
+        timeout: float = 15.0,
+        clock: Clock | None = None,
+    ) -> None:
+        """public_base_url: how Twilio reaches our webhooks (https://warnd.example.gov.cn).
+        api_base_url: None for api.twilio.com; tests and the demo give the simulator's URL.
+        http_client: defaults to a RecordingHttpClient (Retry-After needs one)."""
+        if not (from_number or messaging_service_sid):
+            raise ValueError("TwilioSms needs from_number or messaging_service_sid")
+        self.account_sid = account_sid
+        self.from_number = from_number
+        self.messaging_service_sid = messaging_service_sid
+        self.public_base_url = public_base_url.rstrip("/")
+        self.api_base_url = api_base_url.rstrip("/") if api_base_url else None
+        self.status_callback_url = self.public_base_url + STATUS_PATH
+        self.inbound_url = self.public_base_url + INBOUND_PATH
+        self._auth_token = auth_token
+        self._validator = RequestValidator(auth_token)
+        self._timeout = timeout
+        self._http = http_client
+        self._owns_http = http_client is None
+        self._client: Client | None = None
+        self._clock: Clock = clock or SystemClock()
+
+    def _messages(self) -> Any:
+        # Built lazily: the aiohttp session inside the SDK client needs a running loop.
+        if self._client is None:
+            if self._http is None:
+                self._http = RecordingHttpClient(timeout=self._timeout)
+            self._client = Client(self.account_sid, self._auth_token, http_client=self._http)
+            if self.api_base_url:
+                self._client.api.base_url = self.api_base_url  # the SDK's domain root
+        return self._client.api.v2010.account.messages
+
+    async def send(self, msg: OutboundMessage) -> SendReceipt:
+        sender: dict[str, str] = {}
+        if self.from_number:
+            sender["from_"] = self.from_number
+        if self.messaging_service_sid:
+            sender["messaging_service_sid"] = self.messaging_service_sid
+        try:
+            created = await self._messages().create_async(
+                to=msg.to, body=msg.body, status_callback=self.status_callback_url, **sender
+            )
+        except (TwilioRestException, TwilioServiceException) as exc:
+            raise _classify(exc, "send") from exc
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            # The request may or may not have reached Twilio: the caller's find_sent decides.
+            raise TransientSendError(f"twilio send: network error: {exc!r}") from exc
+        return SendReceipt(provider=self.provider, provider_id=str(created.sid))
+
+    async def find_sent(self, msg: OutboundMessage, since: datetime) -> SendReceipt | None:
+        """Messages to msg.to since `since` (wall-clock time) with exactly msg.body.
+        Twilio filters DateSent by day, so we ask for the day and compare date_created here."""
+        since_utc = since.astimezone(UTC) if since.tzinfo else since.replace(tzinfo=UTC)
+        floor = since_utc - _CLOCK_SLACK
+        try:
+            stream = await self._messages().stream_async(
+                to=msg.to, date_sent_after=floor.strftime("%Y-%m-%d"), page_size=100, limit=1000
+            )
+            async for record in stream:
+                created = record.date_created
+                if record.body == msg.body and (created is None or created >= floor):
+                    return SendReceipt(provider=self.provider, provider_id=str(record.sid))
+        except (TwilioRestException, TwilioServiceException) as exc:
+            raise _classify(exc, "find_sent") from exc
+        except TwilioException as exc:  # a page that failed to load: status is in args[1]
+            status = getattr(exc.args[1], "status_code", 0) if len(exc.args) > 1 else 0
+            if status == 429 or status >= 500 or status == 0:
+                raise TransientSendError(f"twilio find_sent: HTTP {status}") from exc
+            raise PermanentSendError(f"twilio find_sent: HTTP {status}") from exc
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise TransientSendError(f"twilio find_sent: network error: {exc!r}") from exc
+        return None
+
+    # -- webhooks ------------------------------------------------------------------------
+
+    def webhook_routes(self, sink: InboundSink) -> list[web.RouteDef]:
+        return [
+            web.post(STATUS_PATH, self._signed(self._on_status, sink)),
+            web.post(INBOUND_PATH, self._signed(self._on_inbound, sink)),
+        ]
+
+    def _signed(
+        self,
+        handler: Callable[[Mapping[str, str], InboundSink], Awaitable[web.Response]],
+        sink: InboundSink,
+    ) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def verify(request: web.Request) -> web.Response:
+            signature = request.headers.get("X-Twilio-Signature", "")
+            form = await request.post()
+            # Twilio signs the URL it called: our public base plus the path and query it
+            # requested (raw_path keeps both, percent-encoding intact).
+            url = self.public_base_url + request.raw_path
+            if not signature or not self._validator.validate(url, form, signature):
+                return web.Response(status=403, text="invalid X-Twilio-Signature")
+            fields = {k: str(v) for k, v in form.items()}
+            return await handler(fields, sink)
+
+        return verify
+
+    async def _on_status(self, form: Mapping[str, str], sink: InboundSink) -> web.Response:
+        sid = form.get("MessageSid") or form.get("SmsSid")
+        status = (form.get("MessageStatus") or form.get("SmsStatus") or "").lower()
+        if not sid or not status:
+            return web.Response(status=400, text="MessageSid and MessageStatus are required")
+        final = status in _DELIVERED or status in _FAILED
+        error = None
+        if status in _FAILED:
+            error = f"{status} {form.get('ErrorCode', '')}".strip()
+        await sink.on_report(
+            DeliveryReport(
+                provider=self.provider,
+                dedupe_key=f"{sid}:{status}",
+                provider_id=sid,
+                delivered=status in _DELIVERED,
+                final=final,
+                error=error,
+            )
+        )
+        return web.Response(status=204)
+
+    async def _on_inbound(self, form: Mapping[str, str], sink: InboundSink) -> web.Response:
+        sid = form.get("MessageSid") or form.get("SmsSid")
+        sender = form.get("From")
+        if not sid or not sender:
+            return web.Response(status=400, text="MessageSid and From are required")
+        await sink.on_reply(
+            InboundReply(
+                provider=self.provider,
+                dedupe_key=sid,
+                from_address=sender,
+                text=form.get("Body", ""),
+                received_at=self._clock.now(),
+            )
+        )
+        # Empty TwiML: acknowledge without Twilio sending an automatic answer.
+        return web.Response(text=EMPTY_TWIML, content_type="application/xml")
+
+    async def close(self) -> None:
+        if self._owns_http and self._http is not None:
+            await self._http.close()
+            self._http = None
+        self._client = None
+
+
+__all__ = ["EMPTY_TWIML", "INBOUND_PATH", "STATUS_PATH", "RecordingHttpClient", "TwilioSms"]
