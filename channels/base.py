@@ -8,6 +8,7 @@ forged request is answered 403 and reaches nothing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -70,6 +71,17 @@ class InboundSink(Protocol):
     async def on_report(self, report: DeliveryReport) -> None: ...
 
 
+class BatchChannel(Protocol):
+    """Optional: one provider request carries the same text to many recipients (mass SMS).
+    `context` is echoed by the provider for every recipient; find_sent matches on it."""
+
+    max_batch: int
+
+    async def send_many(self, msgs: Sequence[OutboundMessage], context: str) -> list[SendReceipt | SendError]:
+        """All msgs share one body. One result per message, in order."""
+        ...
+
+
 class Channel(Protocol):
     kind: str  # "sms", later "voice", "wecom", "speaker"
     provider: str  # "twilio", "tencent", ...
@@ -80,7 +92,8 @@ class Channel(Protocol):
 
     async def find_sent(self, msg: OutboundMessage, since: datetime) -> SendReceipt | None:
         """Ask the provider whether this message was already accepted (a send whose outcome
-        we lost in a crash). None when the provider has no record of it."""
+        we lost in a crash). `msg.idempotency_key` is the context that was sent to the
+        provider; `since` is wall-clock time. None when the provider has no record of it."""
         ...
 
     def webhook_routes(self, sink: InboundSink) -> list[web.RouteDef]:

@@ -23,7 +23,7 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
@@ -43,6 +43,7 @@ from channels.base import (
     InboundSink,
     OutboundMessage,
     PermanentSendError,
+    SendError,
     SendReceipt,
     TransientSendError,
 )
@@ -188,6 +189,37 @@ class TencentSms:
         if status.Code == "Ok":
             return SendReceipt(provider=self.provider, provider_id=str(status.SerialNo))
         raise classify(str(status.Code), str(status.Message))
+
+    max_batch = 200  # SendSms accepts at most 200 numbers per request
+
+    async def send_many(self, msgs: Sequence[OutboundMessage], context: str) -> list[SendReceipt | SendError]:
+        """Mass SMS: one request, one text, up to 200 numbers; one status per number."""
+        if not msgs:
+            return []
+        if len(msgs) > self.max_batch or len({m.body for m in msgs}) != 1:
+            raise ValueError("send_many takes up to 200 messages that share one body")
+        req = models.SendSmsRequest()
+        req.PhoneNumberSet = [m.to for m in msgs]
+        req.SmsSdkAppId = self.sdk_app_id
+        req.SignName = self.sign_name
+        req.TemplateId = self.template_id
+        req.TemplateParamSet = [msgs[0].body]
+        req.SessionContext = context
+        try:
+            resp = await self._call(self._client.SendSms, req, "send")
+        except SendError as e:
+            return [e for _ in msgs]
+        by_phone = {str(st.PhoneNumber): st for st in resp.SendStatusSet or []}
+        out: list[SendReceipt | SendError] = []
+        for m in msgs:
+            st = by_phone.get(m.to)
+            if st is None:
+                out.append(TransientSendError("tencent send: no status for this number"))
+            elif st.Code == "Ok":
+                out.append(SendReceipt(provider=self.provider, provider_id=str(st.SerialNo)))
+            else:
+                out.append(classify(str(st.Code), str(st.Message)))
+        return out
 
     async def find_sent(self, msg: OutboundMessage, since: datetime) -> SendReceipt | None:
         """Search the status reports for msg.to since `since` (wall-clock time) for our

@@ -110,6 +110,7 @@ class Call(SQLModel, table=True):
     channels: list[Any] = json_list()
     state: str = "open"  # domain.CallState
     deadline: datetime | None = ts()
+    window_seconds: int = 0  # confirm window; the clock restarts when the warning is sent
     level: int = 0  # ladder rungs fired so far
     fence: int = 0  # bumped on every transition: stale timers/webhooks compare against it
     short_code: str = Field(index=True, max_length=12)
@@ -138,6 +139,7 @@ class Delivery(SQLModel, table=True):
     to_address: str
     body: str = Field(sa_column=Column(Text, nullable=False))
     state: str = "pending"  # pending | sending | sent | delivered | failed
+    send_context: str | None = None  # what the provider echoes for it (batch key or own key)
     provider: str | None = None
     provider_id: str | None = Field(default=None, index=True)
     attempts: int = 0

@@ -1,8 +1,8 @@
 """initial schema
 
 Revision ID: 0001
-Revises: 
-Create Date: 2026-11-23 07:45:55.458580
+Revises:
+Create Date: 2026-11-23 07:56:42.619688
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import sqlmodel
 from alembic import op
 
 import warnd.db.models
+
 
 revision = '0001'
 down_revision = None
@@ -66,6 +67,7 @@ def upgrade() -> None:
     sa.Column('to_address', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('body', sa.Text(), nullable=False),
     sa.Column('state', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('send_context', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('provider', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('provider_id', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('attempts', sa.Integer(), nullable=False),
@@ -159,6 +161,7 @@ def upgrade() -> None:
     sa.Column('channels', sa.JSON(), nullable=False),
     sa.Column('state', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('deadline', warnd.db.models.UTCDateTime(), nullable=True),
+    sa.Column('window_seconds', sa.Integer(), nullable=False),
     sa.Column('level', sa.Integer(), nullable=False),
     sa.Column('fence', sa.Integer(), nullable=False),
     sa.Column('short_code', sqlmodel.sql.sqltypes.AutoString(length=12), nullable=False),

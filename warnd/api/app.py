@@ -1,0 +1,148 @@
+"""HTTP API for the duty room and the services that push warnings, plus provider webhooks."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import text
+
+from warnd.api.problems import problem
+from warnd.domain import ConfirmVia
+from warnd.engine.board import alert_calls, alert_summary
+from warnd.engine.ingest import IngestError, IngestResult
+from warnd.engine.service import Engine
+
+MAX_CAP_BYTES = 5 * 1024 * 1024  # real CAP can carry embedded audio: keep the limit well above 1 MB
+ENGINE = web.AppKey("engine", Engine)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path.startswith("/api/"):
+        tokens = request.app[ENGINE].settings.api.tokens
+        header = request.headers.get("Authorization", "")
+        given = header[7:] if header.startswith("Bearer ") else ""
+        if not given or not any(hmac.compare_digest(given, t) for t in tokens):
+            return problem(401, "Unauthorized", "a valid bearer token is required")
+    return await handler(request)
+
+
+def _ingest_body(r: IngestResult) -> dict[str, Any]:
+    return {
+        "id": r.alert_id, "created": r.created, "step": r.step or None, "colour": r.colour or None,
+        "calls": r.calls, "deliveries": r.deliveries, "cancelled_calls": r.cancelled_calls,
+        "superseded": r.superseded, "unknown_codes": r.unknown_codes, "out_of_area": r.out_of_area,
+        "gaps": [{"region": g.region_code, "role": g.role, "level": g.level} for g in r.gaps],
+    }
+
+
+def _ingest_problem(e: IngestError) -> web.Response:
+    return problem(e.status, e.title, e.detail, field=e.field, **e.extra)
+
+
+async def post_alert(request: web.Request) -> web.StreamResponse:
+    engine = request.app[ENGINE]
+    if request.content_length is not None and request.content_length > MAX_CAP_BYTES:
+        return problem(413, "Too large", f"a CAP message is limited to {MAX_CAP_BYTES} bytes")
+    try:
+        data = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return problem(413, "Too large", f"a CAP message is limited to {MAX_CAP_BYTES} bytes")
+    try:
+        result = await engine.ingestor.submit_cap(data, source="api")
+    except IngestError as e:
+        return _ingest_problem(e)
+    return web.json_response(_ingest_body(result), status=201 if result.created else 200,
+                             dumps=lambda o: json.dumps(o, ensure_ascii=False))
+
+
+def _int(request: web.Request, name: str) -> int:
+    try:
+        return int(request.match_info[name])
+    except ValueError:
+        raise web.HTTPNotFound() from None
+
+
+async def get_alert(request: web.Request) -> web.StreamResponse:
+    engine = request.app[ENGINE]
+    body = await alert_summary(engine.db, _int(request, "id"), engine.clock.now())
+    if body is None:
+        return problem(404, "Not found", "no such alert")
+    return web.json_response(body, dumps=lambda o: json.dumps(o, ensure_ascii=False))
+
+
+async def get_calls(request: web.Request) -> web.StreamResponse:
+    engine = request.app[ENGINE]
+    rows = await alert_calls(engine.db, _int(request, "id"), engine.clock.now(), engine.ingestor.roles)
+    if rows is None:
+        return problem(404, "Not found", "no such alert")
+    return web.json_response({"calls": rows}, dumps=lambda o: json.dumps(o, ensure_ascii=False))
+
+
+async def _json(request: web.Request) -> dict[str, Any]:
+    if not request.can_read_body:
+        return {}
+    try:
+        body = await request.json()
+    except ValueError:
+        raise web.HTTPBadRequest() from None
+    return body if isinstance(body, dict) else {}
+
+
+async def ack_call(request: web.Request) -> web.StreamResponse:
+    engine = request.app[ENGINE]
+    try:
+        body = await _json(request)
+    except web.HTTPBadRequest:
+        return problem(400, "Bad request", "body must be JSON: {\"note\": \"...\"}")
+    note = str(body.get("note", "")).strip()
+    if not note:
+        return problem(400, "Bad request", "a note saying who answered the phone is required", field="note")
+    try:
+        out = await engine.calls.confirm(_int(request, "id"), ConfirmVia.DUTY_OFFICER, None, note[:500])
+    except KeyError:
+        return problem(404, "Not found", "no such call")
+    return web.json_response({"id": out.call_id, "confirmed": out.confirmed, "state": out.state})
+
+
+async def cancel_alert(request: web.Request) -> web.StreamResponse:
+    engine = request.app[ENGINE]
+    try:
+        body = await _json(request)
+    except web.HTTPBadRequest:
+        return problem(400, "Bad request", "body must be JSON")
+    try:
+        r = await engine.ingestor.cancel(_int(request, "id"), str(body.get("reason", "duty room cancel"))[:500])
+    except IngestError as e:
+        return _ingest_problem(e)
+    return web.json_response(_ingest_body(r))
+
+
+async def healthz(request: web.Request) -> web.StreamResponse:
+    engine = request.app[ENGINE]
+    try:
+        async with engine.db.session() as s:
+            await s.exec(text("SELECT 1"))  # type: ignore[call-overload]
+    except Exception as e:
+        return web.json_response({"status": "error", "database": str(e)}, status=503)
+    return web.json_response({"status": "ok", "now": engine.clock.now().isoformat()})
+
+
+def make_app(engine: Engine) -> web.Application:
+    app = web.Application(middlewares=[auth], client_max_size=MAX_CAP_BYTES + 1024)
+    app[ENGINE] = engine
+    app.router.add_post("/api/v1/alerts", post_alert)
+    app.router.add_get("/api/v1/alerts/{id}", get_alert)
+    app.router.add_get("/api/v1/alerts/{id}/calls", get_calls)
+    app.router.add_post("/api/v1/alerts/{id}/cancel", cancel_alert)
+    app.router.add_post("/api/v1/calls/{id}/ack", ack_call)
+    app.router.add_get("/healthz", healthz)
+    for channel in engine.channels.values():
+        app.router.add_routes(channel.webhook_routes(engine.inbound))
+    return app

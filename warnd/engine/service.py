@@ -1,0 +1,109 @@
+"""Wires the parts into one running engine: database, clock, policy, channels, workers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from channels.base import Channel
+from warnd.cap.classify import load_vocabulary
+from warnd.clock import Clock, clock_from_spec
+from warnd.config import Settings
+from warnd.db.engine import Database
+from warnd.engine.calls import CallService, EscalationWorker
+from warnd.engine.inbound import InboundHandler
+from warnd.engine.ingest import Ingestor
+from warnd.engine.outbox import Outbox
+from warnd.engine.roster import RosterCache
+from warnd.policy import load_policy
+from warnd.roles import load_roles
+from warnd.templates import load_templates
+
+log = structlog.get_logger("warnd")
+
+
+def _path(p: str) -> Path | None:
+    return Path(p) if p else None
+
+
+def build_channels(settings: Settings) -> dict[str, Channel]:
+    """The SMS channel from configuration (provider SDK clients are created here)."""
+    sms = settings.sms
+    public = settings.server.public_base_url.rstrip("/")
+    if sms.provider == "tencent":
+        from channels.sms_tencent import TencentSms
+
+        t = sms.tencent
+        return {"sms": TencentSms(secret_id=t.secret_id, secret_key=t.secret_key, sdk_app_id=t.sdk_app_id,
+                                  sign_name=t.sign_name, template_id=t.template_id, region=t.region,
+                                  endpoint=t.endpoint or None, callback_token=t.callback_token)}
+    if sms.provider == "twilio":
+        from channels.sms_twilio import TwilioSms
+
+        w = sms.twilio
+        return {"sms": TwilioSms(account_sid=w.account_sid, auth_token=w.auth_token, from_number=w.from_number,
+                                 public_base_url=public, api_base_url=w.api_base_url or None)}
+    raise ValueError(f"unknown sms.provider {sms.provider!r}: use tencent or twilio")
+
+
+@dataclass
+class Engine:
+    settings: Settings
+    db: Database
+    clock: Clock
+    roster: RosterCache
+    ingestor: Ingestor
+    calls: CallService
+    inbound: InboundHandler
+    outbox: Outbox
+    escalation: EscalationWorker
+    channels: Mapping[str, Channel]
+    _tasks: list[asyncio.Task[None]]
+
+    @classmethod
+    def build(cls, settings: Settings, clock: Clock | None = None,
+              channels: Mapping[str, Channel] | None = None) -> Engine:
+        clock = clock or clock_from_spec(settings.clock.spec)
+        roles = load_roles(_path(settings.policy.roles))
+        policy = load_policy(_path(settings.policy.path), roles)
+        templates = load_templates(_path(settings.policy.templates))
+        vocab = load_vocabulary(_path(settings.policy.vocabulary))
+        db = Database(settings.database.url)
+        roster = RosterCache(db)
+        chans = dict(channels) if channels is not None else build_channels(settings)
+        holder: dict[str, Engine] = {}
+
+        def kick() -> None:
+            if "e" in holder:
+                holder["e"].outbox.wake.set()
+                holder["e"].escalation.wake.set()
+
+        ingestor = Ingestor(db, clock, policy, vocab, templates, roles, roster, settings.county, kick)
+        calls = CallService(db, clock, policy, templates, roles, roster, ingestor, kick)
+        inbound = InboundHandler(db, clock, calls, templates, settings.delivery, kick)
+
+        outbox = Outbox(db, clock, chans, settings.delivery, after_sent=CallService.restart_windows)
+        engine = cls(settings, db, clock, roster, ingestor, calls, inbound, outbox,
+                     EscalationWorker(calls, clock), chans, [])
+        holder["e"] = engine
+        return engine
+
+    async def start(self) -> None:
+        await self.db.upgrade()
+        self._tasks = [
+            asyncio.create_task(self.outbox.run(single_instance=self.db.is_sqlite), name="outbox"),
+            asyncio.create_task(self.escalation.run(), name="escalation"),
+        ]
+        log.info("engine started", database=self.db.url.split("@")[-1], clock=type(self.clock).__name__)
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for ch in self.channels.values():
+            await ch.close()
+        await self.db.close()
