@@ -131,7 +131,7 @@ class CallService:
                 body = render(ctx, RUNG_TEMPLATE[rung.action], r, roles=self.roles, call=call,
                               official=person, region_name=region.name if region else call.region_code)
                 for channel in channels:
-                    await s.execute(insert(Delivery).values(delivery_row(
+                    await (await s.connection()).execute(insert(Delivery).values(delivery_row(
                         alert.id, call.id, call.step, r, channel, Purpose.ESCALATION, new.level, body, now)))
             events.record(s, now, "call_escalated" if rung.action != Action.DUTY_ROOM else "call_to_duty_room",
                           alert_id=call.alert_id, call_id=call.id, person_id=call.person_id,

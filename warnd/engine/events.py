@@ -32,4 +32,4 @@ def row(at: datetime, kind: str, *, alert_id: int | None = None, call_id: int | 
 async def record_many(s: AsyncSession, rows: list[dict[str, Any]]) -> None:
     """Bulk append (Core insert): the fan-out of one warning writes thousands of events."""
     if rows:
-        await s.execute(insert(Event), rows)
+        await (await s.connection()).execute(insert(Event), rows)

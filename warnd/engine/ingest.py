@@ -191,7 +191,7 @@ class Ingestor:
                 call_rows.append(row)
             call_ids: dict[int, int] = {}
             if call_rows:
-                res = await s.execute(insert(Call).returning(col(Call.id), col(Call.person_id)), call_rows)
+                res = await (await s.connection()).execute(insert(Call).returning(col(Call.id), col(Call.person_id)), call_rows)
                 call_ids = {pid: cid for cid, pid in res.all()}
                 conn = await s.connection()
                 await conn.execute(update(Call.__table__).where(  # type: ignore[attr-defined]
@@ -207,7 +207,7 @@ class Ingestor:
                 body = render(ctx, template, person, roles=self.roles, code=short_code_for(cid))
                 delivery_rows.append(delivery_row(alert.id, cid, step, person, pd.channel, pd.purpose, 0, body, now))
             if delivery_rows:
-                await s.execute(insert(Delivery), delivery_rows)
+                await (await s.connection()).execute(insert(Delivery), delivery_rows)
             result.deliveries += len(delivery_rows)
             calls_by_person = call_ids
             result.calls = len(calls_by_person)
@@ -304,7 +304,7 @@ class Ingestor:
             if person is None:
                 continue
             assert alert.id is not None
-            await s.execute(insert(Delivery).values(delivery_row(
+            await (await s.connection()).execute(insert(Delivery).values(delivery_row(
                 alert.id, None, None, person, channel, Purpose.CANCEL_NOTICE, None,
                 render(ctx, "cancel_notice", person, roles=self.roles), now)))
             notices += 1
@@ -331,7 +331,7 @@ class Ingestor:
             body = render(ctx, "gap_notice", officer, roles=self.roles, count=len(gaps), details=details)
             rows.append(delivery_row(alert.id, None, None, officer, "sms", Purpose.GAP_NOTICE, None, body, now))
         if rows:
-            await s.execute(insert(Delivery), rows)
+            await (await s.connection()).execute(insert(Delivery), rows)
         return len(rows)
 
 def delivery_row(alert_id: int, call_id: int | None, step: str | None, person: PersonView, channel: str,
