@@ -192,7 +192,7 @@ class Ingestor:
             call_ids: dict[int, int] = {}
             if call_rows:
                 res = await (await s.connection()).execute(insert(Call).returning(col(Call.id), col(Call.person_id)), call_rows)
-                call_ids = {int(pid): int(cid) for cid, pid in res.all()}
+                call_ids = {pid: cid for cid, pid in res.tuples().all() if cid is not None}
                 conn = await s.connection()
                 await conn.execute(update(Call.__table__).where(  # type: ignore[attr-defined]
                     Call.__table__.c.id == bindparam("cid")).values(short_code=bindparam("code")),  # type: ignore[attr-defined]
