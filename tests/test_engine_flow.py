@@ -105,7 +105,7 @@ async def test_api_refuses_without_token_and_bad_xml_changes_nothing(stack: Stac
 async def test_warning_reaches_officials_once_and_reply_confirms(stack: Stack) -> None:
     status, body = await stack.post_cap(imminent())
     assert status == 201 and body["calls"] == 4 and body["step"] == "imminent"
-    msgs = await stack.sim.wait_for_messages(4)
+    msgs = await stack.sim.wait_for_messages(4, timeout=30)
     assert sorted(m.to for m in msgs) == [f"+861390000000{i}" for i in (1, 2, 3, 4)]
     assert all("请回复1" in m.body for m in msgs)
 
@@ -124,11 +124,11 @@ async def test_warning_reaches_officials_once_and_reply_confirms(stack: Stack) -
 
 async def test_silence_escalates_each_rung_exactly_once(stack: Stack) -> None:
     _, body = await stack.post_cap(imminent())
-    await stack.sim.wait_for_messages(4)
+    await stack.sim.wait_for_messages(4, timeout=30)
     await stack.sim.send_reply(stack.reply_url, "+8613900000001", "1")
 
     await stack.clock.advance(timedelta(minutes=10, seconds=1))  # yellow imminent window
-    msgs = await stack.sim.wait_for_messages(7)  # resend to the three silent officials
+    msgs = await stack.sim.wait_for_messages(7, timeout=30)  # resend to the three silent officials
     resent = {m.to for m in msgs[4:]}
     assert resent == {"+8613900000002", "+8613900000003", "+8613900000004"}
     assert all("再次提醒" in m.body for m in msgs[4:])
@@ -137,7 +137,7 @@ async def test_silence_escalates_each_rung_exactly_once(stack: Stack) -> None:
 
     await stack.sim.send_reply(stack.reply_url, "+8613900000002", "收到")
     await stack.clock.advance(timedelta(minutes=5))
-    msgs = await stack.sim.wait_for_messages(8)
+    msgs = await stack.sim.wait_for_messages(8, timeout=30)
     # 王网格's deputy is 李主任; 赵组长 has none, so his call moves straight on to his superior.
     deputy = [m for m in msgs[7:] if "替补叫应" in m.body]
     assert [m.to for m in deputy] == ["+8613900000002"] and "王网格" in deputy[0].body
@@ -153,7 +153,7 @@ async def test_silence_escalates_each_rung_exactly_once(stack: Stack) -> None:
 
 async def test_duplicate_webhook_and_stranger_change_nothing(stack: Stack) -> None:
     _, body = await stack.post_cap(imminent())
-    await stack.sim.wait_for_messages(4)
+    await stack.sim.wait_for_messages(4, timeout=30)
     for _ in range(2):
         await stack.sim.send_reply(stack.reply_url, "+8613900000003", "1", time_=1782871200)
     await stack.sim.send_reply(stack.reply_url, "+8613811112222", "1")
@@ -169,7 +169,7 @@ async def test_duplicate_webhook_and_stranger_change_nothing(stack: Stack) -> No
 
 async def test_duty_officer_ack_and_cancel_notify_the_reached(stack: Stack) -> None:
     _, body = await stack.post_cap(imminent())
-    await stack.sim.wait_for_messages(4)
+    await stack.sim.wait_for_messages(4, timeout=30)
     calls = await stack.calls(body["id"])
     auth = {"Authorization": f"Bearer {TOKEN}"}
     r = await stack.http.post(f"/api/v1/calls/{calls['赵组长']['id']}/ack", json={"note": "电话联系，已收到"}, headers=auth)
@@ -178,7 +178,7 @@ async def test_duty_officer_ack_and_cancel_notify_the_reached(stack: Stack) -> N
     assert r.status == 200 and (await r.json())["cancelled_calls"] == 3
     # The per-recipient throttle holds the notices until 20 s after the warning itself.
     await stack.clock.advance(timedelta(seconds=21))
-    msgs = await stack.sim.wait_for_messages(8)
+    msgs = await stack.sim.wait_for_messages(8, timeout=30)
     assert sum("预警解除" in m.body for m in msgs) == 4
     await stack.clock.advance(timedelta(hours=1))
     assert await stack.engine.calls.fire_due() == 0  # cancelled calls never escalate

@@ -24,6 +24,7 @@ class County:
 @dataclass(frozen=True)
 class DatabaseCfg:
     url: str = "sqlite:///warnd.db"
+    durable: bool = True  # SQLite synchronous=FULL; false only for throwaway demo databases
 
 
 @dataclass(frozen=True)

@@ -35,13 +35,13 @@ def driver_url(url: str, *, asynchronous: bool) -> str:
     raise ValueError(f"unsupported database {backend!r}: use sqlite:/// or postgresql://")
 
 
-def _sqlite_pragmas(engine: Any) -> None:
+def _sqlite_pragmas(engine: Any, durable: bool) -> None:
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         cur.execute("PRAGMA busy_timeout=30000")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
@@ -52,7 +52,8 @@ def _sqlite_pragmas(engine: Any) -> None:
 
 
 class Database:
-    def __init__(self, url: str):
+    def __init__(self, url: str, durable: bool = True):
+        # durable=False (NORMAL) still survives a process crash, not a power cut: demo only.
         self.url = url
         self.is_sqlite = make_url(url).get_backend_name() == "sqlite"
         kwargs: dict[str, Any] = {}
@@ -60,7 +61,7 @@ class Database:
             kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(driver_url(url, asynchronous=True), **kwargs)
         if self.is_sqlite:
-            _sqlite_pragmas(self.engine.sync_engine)
+            _sqlite_pragmas(self.engine.sync_engine, durable)
         self.sessions = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
 
     def session(self) -> AsyncSession:

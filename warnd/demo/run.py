@@ -98,7 +98,7 @@ async def run_demo(out: Path, speed: float = 720.0, seed: int = 631) -> int:
     token, cb_token = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
     settings = Settings(
         county=County(code=COUNTY_CODE, name="沅陵县", sender_name="沅陵县防汛抗旱指挥部"),
-        database=DatabaseCfg(f"sqlite:///{workdir / 'warnd.db'}"),
+        database=DatabaseCfg(f"sqlite:///{workdir / 'warnd.db'}", durable=False),
         api=ApiCfg((token,)),
         sms=SmsCfg(provider="tencent", tencent=TencentCfg(
             secret_id=sim.secret_id, secret_key=sim.secret_key, sdk_app_id=sim.sdk_app_id,
@@ -147,7 +147,7 @@ async def run_demo(out: Path, speed: float = 720.0, seed: int = 631) -> int:
             # A duplicate push (feeds retry): must be recognised, nothing sent twice.
             again = await _post(http, f"{base}/api/v1/alerts", token, body)
             assert not again["created"]
-        await clock.wait_until(t0 + timedelta(hours=6, minutes=30))
+        await clock.wait_until(t0 + timedelta(hours=8))  # let the imminent ladder run out
     for t in tasks:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)

@@ -72,7 +72,7 @@ class Engine:
         policy = load_policy(_path(settings.policy.path), roles)
         templates = load_templates(_path(settings.policy.templates))
         vocab = load_vocabulary(_path(settings.policy.vocabulary))
-        db = Database(settings.database.url)
+        db = Database(settings.database.url, durable=settings.database.durable)
         roster = RosterCache(db)
         chans = dict(channels) if channels is not None else build_channels(settings)
         holder: dict[str, Engine] = {}
