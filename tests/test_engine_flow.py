@@ -137,7 +137,7 @@ async def test_silence_escalates_each_rung_exactly_once(stack: Stack) -> None:
 
     await stack.sim.send_reply(stack.reply_url, "+8613900000002", "收到")
     await stack.clock.advance(timedelta(minutes=5))
-    msgs = await stack.sim.wait_for_messages(8, timeout=30)
+    msgs = await stack.sim.wait_for_messages(9, timeout=30)
     # 王网格's deputy is 李主任; 赵组长 has none, so his call moves straight on to his superior.
     deputy = [m for m in msgs[7:] if "替补叫应" in m.body]
     assert [m.to for m in deputy] == ["+8613900000002"] and "王网格" in deputy[0].body

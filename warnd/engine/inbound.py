@@ -58,10 +58,12 @@ class InboundHandler:
         now = self.clock.now()
         async with self.db.session() as s:
             people = (await s.exec(select(Person).where(Person.phone == reply.from_address))).all()
-            if not people:
-                async with self.db.session() as s2, s2.begin():
-                    events.record(s2, now, "reply_unknown_sender", from_address=reply.from_address)
-                return "unknown sender"
+        if not people:
+            # Outside the read session: SQLite allows one writer, a nested one would deadlock.
+            async with self.db.session() as s2, s2.begin():
+                events.record(s2, now, "reply_unknown_sender", from_address=reply.from_address)
+            return "unknown sender"
+        async with self.db.session() as s:
             ids = [p.id for p in people]
             own = select(Call.id).where(col(Call.person_id).in_(ids))
             via_escalation = select(Delivery.call_id).where(col(Delivery.person_id).in_(ids),
