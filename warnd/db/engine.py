@@ -81,8 +81,9 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
-def upgrade(url: str, revision: str = "head") -> None:
-    """Bring the schema to `revision` (synchronous; Alembic drives a sync engine)."""
+def upgrade(url: str, revision: str = "heads") -> None:
+    """Bring the schema to `revision` (synchronous; Alembic drives a sync engine). "heads":
+    feature branches of the migration graph may each add their own revision off 0001."""
     if make_url(url).get_backend_name() == "sqlite":
         db = make_url(url).database
         if db and db != ":memory:":

@@ -31,6 +31,8 @@ from warnd.policy import Policy
 from warnd.roles import Roles
 from warnd.templates import Templates
 
+ERROR_BACKOFF_SECONDS = 1.0
+
 log = structlog.get_logger("warnd.calls")
 
 RUNG_TEMPLATE = {Action.RESEND: "resend", Action.DEPUTY: "deputy", Action.SUPERIOR: "superior"}
@@ -175,6 +177,9 @@ class EscalationWorker:
                     pass
                 nxt = await self.calls.next_deadline()
             except Exception:
+                # A database hiccup: back off in real time (clock time may be frozen in
+                # tests or racing in drills), then try the whole pass again.
                 log.exception("escalation pass failed; retrying")
-                nxt = self.clock.now() + timedelta(seconds=5)
+                await asyncio.sleep(ERROR_BACKOFF_SECONDS)
+                continue
             await self.clock.wait_until(nxt, self.wake)

@@ -245,6 +245,7 @@ class Ingestor:
 
     async def _cancel_message(self, msg: CapMessage, raw: bytes, source: str) -> IngestResult:
         now = self.clock.now()
+        roster = await self.roster.get()  # before the transaction: SQLite has one writer
         async with self.db.session() as s, s.begin():
             targets = [a for a in await self._referenced(s, msg) if a.state == AlertState.ACTIVE]
             if not targets:
@@ -265,7 +266,8 @@ class Ingestor:
             assert alert.id is not None
             result = IngestResult(alert.id, True, step=first.step, colour=first.colour)
             for target in targets:
-                cancelled, notices = await self.cancel_in_session(s, target, now, reason=f"CAP Cancel {msg.identifier}")
+                cancelled, notices = await self.cancel_in_session(s, target, roster, now,
+                                                                  reason=f"CAP Cancel {msg.identifier}")
                 result.cancelled_calls += cancelled
                 result.deliveries += notices
         return result
@@ -273,18 +275,20 @@ class Ingestor:
     async def cancel(self, alert_id: int, reason: str) -> IngestResult:
         """Duty-room cancel (POST /alerts/{id}/cancel)."""
         now = self.clock.now()
+        roster = await self.roster.get()
         async with self.db.session() as s, s.begin():
             alert = await s.get(Alert, alert_id)
             if alert is None:
                 raise IngestError(404, "Not found", f"no alert {alert_id}")
             if alert.state != AlertState.ACTIVE:
                 raise IngestError(409, "Not active", f"alert {alert_id} is {alert.state}")
-            cancelled, notices = await self.cancel_in_session(s, alert, now, reason=reason)
+            cancelled, notices = await self.cancel_in_session(s, alert, roster, now, reason=reason)
         self.on_change()
         return IngestResult(alert_id, False, step=alert.step, colour=alert.colour,
                             cancelled_calls=cancelled, deliveries=notices)
 
-    async def cancel_in_session(self, s: AsyncSession, alert: Alert, now: datetime, reason: str) -> tuple[int, int]:
+    async def cancel_in_session(self, s: AsyncSession, alert: Alert, roster: RosterSnapshot, now: datetime,
+                                reason: str) -> tuple[int, int]:
         """Stop every pending escalation and tell everyone already reached that it is lifted."""
         alert.state = AlertState.CANCELLED
         cancelled = 0
@@ -296,7 +300,6 @@ class Ingestor:
         reached = (await s.exec(select(Delivery.person_id, Delivery.channel).where(
             Delivery.alert_id == alert.id, col(Delivery.state).in_(["sent", "delivered"]),
             col(Delivery.purpose).in_([Purpose.WARNING, Purpose.ESCALATION])).distinct())).all()
-        roster = await self.roster.get()
         ctx = MessageContext.of(alert, self.templates)
         notices = 0
         for person_id, channel in sorted(set(reached)):
