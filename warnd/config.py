@@ -91,6 +91,38 @@ class SmsCfg:
 
 
 @dataclass(frozen=True)
+class SpeakersCfg:
+    """Village loudspeakers over MQTT (docs/mqtt.md)."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 1883
+    client_id: str = ""  # default: warnd-{county code}
+    username: str = ""
+    password: str = ""  # or WARND_MQTT_PASSWORD
+    tls: bool = False
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    tls_insecure: bool = False  # skip hostname verification (test brokers only)
+    keepalive: int = 60
+    session_expiry_seconds: int = 86400
+    steps: tuple[str, ...] = ("imminent",)  # 631 steps at which speakers play
+    ack_window_seconds: float = 300  # `played` must arrive within this (clock time)
+    command_ttl_seconds: float = 3600  # a command expires at min(warning expiry, issue + ttl)
+    stale_after_seconds: float = 180  # no heartbeat/state for this long: stale
+    repeat: int = 3
+    volume: int = 90
+    voice: str = "female"
+    fallback_roles: tuple[str, ...] = ("village_secretary", "village_head", "group_leader")
+    fallback_confirm_minutes: float = 10
+    fallback_ladder: str = "standard"
+    fallback_channels: tuple[str, ...] = ("sms",)
+    reconnect_min_seconds: float = 1
+    reconnect_max_seconds: float = 30
+
+
+@dataclass(frozen=True)
 class Settings:
     county: County = field(default_factory=County)
     database: DatabaseCfg = field(default_factory=DatabaseCfg)
@@ -100,6 +132,7 @@ class Settings:
     policy: PolicyCfg = field(default_factory=PolicyCfg)
     delivery: DeliveryCfg = field(default_factory=DeliveryCfg)
     sms: SmsCfg = field(default_factory=SmsCfg)
+    speakers: SpeakersCfg = field(default_factory=SpeakersCfg)
 
 
 def _merge(obj: Any, raw: dict[str, Any], where: str) -> Any:
@@ -117,8 +150,8 @@ def _merge(obj: Any, raw: dict[str, Any], where: str) -> Any:
             if not isinstance(value, list):
                 raise ConfigError(f"{where}{key}: must be a list")
             changes[key] = tuple(value)
-        elif isinstance(current, bool) or not isinstance(value, type(current)):
-            if isinstance(current, float) and isinstance(value, int):
+        elif isinstance(current, bool) != isinstance(value, bool) or not isinstance(value, type(current)):
+            if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
                 changes[key] = float(value)
             else:
                 raise ConfigError(f"{where}{key}: expected {type(current).__name__}, got {value!r}")
@@ -146,4 +179,6 @@ def load_settings(path: Path | None = None, env: dict[str, str] | None = None) -
         sms = replace(sms, tencent=replace(sms.tencent, secret_key=env["WARND_TENCENT_SECRET_KEY"]))
     if env.get("WARND_TWILIO_AUTH_TOKEN"):
         sms = replace(sms, twilio=replace(sms.twilio, auth_token=env["WARND_TWILIO_AUTH_TOKEN"]))
+    if env.get("WARND_MQTT_PASSWORD"):
+        settings = replace(settings, speakers=replace(settings.speakers, password=env["WARND_MQTT_PASSWORD"]))
     return replace(settings, sms=sms)

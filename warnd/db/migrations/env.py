@@ -7,6 +7,7 @@ from sqlalchemy import create_engine, pool
 from sqlmodel import SQLModel
 
 import warnd.db.models  # noqa: F401  (registers tables on the metadata)
+import warnd.speakers.models  # noqa: F401
 
 config = context.config
 target_metadata = SQLModel.metadata
