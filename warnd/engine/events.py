@@ -1,4 +1,9 @@
-"""Append-only event log: every state change writes one row in the same transaction."""
+"""Append-only event log: every state change writes one row in the same transaction.
+
+`record` only buffers the row on the session; a `before_commit` hook inserts the session's
+buffer in one bulk statement. The rows commit (or roll back) with the change they describe,
+and a fan-out that records thousands of events does not build thousands of ORM objects.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +11,15 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import insert
+from sqlalchemy import event, insert
+from sqlalchemy.orm import Session
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from warnd.db.models import Event
 
 log = structlog.get_logger("warnd")
 
-
-def record(
-    s: AsyncSession, at: datetime, kind: str, *, alert_id: int | None = None,
-    call_id: int | None = None, delivery_id: int | None = None, person_id: int | None = None,
-    **data: Any,
-) -> None:
-    s.add(Event(at=at, kind=kind, alert_id=alert_id, call_id=call_id, delivery_id=delivery_id,
-                person_id=person_id, data=data))
+_BUFFER = "warnd_events"
 
 
 def row(at: datetime, kind: str, *, alert_id: int | None = None, call_id: int | None = None,
@@ -29,7 +28,26 @@ def row(at: datetime, kind: str, *, alert_id: int | None = None, call_id: int | 
                 person_id=person_id, data=data)
 
 
-async def record_many(s: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    """Bulk append (Core insert): the fan-out of one warning writes thousands of events."""
+def record(
+    s: AsyncSession, at: datetime, kind: str, *, alert_id: int | None = None,
+    call_id: int | None = None, delivery_id: int | None = None, person_id: int | None = None,
+    **data: Any,
+) -> None:
+    s.info.setdefault(_BUFFER, []).append(row(at, kind, alert_id=alert_id, call_id=call_id,
+                                              delivery_id=delivery_id, person_id=person_id, **data))
+
+
+def record_many(s: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    s.info.setdefault(_BUFFER, []).extend(rows)
+
+
+@event.listens_for(Session, "before_commit")
+def _write_buffered(session: Session) -> None:
+    rows = session.info.pop(_BUFFER, None)
     if rows:
-        await (await s.connection()).execute(insert(Event), rows)
+        session.execute(insert(Event), rows)
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_buffered(session: Session) -> None:
+    session.info.pop(_BUFFER, None)

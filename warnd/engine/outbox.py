@@ -155,7 +155,7 @@ class Outbox:
                     state="sent", provider=bindparam("prov"), provider_id=bindparam("pid"), sent_at=now,
                     lease_until=None, last_error=None),
                     [{"did": d.id, "prov": r.provider, "pid": r.provider_id} for d, r in sent])
-                await events.record_many(s, [events.row(
+                events.record_many(s, [events.row(
                     now, "delivery_sent", alert_id=d.alert_id, call_id=d.call_id, delivery_id=d.id,
                     person_id=d.person_id, provider=r.provider, provider_id=r.provider_id, attempt=d.attempts)
                     for d, r in sent])
