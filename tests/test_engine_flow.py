@@ -185,3 +185,14 @@ async def test_duty_officer_ack_and_cancel_notify_the_reached(stack: Stack) -> N
     r = await stack.http.get(f"/api/v1/alerts/{body['id']}", headers=auth)
     summary = await r.json()
     assert summary["state"] == "cancelled" and summary["steps"]["imminent"]["confirmed"] == 1
+
+
+async def test_window_counts_from_send_and_wakes_the_escalation_worker(stack: Stack) -> None:
+    # Planned with a send grace (deadline +20 min); once the SMS leaves the deadline moves to
+    # sent + 10 min. Nobody replies, so only the outbox's wake-up can tell the sleeping
+    # escalation worker about the earlier deadline.
+    await stack.post_cap(imminent())
+    await stack.sim.wait_for_messages(4, timeout=30)
+    await stack.clock.advance(timedelta(minutes=10, seconds=1))
+    msgs = await stack.sim.wait_for_messages(8, timeout=30)
+    assert sorted(m.to for m in msgs[4:]) == [f"+861390000000{i}" for i in (1, 2, 3, 4)]

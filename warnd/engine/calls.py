@@ -66,23 +66,33 @@ class CallService:
 
     async def confirm(self, call_id: int, via: ConfirmVia, by_person_id: int | None = None,
                       note: str | None = None) -> ConfirmOutcome:
-        now = self.clock.now()
         async with self.db.session() as s, s.begin():
             call = await s.get(Call, call_id)
             if call is None:
                 raise KeyError(call_id)
-            t = on_confirm(snapshot(call), now)
-            if not t.changed or not await cas(s, call, t.call, confirmed_at=now, confirmed_via=via.value,
-                                               confirmed_by_id=by_person_id, note=note):
-                return ConfirmOutcome(call_id, False, call.state)
-            # Escalation messages not yet sent are moot now.
-            await s.exec(update(Delivery).where(
-                col(Delivery.call_id) == call_id, col(Delivery.state) == "pending",
-                col(Delivery.purpose) == Purpose.ESCALATION).values(state="cancelled"))
-            events.record(s, now, "call_confirmed", alert_id=call.alert_id, call_id=call_id,
-                          person_id=call.person_id, via=via.value, by=by_person_id, level=call.level,
-                          late=call.state == CallState.DUTY_ROOM, note=note)
-        return ConfirmOutcome(call_id, True, CallState.CONFIRMED)
+            changed = await self.confirm_in(s, call, via, by_person_id, note, self.clock.now())
+            state = CallState.CONFIRMED.value if changed else call.state
+        if changed:
+            self.on_change()
+        return ConfirmOutcome(call_id, changed, state)
+
+    @staticmethod
+    async def confirm_in(s: AsyncSession, call: Call, via: ConfirmVia, by_person_id: int | None,
+                         note: str | None, now: datetime) -> bool:
+        """The one place a call becomes confirmed, inside the caller's transaction. False when
+        it was already confirmed or cancelled, or moved under us (fence): nothing changes."""
+        t = on_confirm(snapshot(call), now)
+        if not t.changed or not await cas(s, call, t.call, confirmed_at=now, confirmed_via=via.value,
+                                           confirmed_by_id=by_person_id, note=note):
+            return False
+        # Escalation messages not yet sent are moot now.
+        await s.exec(update(Delivery).where(
+            col(Delivery.call_id) == call.id, col(Delivery.state) == "pending",
+            col(Delivery.purpose) == Purpose.ESCALATION).values(state="cancelled"))
+        events.record(s, now, "call_confirmed", alert_id=call.alert_id, call_id=call.id,
+                      person_id=call.person_id, via=via.value, by=by_person_id, level=call.level,
+                      late=call.state == CallState.DUTY_ROOM, note=note)
+        return True
 
     async def fire_due(self, limit: int = 200) -> int:
         """Fire every deadline that has passed. Returns how many rungs fired."""

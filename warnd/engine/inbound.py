@@ -9,11 +9,12 @@ Each inbound message is stored once (dedupe key); a duplicate webhook changes no
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from channels.base import DeliveryReport, InboundReply
 from warnd.clock import Clock
@@ -23,7 +24,7 @@ from warnd.db.models import Call, Delivery, Inbound, Person
 from warnd.domain import CallState, ConfirmVia, Purpose
 from warnd.engine import events
 from warnd.engine.calls import CallService
-from warnd.replies import parse_reply
+from warnd.replies import Reply, parse_reply
 from warnd.templates import Templates
 
 log = structlog.get_logger("warnd.inbound")
@@ -36,68 +37,57 @@ class InboundHandler:
         self.on_change = on_change
 
     async def on_reply(self, reply: InboundReply) -> None:
-        now = self.clock.now()
+        """One transaction per reply: record it, confirm what it confirms (or queue the
+        instruction), and note the outcome. A duplicate webhook hits the unique dedupe key
+        and the whole transaction rolls back, changing nothing."""
+        parsed = parse_reply(reply.text)
         try:
             async with self.db.session() as s, s.begin():
+                now = self.clock.now()
                 row = Inbound(provider=reply.provider, dedupe_key=reply.dedupe_key,
                               from_address=reply.from_address, text=reply.text[:2000], received_at=now)
                 s.add(row)
                 await s.flush()
-                inbound_id = row.id
+                row.outcome = await self._apply(s, reply, parsed, row.id or 0, now)
         except IntegrityError:
             log.info("duplicate inbound ignored", key=reply.dedupe_key)
             return
-        outcome = await self._apply(reply, inbound_id or 0)
-        async with self.db.session() as s, s.begin():
-            row2 = await s.get(Inbound, inbound_id)
-            if row2 is not None:
-                row2.outcome = outcome
         self.on_change()
 
-    async def _apply(self, reply: InboundReply, inbound_id: int) -> str:
-        now = self.clock.now()
-        async with self.db.session() as s:
-            people = (await s.exec(select(Person).where(Person.phone == reply.from_address))).all()
+    async def _apply(self, s: AsyncSession, reply: InboundReply, parsed: Reply, inbound_id: int,
+                     now: datetime) -> str:
+        people = (await s.exec(select(Person).where(Person.phone == reply.from_address))).all()
         if not people:
-            # Outside the read session: SQLite allows one writer, a nested one would deadlock.
-            async with self.db.session() as s2, s2.begin():
-                events.record(s2, now, "reply_unknown_sender", from_address=reply.from_address)
+            events.record(s, now, "reply_unknown_sender", from_address=reply.from_address)
             return "unknown sender"
-        async with self.db.session() as s:
-            ids = [p.id for p in people]
-            own = select(Call.id).where(col(Call.person_id).in_(ids))
-            via_escalation = select(Delivery.call_id).where(col(Delivery.person_id).in_(ids),
-                                                            col(Delivery.call_id).is_not(None))
-            open_calls = (await s.exec(select(Call).where(
-                col(Call.state).in_([CallState.OPEN, CallState.DUTY_ROOM]),
-                col(Call.id).in_(own.union(via_escalation).scalar_subquery()),
-            ))).all()
-        parsed = parse_reply(reply.text)
-        targets = list(open_calls)
+        ids = [p.id for p in people]
+        own = select(Call.id).where(col(Call.person_id).in_(ids))
+        via_escalation = select(Delivery.call_id).where(col(Delivery.person_id).in_(ids),
+                                                        col(Delivery.call_id).is_not(None))
+        targets = list((await s.exec(select(Call).where(
+            col(Call.state).in_([CallState.OPEN, CallState.DUTY_ROOM]),
+            col(Call.id).in_(own.union(via_escalation).scalar_subquery()),
+        ))).all())
         if parsed.short_code:
             targets = [c for c in targets if c.short_code == parsed.short_code]
         if parsed.confirm and targets:
             confirmed = 0
             for call in targets:
-                assert call.id is not None
-                res = await self.calls.confirm(call.id, ConfirmVia.SMS_REPLY, by_person_id=people[0].id)
-                confirmed += res.confirmed
+                confirmed += await self.calls.confirm_in(s, call, ConfirmVia.SMS_REPLY, people[0].id, None, now)
             return f"confirmed {confirmed}"
-        await self._help(people[0], inbound_id)
+        await self._help(s, people[0], inbound_id, now)
         return "not understood" if not parsed.confirm else "no open call"
 
-    async def _help(self, person: Person, inbound_id: int) -> None:
-        now = self.clock.now()
+    async def _help(self, s: AsyncSession, person: Person, inbound_id: int, now: datetime) -> None:
         since = now - timedelta(seconds=self.cfg.reply_help_interval_seconds)
-        async with self.db.session() as s, s.begin():
-            recent = (await s.exec(select(Delivery.id).where(
-                Delivery.person_id == person.id, Delivery.purpose == Purpose.REPLY_HELP,
-                col(Delivery.created_at) >= since).limit(1))).first()
-            if recent is not None:
-                return  # rate limit: one instruction per interval
-            s.add(Delivery(idempotency_key=f"help:{inbound_id}", person_id=person.id or 0, channel="sms",
-                           purpose=Purpose.REPLY_HELP, to_address=person.phone,
-                           body=self.templates.render("reply_help"), next_attempt_at=now, created_at=now))
+        recent = (await s.exec(select(Delivery.id).where(
+            Delivery.person_id == person.id, Delivery.purpose == Purpose.REPLY_HELP,
+            col(Delivery.created_at) >= since).limit(1))).first()
+        if recent is not None:
+            return  # rate limit: one instruction per interval
+        s.add(Delivery(idempotency_key=f"help:{inbound_id}", person_id=person.id or 0, channel="sms",
+                       purpose=Purpose.REPLY_HELP, to_address=person.phone,
+                       body=self.templates.render("reply_help"), next_attempt_at=now, created_at=now))
 
     async def on_report(self, report: DeliveryReport) -> None:
         if not report.final:

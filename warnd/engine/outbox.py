@@ -56,9 +56,12 @@ AfterSent = Callable[[AsyncSession, list[Delivery], datetime], Awaitable[None]]
 
 class Outbox:
     def __init__(self, db: Database, clock: Clock, channels: Mapping[str, Channel], cfg: DeliveryCfg,
-                 after_sent: AfterSent | None = None):
+                 after_sent: AfterSent | None = None, on_change: Callable[[], None] = lambda: None):
         self.db, self.clock, self.channels, self.cfg = db, clock, channels, cfg
         self.after_sent = after_sent  # runs in the transaction that records the sends
+        # Sends move confirm deadlines (the window restarts at send): the escalation worker
+        # may be sleeping until an older, later deadline and must look again.
+        self.on_change = on_change
         self.wake = asyncio.Event()
         self._last_to: dict[str, datetime] = {}  # per-recipient throttle (this process)
         self._sem = asyncio.Semaphore(cfg.concurrency)
@@ -95,6 +98,7 @@ class Outbox:
                         events.record(s, now, "delivery_reconciled", alert_id=d.alert_id, call_id=d.call_id,
                                       delivery_id=d.id, person_id=d.person_id, provider_id=receipt.provider_id)
                         await self._after_sent(s, [d], now)
+                        self.on_change()
                 else:
                     await self._set(s, d, "sending", state="pending", next_attempt_at=now, lease_until=None)
         return len(rows)
@@ -160,6 +164,8 @@ class Outbox:
                     person_id=d.person_id, provider=r.provider, provider_id=r.provider_id, attempt=d.attempts)
                     for d, r in sent])
                 await self._after_sent(s, [d for d, _ in sent], now)
+        if claimed:
+            self.on_change()
         return len(due)
 
     def _throttle_ok(self, d: Delivery, now: datetime, min_gap: timedelta) -> bool:

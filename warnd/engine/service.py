@@ -86,7 +86,8 @@ class Engine:
         calls = CallService(db, clock, policy, templates, roles, roster, ingestor, kick)
         inbound = InboundHandler(db, clock, calls, templates, settings.delivery, kick)
 
-        outbox = Outbox(db, clock, chans, settings.delivery, after_sent=CallService.restart_windows)
+        outbox = Outbox(db, clock, chans, settings.delivery, after_sent=CallService.restart_windows,
+                        on_change=lambda: holder["e"].escalation.wake.set() if "e" in holder else None)
         engine = cls(settings, db, clock, roster, ingestor, calls, inbound, outbox,
                      EscalationWorker(calls, clock), chans, [])
         holder["e"] = engine
