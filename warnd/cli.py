@@ -13,6 +13,10 @@ from pathlib import Path
 
 from warnd.config import ConfigError, Settings, load_settings
 
+# aiosqlite runs each connection in a thread; with the default 5 ms GIL switch interval every
+# database round trip can wait that long for a busy event loop to let go.
+SWITCH_INTERVAL = 0.0005
+
 
 def _settings(args: argparse.Namespace) -> Settings:
     path = Path(args.config) if getattr(args, "config", None) else None
@@ -36,6 +40,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from warnd.logging import configure_logging
 
     configure_logging()
+    sys.setswitchinterval(SWITCH_INTERVAL)
     settings = _settings(args)
     port = args.port if args.port is not None else settings.server.port
 
@@ -115,7 +120,8 @@ def cmd_alert_submit(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from warnd.demo.run import run_demo
 
-    return asyncio.run(run_demo(Path(args.out), speed=args.speed, seed=args.seed))
+    sys.setswitchinterval(SWITCH_INTERVAL)
+    return asyncio.run(run_demo(Path(args.out), speed=args.speed, seed=args.seed, busy_speed=args.busy_speed))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -131,7 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="a whole 631 storm on a generated county, in under a minute")
     d.add_argument("--out", default="warnd-demo", help="output folder (default ./warnd-demo/)")
-    d.add_argument("--speed", type=float, default=720.0, help="clock speed-up (default 720: 6 h in 30 s)")
+    d.add_argument("--speed", type=float, default=1440.0, help="clock speed-up for the quiet hours (default 1440)")
+    d.add_argument("--busy-speed", type=float, default=120.0,
+                   help="clock speed-up from the county-wide imminent step on (default 120)")
     d.add_argument("--seed", type=int, default=631)
     d.set_defaults(func=cmd_demo)
 

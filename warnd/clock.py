@@ -59,13 +59,36 @@ class ScaledClock:
         self.speed = speed
         self.wall_origin = time.time() if wall_origin is None else wall_origin
         self.origin = origin or datetime.fromtimestamp(self.wall_origin, UTC)
+        self._changed = asyncio.Event()
 
     def now(self) -> datetime:
         return self.origin + timedelta(seconds=(time.time() - self.wall_origin) * self.speed)
 
+    def set_speed(self, speed: float) -> None:
+        """Change speed from now on (the demo slows down for its busiest step). Sleepers
+        wake and re-compute their real-time wait."""
+        if speed <= 0:
+            raise ValueError("clock speed must be positive")
+        self.origin, self.wall_origin, self.speed = self.now(), time.time(), speed
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
     async def wait_until(self, when: datetime | None, wake: asyncio.Event | None = None) -> None:
-        timeout = None if when is None else (when - self.now()).total_seconds() / self.speed
-        await _wait_event(wake, timeout)
+        while True:
+            changed = self._changed
+            timeout = None if when is None else (when - self.now()).total_seconds() / self.speed
+            if timeout is not None and timeout <= 0:
+                return
+            waiters = [asyncio.ensure_future(changed.wait())]
+            if wake is not None:
+                waiters.append(asyncio.ensure_future(wake.wait()))
+            try:
+                await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waiters:
+                    w.cancel()
+            if (wake is not None and wake.is_set()) or not changed.is_set():
+                return  # woken, or the time has come
 
     def spec(self) -> str:
         """Serialised form for --clock, so a child process shares this timeline."""

@@ -127,7 +127,7 @@ async def cancel_alert(request: web.Request) -> web.StreamResponse:
 async def healthz(request: web.Request) -> web.StreamResponse:
     engine = request.app[ENGINE]
     try:
-        async with engine.db.session() as s:
+        async with engine.db.read() as s:
             await s.exec(text("SELECT 1"))  # type: ignore[call-overload]
     except Exception as e:
         return web.json_response({"status": "error", "database": str(e)}, status=503)

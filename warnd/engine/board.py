@@ -19,7 +19,7 @@ def _iso(t: datetime | None) -> str | None:
 
 
 async def alert_summary(db: Database, alert_id: int, now: datetime) -> dict[str, Any] | None:
-    async with db.session() as s:
+    async with db.read() as s:
         alert = await s.get(Alert, alert_id)
         if alert is None:
             return None
@@ -53,7 +53,7 @@ async def alert_summary(db: Database, alert_id: int, now: datetime) -> dict[str,
 
 
 async def alert_calls(db: Database, alert_id: int, now: datetime, roles: Roles) -> list[dict[str, Any]] | None:
-    async with db.session() as s:
+    async with db.read() as s:
         if await s.get(Alert, alert_id) is None:
             return None
         rows = (await s.exec(select(Call, Person).join(Person, Person.id == Call.person_id).where(  # type: ignore[arg-type]

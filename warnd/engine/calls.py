@@ -11,9 +11,11 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
 from sqlalchemy import bindparam, insert, update
+from sqlalchemy.orm import defer
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -21,11 +23,11 @@ from warnd.callstate import CallSnapshot, on_confirm, on_deadline
 from warnd.clock import Clock
 from warnd.db.engine import Database
 from warnd.db.models import Alert, Call, Delivery
-from warnd.domain import Action, CallState, ConfirmVia, Purpose
+from warnd.domain import Action, CallState, ConfirmVia, PersonView, Purpose
 from warnd.engine import events
 from warnd.engine.ingest import Ingestor, delivery_row
 from warnd.engine.messages import MessageContext, render
-from warnd.engine.roster import RosterCache
+from warnd.engine.roster import RosterCache, RosterSnapshot
 from warnd.planner import escalation_recipients
 from warnd.policy import Policy
 from warnd.roles import Roles
@@ -42,13 +44,16 @@ def snapshot(call: Call) -> CallSnapshot:
     return CallSnapshot(CallState(call.state), call.level, call.fence, call.deadline)
 
 
-async def cas(s: AsyncSession, call: Call, new: CallSnapshot, **extra: object) -> bool:
-    """Write `new` only if nobody moved the call since we read it."""
-    res = await s.exec(
-        update(Call).where(col(Call.id) == call.id, col(Call.fence) == call.fence).values(
-            state=new.state.value, level=new.level, fence=new.fence, deadline=new.deadline, **extra)
-    )
-    return bool(res.rowcount == 1)
+@dataclass(frozen=True)
+class _Rung:
+    """A rung the state machine says should fire, before the compare-and-swap."""
+
+    call: Call
+    person: PersonView | None
+    action: Action
+    channels: tuple[str, ...]
+    recipients: tuple[PersonView, ...]
+    new: CallSnapshot
 
 
 @dataclass
@@ -81,78 +86,131 @@ class CallService:
                          note: str | None, now: datetime) -> bool:
         """The one place a call becomes confirmed, inside the caller's transaction. False when
         it was already confirmed or cancelled, or moved under us (fence): nothing changes."""
-        t = on_confirm(snapshot(call), now)
-        if not t.changed or not await cas(s, call, t.call, confirmed_at=now, confirmed_via=via.value,
-                                           confirmed_by_id=by_person_id, note=note):
-            return False
-        # Escalation messages not yet sent are moot now.
-        await s.exec(update(Delivery).where(
-            col(Delivery.call_id) == call.id, col(Delivery.state) == "pending",
-            col(Delivery.purpose) == Purpose.ESCALATION).values(state="cancelled"))
-        events.record(s, now, "call_confirmed", alert_id=call.alert_id, call_id=call.id,
-                      person_id=call.person_id, via=via.value, by=by_person_id, level=call.level,
-                      late=call.state == CallState.DUTY_ROOM, note=note)
-        return True
+        return call.id in await CallService.confirm_many(s, [(call, by_person_id)], via, now, note)
 
-    async def fire_due(self, limit: int = 200) -> int:
-        """Fire every deadline that has passed. Returns how many rungs fired."""
+    @staticmethod
+    async def confirm_many(s: AsyncSession, items: list[tuple[Call, int | None]], via: ConfirmVia,
+                           now: datetime, note: str | None = None) -> set[int]:
+        """Confirm many calls in three statements (a reply storm at the imminent step).
+        Each row is a compare-and-swap on its fence; the ids that really moved are read
+        back, so a row another instance changed first is simply not confirmed here."""
+        wanted = {}
+        for call, by in items:
+            t = on_confirm(snapshot(call), now)
+            if t.changed and call.id is not None and call.id not in wanted:
+                wanted[call.id] = (call, by, t.call)
+        if not wanted:
+            return set()
+        c = Call.__table__  # type: ignore[attr-defined]
+        d = Delivery.__table__  # type: ignore[attr-defined]
+        conn = await s.connection()
+        await conn.execute(
+            update(c).where(c.c.id == bindparam("cid"), c.c.fence == bindparam("old")).values(
+                state=CallState.CONFIRMED.value, fence=bindparam("new"), deadline=None, confirmed_at=now,
+                confirmed_via=via.value, confirmed_by_id=bindparam("by"), note=note),
+            [{"cid": cid, "old": call.fence, "new": snap.fence, "by": by} for cid, (call, by, snap) in wanted.items()])
+        rows = (await conn.execute(select(c.c.id, c.c.fence).where(
+            c.c.id.in_(list(wanted)), c.c.state == CallState.CONFIRMED.value, c.c.confirmed_at == now))).all()
+        moved = {cid for cid, fence in rows if wanted[cid][2].fence == fence}
+        if moved:
+            # Escalation messages not yet sent are moot now.
+            await conn.execute(update(d).where(
+                d.c.call_id.in_(moved), d.c.state == "pending", d.c.purpose == Purpose.ESCALATION.value,
+            ).values(state="cancelled"))
+        for cid in moved:
+            call, by, _ = wanted[cid]
+            events.record(s, now, "call_confirmed", alert_id=call.alert_id, call_id=cid,
+                          person_id=call.person_id, via=via.value, by=by, level=call.level,
+                          late=call.state == CallState.DUTY_ROOM, note=note)
+        return moved
+
+    async def fire_due(self, limit: int = 500) -> int:
+        """Fire every deadline that has passed, a batch per transaction. Returns how many
+        rungs fired. The transitions are decided by the pure state machine, written as one
+        compare-and-swap per call (executemany), and read back: a call another worker or a
+        confirmation moved first is left alone, and only rungs that really fired send."""
         now = self.clock.now()
-        async with self.db.session() as s:
+        async with self.db.read() as s:
             due = (await s.exec(select(Call.id, Call.fence).where(
                 Call.state == CallState.OPEN, col(Call.deadline) <= now).order_by(
                 col(Call.deadline), col(Call.id)).limit(limit))).all()
-        fired = 0
-        for call_id, fence in due:
-            if call_id is not None:
-                fired += await self._fire(call_id, fence, now)
+        if not due:
+            return 0
+        roster = await self.roster.get()  # before the transaction: SQLite has one writer
+        async with self.db.session() as s, s.begin():
+            ids = [cid for cid, _ in due if cid is not None]
+            calls = {c.id: c for c in (await s.exec(select(Call).where(col(Call.id).in_(ids)))).all()}
+            planned = [p for cid, fence in due if (call := calls.get(cid)) is not None
+                       and (p := self._plan_rung(call, fence, now, roster)) is not None]
+            fired = await self._apply_rungs(s, planned, now, roster)
         if fired:
             self.on_change()
         return fired
 
+    def _plan_rung(self, call: Call, fence: int, now: datetime, roster: RosterSnapshot) -> _Rung | None:
+        t = on_deadline(snapshot(call), fence, now, self.policy.ladders[call.ladder])
+        if not t.changed or t.fired is None:
+            return None
+        rung = t.fired
+        person = roster.by_id.get(call.person_id)
+        recipients = (escalation_recipients(rung.action, person, roster.index, roster.regions, self.roles)
+                      if person is not None and rung.action != Action.DUTY_ROOM else ())
+        new = t.call
+        if rung.action != Action.DUTY_ROOM and not recipients and new.deadline is not None:
+            # Nobody to escalate to on this rung (no deputy on file): go straight on.
+            new = CallSnapshot(new.state, new.level, new.fence, min(new.deadline, now))
+        return _Rung(call, person, rung.action, rung.channels or tuple(call.channels), recipients, new)
+
+    async def _apply_rungs(self, s: AsyncSession, planned: list[_Rung], now: datetime,
+                           roster: RosterSnapshot) -> int:
+        if not planned:
+            return 0
+        c = Call.__table__  # type: ignore[attr-defined]
+        conn = await s.connection()
+        await conn.execute(
+            update(c).where(c.c.id == bindparam("cid"), c.c.fence == bindparam("old")).values(
+                state=bindparam("state"), level=bindparam("level"), fence=bindparam("new"),
+                deadline=bindparam("deadline")),
+            [{"cid": p.call.id, "old": p.call.fence, "new": p.new.fence, "state": p.new.state.value,
+              "level": p.new.level, "deadline": p.new.deadline} for p in planned])
+        got = {cid: (state, level, fence) for cid, state, level, fence in (await conn.execute(
+            select(c.c.id, c.c.state, c.c.level, c.c.fence).where(c.c.id.in_([p.call.id for p in planned])))).all()}
+        contexts = await self._contexts(s, {p.call.alert_id for p in planned})
+        rows: list[dict[str, Any]] = []
+        fired = 0
+        for p in planned:
+            if got.get(p.call.id) != (p.new.state.value, p.new.level, p.new.fence):
+                continue  # somebody else moved this call first
+            fired += 1
+            call, person = p.call, p.person
+            region = roster.regions.get(call.region_code)
+            for r in p.recipients:
+                body = render(contexts[call.alert_id], RUNG_TEMPLATE[p.action], r, roles=self.roles, call=call,
+                              official=person, region_name=region.name if region else call.region_code)
+                rows.extend(delivery_row(call.alert_id, call.id, call.step, r, channel, Purpose.ESCALATION,
+                                         p.new.level, body, now) for channel in p.channels)
+            events.record(s, now, "call_escalated" if p.action != Action.DUTY_ROOM else "call_to_duty_room",
+                          alert_id=call.alert_id, call_id=call.id, person_id=call.person_id,
+                          level=p.new.level, action=p.action.value, recipients=[r.id for r in p.recipients],
+                          fence=p.new.fence)
+            if p.action != Action.DUTY_ROOM and not p.recipients:
+                events.record(s, now, "escalation_gap", alert_id=call.alert_id, call_id=call.id,
+                              action=p.action.value)
+        if rows:
+            await conn.execute(insert(Delivery), rows)
+        return fired
+
+    async def _contexts(self, s: AsyncSession, alert_ids: set[int]) -> dict[int, MessageContext]:
+        """Message contexts per alert, loaded once per batch and without the heavy columns
+        (covered codes, raw XML) that a county-wide warning makes large."""
+        alerts = (await s.exec(select(Alert).where(col(Alert.id).in_(alert_ids)).options(
+            defer(Alert.region_codes), defer(Alert.raw_xml), defer(Alert.description)))).all()  # type: ignore[arg-type]
+        return {a.id: MessageContext.of(a, self.templates) for a in alerts if a.id is not None}
+
     async def next_deadline(self) -> datetime | None:
-        async with self.db.session() as s:
+        async with self.db.read() as s:
             return (await s.exec(select(Call.deadline).where(Call.state == CallState.OPEN,
                                  col(Call.deadline).is_not(None)).order_by(col(Call.deadline)).limit(1))).first()
-
-    async def _fire(self, call_id: int, fence: int, now: datetime) -> int:
-        roster = await self.roster.get()
-        async with self.db.session() as s, s.begin():
-            call = await s.get(Call, call_id)
-            if call is None:
-                return 0
-            ladder = self.policy.ladders[call.ladder]
-            t = on_deadline(snapshot(call), fence, now, ladder)
-            if not t.changed or t.fired is None:
-                return 0
-            rung = t.fired
-            person = roster.by_id.get(call.person_id)
-            recipients = (escalation_recipients(rung.action, person, roster.index, roster.regions, self.roles)
-                          if person is not None and rung.action != Action.DUTY_ROOM else ())
-            new = t.call
-            if rung.action != Action.DUTY_ROOM and not recipients and new.deadline is not None:
-                # Nobody to escalate to on this rung (no deputy on file): go straight on.
-                new = type(new)(new.state, new.level, new.fence, min(new.deadline, now))
-            if not await cas(s, call, new):
-                return 0
-            alert = await s.get(Alert, call.alert_id)
-            assert alert is not None and alert.id is not None
-            ctx = MessageContext.of(alert, self.templates)
-            region = roster.regions.get(call.region_code)
-            channels = rung.channels or tuple(call.channels)
-            for r in recipients:
-                body = render(ctx, RUNG_TEMPLATE[rung.action], r, roles=self.roles, call=call,
-                              official=person, region_name=region.name if region else call.region_code)
-                for channel in channels:
-                    await (await s.connection()).execute(insert(Delivery).values(delivery_row(
-                        alert.id, call.id, call.step, r, channel, Purpose.ESCALATION, new.level, body, now)))
-            events.record(s, now, "call_escalated" if rung.action != Action.DUTY_ROOM else "call_to_duty_room",
-                          alert_id=call.alert_id, call_id=call.id, person_id=call.person_id,
-                          level=new.level, action=rung.action.value, recipients=[r.id for r in recipients],
-                          fence=new.fence)
-            if rung.action != Action.DUTY_ROOM and not recipients:
-                events.record(s, now, "escalation_gap", alert_id=call.alert_id, call_id=call.id,
-                              action=rung.action.value)
-        return 1
 
     @staticmethod
     async def restart_windows(s: AsyncSession, sent: list[Delivery], at: datetime) -> None:

@@ -8,11 +8,13 @@ Each inbound message is stored once (dedupe key); a duplicate webhook changes no
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -24,70 +26,129 @@ from warnd.db.models import Call, Delivery, Inbound, Person
 from warnd.domain import CallState, ConfirmVia, Purpose
 from warnd.engine import events
 from warnd.engine.calls import CallService
-from warnd.replies import Reply, parse_reply
+from warnd.replies import parse_reply
 from warnd.templates import Templates
 
 log = structlog.get_logger("warnd.inbound")
 
+OPEN_STATES = (CallState.OPEN.value, CallState.DUTY_ROOM.value)
+
+
+MAX_BATCH = 500
+
 
 class InboundHandler:
+    """Replies are group-committed: each webhook queues its reply and waits; one task takes
+    everything queued, handles it in ONE transaction and answers every waiting webhook
+    after the commit. The provider still hears 200 only once the reply is durable, and a
+    storm of thousands of 收到 costs a handful of transactions instead of thousands."""
+
     def __init__(self, db: Database, clock: Clock, calls: CallService, templates: Templates,
                  cfg: DeliveryCfg, on_change: Callable[[], None] = lambda: None):
         self.db, self.clock, self.calls, self.templates, self.cfg = db, clock, calls, templates, cfg
         self.on_change = on_change
+        self._queue: list[tuple[InboundReply, asyncio.Future[str]]] = []
+        self._worker: asyncio.Task[None] | None = None
 
     async def on_reply(self, reply: InboundReply) -> None:
-        """One transaction per reply: record it, confirm what it confirms (or queue the
-        instruction), and note the outcome. A duplicate webhook hits the unique dedupe key
-        and the whole transaction rolls back, changing nothing."""
-        parsed = parse_reply(reply.text)
-        try:
-            async with self.db.session() as s, s.begin():
-                now = self.clock.now()
-                row = Inbound(provider=reply.provider, dedupe_key=reply.dedupe_key,
-                              from_address=reply.from_address, text=reply.text[:2000], received_at=now)
-                s.add(row)
-                await s.flush()
-                row.outcome = await self._apply(s, reply, parsed, row.id or 0, now)
-        except IntegrityError:
-            log.info("duplicate inbound ignored", key=reply.dedupe_key)
-            return
-        self.on_change()
+        fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._queue.append((reply, fut))
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._drain(), name="inbound-replies")
+        await fut  # raises if the batch failed: the webhook answers 5xx and the provider retries
 
-    async def _apply(self, s: AsyncSession, reply: InboundReply, parsed: Reply, inbound_id: int,
-                     now: datetime) -> str:
-        people = (await s.exec(select(Person).where(Person.phone == reply.from_address))).all()
+    async def _drain(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+            try:
+                outcomes = await self._handle(batch)
+            except Exception as e:
+                log.exception("reply batch failed", size=len(batch))
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(e)
+                continue
+            for (_, fut), outcome in zip(batch, outcomes, strict=True):
+                if not fut.done():
+                    fut.set_result(outcome)
+            self.on_change()
+
+    async def _handle(self, batch: list[tuple[InboundReply, asyncio.Future[str]]]) -> list[str]:
+        async with self.db.session() as s, s.begin():
+            now = self.clock.now()
+            keys = [r.dedupe_key for r, _ in batch]
+            seen = set((await s.exec(select(Inbound.dedupe_key).where(col(Inbound.dedupe_key).in_(keys)))).all())
+            phones = {r.from_address for r, _ in batch}
+            people = (await s.exec(select(Person).where(col(Person.phone).in_(phones)))).all()
+            by_phone: dict[str, list[Person]] = {}
+            for p in people:
+                by_phone.setdefault(p.phone, []).append(p)
+            calls_of = await self._open_calls(s, [p.id for p in people if p.id is not None])
+            helped = await self._recently_helped(s, [p.id for p in people if p.id is not None], now)
+            outcomes: list[str] = []
+            rows: list[dict[str, Any]] = []
+            confirmations: list[tuple[Call, int | None]] = []
+            for reply, _ in batch:
+                if reply.dedupe_key in seen:
+                    outcomes.append("duplicate")  # a retried webhook changes nothing
+                    continue
+                seen.add(reply.dedupe_key)
+                outcome = await self._apply(s, reply, by_phone.get(reply.from_address, []), calls_of, helped,
+                                            now, confirmations)
+                outcomes.append(outcome)
+                rows.append(dict(provider=reply.provider, dedupe_key=reply.dedupe_key,
+                                 from_address=reply.from_address, text=reply.text[:2000],
+                                 received_at=now, outcome=outcome))
+            # The first reply for a call confirms it; a later one in the same batch is a no-op.
+            await self.calls.confirm_many(s, confirmations, ConfirmVia.SMS_REPLY, now)
+            if rows:
+                await (await s.connection()).execute(insert(Inbound), rows)
+        return outcomes
+
+    async def _open_calls(self, s: AsyncSession, person_ids: list[int]) -> dict[int, list[Call]]:
+        """Open calls each person may confirm: their own, and those they were sent an
+        escalation about (as deputy or superior)."""
+        if not person_ids:
+            return {}
+        own = (await s.exec(select(Call).where(col(Call.person_id).in_(person_ids),
+                                               col(Call.state).in_(OPEN_STATES)))).all()
+        escalated = (await s.exec(select(Delivery.person_id, Call).join(
+            Call, col(Call.id) == col(Delivery.call_id)).where(
+            col(Delivery.person_id).in_(person_ids), col(Call.state).in_(OPEN_STATES)))).all()
+        out: dict[int, dict[int, Call]] = {}
+        for call in own:
+            out.setdefault(call.person_id, {})[call.id or 0] = call
+        for pid, call in escalated:
+            out.setdefault(pid, {})[call.id or 0] = call
+        return {pid: list(calls.values()) for pid, calls in out.items()}
+
+    async def _recently_helped(self, s: AsyncSession, person_ids: list[int], now: datetime) -> set[int]:
+        since = now - timedelta(seconds=self.cfg.reply_help_interval_seconds)
+        return set((await s.exec(select(Delivery.person_id).where(
+            col(Delivery.person_id).in_(person_ids), Delivery.purpose == Purpose.REPLY_HELP,
+            col(Delivery.created_at) >= since))).all())
+
+    async def _apply(self, s: AsyncSession, reply: InboundReply, people: list[Person],
+                     calls_of: dict[int, list[Call]], helped: set[int], now: datetime,
+                     confirmations: list[tuple[Call, int | None]]) -> str:
         if not people:
             events.record(s, now, "reply_unknown_sender", from_address=reply.from_address)
             return "unknown sender"
-        ids = [p.id for p in people]
-        own = select(Call.id).where(col(Call.person_id).in_(ids))
-        via_escalation = select(Delivery.call_id).where(col(Delivery.person_id).in_(ids),
-                                                        col(Delivery.call_id).is_not(None))
-        targets = list((await s.exec(select(Call).where(
-            col(Call.state).in_([CallState.OPEN, CallState.DUTY_ROOM]),
-            col(Call.id).in_(own.union(via_escalation).scalar_subquery()),
-        ))).all())
-        if parsed.short_code:
-            targets = [c for c in targets if c.short_code == parsed.short_code]
-        if parsed.confirm and targets:
-            confirmed = 0
-            for call in targets:
-                confirmed += await self.calls.confirm_in(s, call, ConfirmVia.SMS_REPLY, people[0].id, None, now)
-            return f"confirmed {confirmed}"
-        await self._help(s, people[0], inbound_id, now)
+        parsed = parse_reply(reply.text)
+        targets = {c.id: c for p in people for c in calls_of.get(p.id or 0, []) if c.state in OPEN_STATES}
+        chosen = [c for c in targets.values() if not parsed.short_code or c.short_code == parsed.short_code]
+        if parsed.confirm and chosen:
+            confirmations.extend((call, people[0].id) for call in chosen)
+            return f"confirmed {len(chosen)}"
+        person = people[0]
+        if person.id is not None and person.id not in helped:
+            helped.add(person.id)  # rate limit: one instruction per interval
+            await (await s.connection()).execute(insert(Delivery).values(
+                idempotency_key=f"help:{reply.provider}:{reply.dedupe_key}", person_id=person.id,
+                channel="sms", purpose=Purpose.REPLY_HELP.value, to_address=person.phone,
+                body=self.templates.render("reply_help"), state="pending", attempts=0,
+                next_attempt_at=now, created_at=now))
         return "not understood" if not parsed.confirm else "no open call"
-
-    async def _help(self, s: AsyncSession, person: Person, inbound_id: int, now: datetime) -> None:
-        since = now - timedelta(seconds=self.cfg.reply_help_interval_seconds)
-        recent = (await s.exec(select(Delivery.id).where(
-            Delivery.person_id == person.id, Delivery.purpose == Purpose.REPLY_HELP,
-            col(Delivery.created_at) >= since).limit(1))).first()
-        if recent is not None:
-            return  # rate limit: one instruction per interval
-        s.add(Delivery(idempotency_key=f"help:{inbound_id}", person_id=person.id or 0, channel="sms",
-                       purpose=Purpose.REPLY_HELP, to_address=person.phone,
-                       body=self.templates.render("reply_help"), next_attempt_at=now, created_at=now))
 
     async def on_report(self, report: DeliveryReport) -> None:
         if not report.final:

@@ -115,7 +115,7 @@ class Ingestor:
         return result
 
     async def _find(self, sender: str, identifier: str) -> int | None:
-        async with self.db.session() as s:
+        async with self.db.read() as s:
             return (await s.exec(select(Alert.id).where(Alert.sender == sender, Alert.identifier == identifier))).first()
 
     async def _referenced(self, s: AsyncSession, msg: CapMessage) -> list[Alert]:

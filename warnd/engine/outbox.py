@@ -74,7 +74,7 @@ class Outbox:
         """Resolve rows left in `sending` by a crashed sender. `everything` at start-up of a
         single-instance deployment; otherwise only rows whose lease has expired."""
         now = self.clock.now()
-        async with self.db.session() as s:
+        async with self.db.read() as s:
             q = select(Delivery).where(Delivery.state == "sending")
             if not everything:
                 q = q.where(col(Delivery.lease_until) < now)
@@ -115,7 +115,7 @@ class Outbox:
     async def pass_once(self, batch: int = 1000) -> int:
         """Claim and send one batch of due deliveries. Returns how many were attempted."""
         now = self.clock.now()
-        async with self.db.session() as s:
+        async with self.db.read() as s:
             due = (await s.exec(select(Delivery).where(
                 Delivery.state == "pending", col(Delivery.next_attempt_at) <= now).order_by(
                 col(Delivery.next_attempt_at), col(Delivery.id)).limit(batch))).all()
@@ -223,7 +223,7 @@ class Outbox:
                           delivery_id=d.id, person_id=d.person_id, error=str(outcome), attempt=d.attempts)
 
     async def next_due(self) -> datetime | None:
-        async with self.db.session() as s:
+        async with self.db.read() as s:
             return (await s.exec(select(func.min(Delivery.next_attempt_at)).where(
                 Delivery.state == "pending"))).first()
 

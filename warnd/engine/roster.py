@@ -52,7 +52,7 @@ class RosterCache:
         return self._snap
 
     async def _load(self) -> RosterSnapshot:
-        async with self.db.session() as s:
+        async with self.db.read() as s:
             regions = (await s.exec(select(Region))).all()
             people = (await s.exec(select(Person).where(Person.active == True))).all()  # noqa: E712
         rviews = {

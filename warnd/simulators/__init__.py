@@ -35,6 +35,8 @@ class SimulatorBase:
     """Lifecycle, message log, fault queue and an outgoing HTTP session for callbacks."""
 
     def __init__(self) -> None:
+        # Callbacks (replies, status reports) in flight at once, as a provider's push fleet.
+        self.callback_concurrency = 64
         self.messages: list[SimMessage] = []
         self.fail_numbers: set[str] = set()
         self.requests_seen = 0  # every API call, including failed ones
@@ -107,7 +109,7 @@ class SimulatorBase:
     def _http(self) -> ClientSession:
         if self._session is None:
             self._session = ClientSession(
-                connector=TCPConnector(limit=64), timeout=ClientTimeout(total=30)
+                connector=TCPConnector(limit=self.callback_concurrency), timeout=ClientTimeout(total=30)
             )
         return self._session
 

@@ -6,7 +6,7 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 from sqlmodel import SQLModel
 
-import warnd.db.models  # noqa: F401  (registers tables on the metadata)
+import warnd.db.models
 import warnd.speakers.models  # noqa: F401
 
 config = context.config
