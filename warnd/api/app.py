@@ -11,6 +11,7 @@ from aiohttp import web
 from sqlalchemy import text
 
 from warnd.api.problems import problem
+from warnd.confirm.pages import ConfirmPages
 from warnd.domain import ConfirmVia
 from warnd.engine.board import alert_calls, alert_summary
 from warnd.engine.ingest import IngestError, IngestResult
@@ -145,4 +146,6 @@ def make_app(engine: Engine) -> web.Application:
     app.router.add_get("/healthz", healthz)
     for channel in engine.channels.values():
         app.router.add_routes(channel.webhook_routes(engine.inbound))
+    if engine.links is not None:  # the mobile confirm page: /c/{token}, /f/{token} (no bearer token)
+        app.router.add_routes(ConfirmPages(engine, engine.links).routes())
     return app

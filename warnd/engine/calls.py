@@ -19,6 +19,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from warnd.callstate import CallSnapshot, on_confirm, on_deadline
 from warnd.clock import Clock
+from warnd.confirm.links import LinkIssuer
 from warnd.db.engine import Database
 from warnd.db.models import Alert, Call, Delivery
 from warnd.domain import Action, CallState, ConfirmVia, Purpose
@@ -63,6 +64,7 @@ class CallService:
                  roster: RosterCache, ingestor: Ingestor, on_change: Callable[[], None] = lambda: None):
         self.db, self.clock, self.policy, self.templates, self.roles = db, clock, policy, templates, roles
         self.roster, self.ingestor, self.on_change = roster, ingestor, on_change
+        self.links: LinkIssuer | None = None  # signed confirm links for templates using {link}
 
     async def confirm(self, call_id: int, via: ConfirmVia, by_person_id: int | None = None,
                       note: str | None = None) -> ConfirmOutcome:
@@ -130,9 +132,14 @@ class CallService:
             region = roster.regions.get(call.region_code)
             channels = rung.channels or tuple(call.channels)
             for r in recipients:
-                body = render(ctx, RUNG_TEMPLATE[rung.action], r, roles=self.roles, call=call,
-                              official=person, region_name=region.name if region else call.region_code)
                 for channel in channels:
+                    template = self.templates.pick(RUNG_TEMPLATE[rung.action], channel)
+                    link = ""
+                    if self.links is not None and self.templates.uses(template, "link"):
+                        link = await self.links.issue(s, call_id=call_id, alert_id=alert.id, person_id=r.id,
+                                                      expires_at=self.links.expiry(alert, now), now=now)
+                    body = render(ctx, template, r, roles=self.roles, call=call, official=person,
+                                  region_name=region.name if region else call.region_code, link=link)
                     await (await s.connection()).execute(insert(Delivery).values(delivery_row(
                         alert.id, call.id, call.step, r, channel, Purpose.ESCALATION, new.level, body, now)))
             events.record(s, now, "call_escalated" if rung.action != Action.DUTY_ROOM else "call_to_duty_room",

@@ -13,6 +13,7 @@ from channels.base import Channel
 from warnd.cap.classify import load_vocabulary
 from warnd.clock import Clock, clock_from_spec
 from warnd.config import Settings
+from warnd.confirm.links import LinkIssuer
 from warnd.db.engine import Database
 from warnd.engine.calls import CallService, EscalationWorker
 from warnd.engine.inbound import InboundHandler
@@ -63,6 +64,7 @@ class Engine:
     escalation: EscalationWorker
     channels: Mapping[str, Channel]
     _tasks: list[asyncio.Task[None]]
+    links: LinkIssuer | None = None  # signed confirm links (/c/{token}), served by api/app.py
 
     @classmethod
     def build(cls, settings: Settings, clock: Clock | None = None,
@@ -90,6 +92,7 @@ class Engine:
         engine = cls(settings, db, clock, roster, ingestor, calls, inbound, outbox,
                      EscalationWorker(calls, clock), chans, [])
         holder["e"] = engine
+        engine.links = ingestor.links = calls.links = LinkIssuer(settings.server.public_base_url)
         return engine
 
     async def start(self) -> None:
