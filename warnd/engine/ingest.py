@@ -7,7 +7,7 @@ nothing (the outbox and escalation workers pick the rows up on restart).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -88,6 +88,9 @@ class Ingestor:
         self.templates, self.roles, self.roster, self.county = templates, roles, roster, county
         self.on_change = on_change
         self.send_grace = timedelta(minutes=10)
+        # Optional hook (warnd.feeds): trust check and normalisation of a parsed message
+        # before anything is stored; raises IngestError to refuse it.
+        self.prepare: Callable[[CapMessage, str], Awaitable[CapMessage]] | None = None
         self.links: LinkIssuer | None = None  # signed confirm links for templates using {link}
 
     async def submit_cap(self, data: bytes, source: str = "api") -> IngestResult:
@@ -95,6 +98,8 @@ class Ingestor:
             msg = parse_cap(data)
         except CapError as e:
             raise IngestError(400, "Invalid CAP message", e.detail, field=e.field) from e
+        if self.prepare is not None:
+            msg = await self.prepare(msg, source)
         existing = await self._find(msg.sender, msg.identifier)
         if existing is not None:
             return IngestResult(alert_id=existing, created=False)
