@@ -126,6 +126,8 @@ async def stack(db_url: str, tmp_path: Path, sources: str = "", stations: str = 
     engine = Engine.build(settings, clock=clock)
     if seed_roster:
         await seed(engine)
+    assert engine.feeds is not None
+    engine.feeds.autopoll = False  # polls are driven by the tests on the manual clock
     await engine.start()
     http = TestClient(TestServer(make_app(engine)))
     await http.start_server()

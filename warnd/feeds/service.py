@@ -55,6 +55,7 @@ class FeedService:
         self.expiry = ExpiryWorker(db, clock, ingestor)
         self.telemetry = TelemetryService(db, clock, ingestor, stations or Stations({}), county, self.record)
         self.scheduler: AsyncIOScheduler | None = None
+        self.autopoll = True  # False: jobs are scheduled but paused (tests drive polls directly)
         self._tasks: list[asyncio.Task[None]] = []
         ingestor.prepare = self.prepare
 
@@ -169,7 +170,7 @@ class FeedService:
                     self.poll_job, IntervalTrigger(seconds=src.interval_seconds), args=[src.name],
                     id=f"poll:{src.name}", max_instances=1, coalesce=True,
                     next_run_time=datetime.now(UTC))
-            self.scheduler.start()
+            self.scheduler.start(paused=not self.autopoll)
         for src in self.sources.of_kind("telemetry"):
             if src.mqtt_url:
                 self._tasks.append(asyncio.create_task(
