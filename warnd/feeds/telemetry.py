@@ -163,7 +163,7 @@ def parse_readings(payload: Any, topic_station: str | None = None) -> list[Readi
     """Validate the JSON format (one object or a list). Raises TelemetryError."""
     items = payload if isinstance(payload, list) else [payload]
     if not items or len(items) > 10000:
-        raise TelemetryError("expected a reading object or a non-empty list of them")
+        raise TelemetryError("expected a reading object or a non-empty list of them", "$")
     out: list[Reading] = []
     for i, obj in enumerate(items):
         where = f"[{i}]" if isinstance(payload, list) else ""
