@@ -202,3 +202,20 @@ def test_reading_format_validation() -> None:
         assert e.value.field == field, bad
     with pytest.raises(TelemetryError):
         parse_readings({"station": "A", "time": "2026-07-01T10:00:00Z", "rain_mm": 1}, topic_station="B")
+
+
+async def test_demo_api_rain_series_and_bad_config(st: Stack, tmp_path: Path) -> None:
+    from warnd.config import ConfigError
+    from warnd.feeds.service import FeedService
+    from warnd.feeds.telemetry import rain_series
+
+    assert st.engine.feeds is not None
+    readings = rain_series("YL001", T0, [10, 15, 30])  # T0, T0+10, T0+20: 1 h totals 10, 25, 55
+    await st.clock.advance(timedelta(minutes=20))
+    outs = await feed_readings(st.engine.feeds.telemetry, readings)
+    assert [o.raised for o in outs] == [None, None, TLevel.EVACUATE]
+    bad = tmp_path / "bad-stations.toml"
+    bad.write_text('[stations.X]\nvillages = ["431222100200"]\nrain_1h = [50, 30]\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match="rain_1h"):
+        FeedService.build(db=st.engine.db, clock=st.clock, ingestor=st.engine.ingestor,
+                          vocab=st.engine.feeds.vocab, county=st.engine.settings.county, stations_path=str(bad))

@@ -459,3 +459,10 @@ class TelemetryService:
 async def feed_readings(telemetry: TelemetryService, readings: Iterable[Reading]) -> list[ReadingOutcome]:
     """Feed readings into the handler in order (demo and tests: a simulated rain gauge)."""
     return [await telemetry.submit(r) for r in readings]
+
+
+def rain_series(station: str, start: datetime, mm: Iterable[float],
+                every: timedelta = timedelta(minutes=10)) -> list[Reading]:
+    """Readings of a simulated rain gauge: `mm[i]` fell in the interval ending at
+    start + i × every. E.g. rain_series("YL001", now, [5, 12, 18, 25]) for a storm building."""
+    return [Reading(station, start + i * every, rain_mm=float(v)) for i, v in enumerate(mm)]
