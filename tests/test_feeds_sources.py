@@ -107,6 +107,10 @@ def test_lifting_update_becomes_cancel_and_needs_references() -> None:
     assert prepare(t, None, VOCAB, WORDING).msg_type == MsgType.CANCEL
     with pytest.raises(LiftWithoutReferences):
         prepare(parse_cap(cap("L2", event="暴雨黄色预警解除")), None, VOCAB, WORDING)
+    # 解除 of one signal while issuing another is the new warning, not a lifting.
+    down = parse_cap(cap("L4", msg_type="Update", event="暴雨蓝色预警", references=[("RS-1", t.sent)],
+                         headline="沅陵县气象台解除暴雨黄色预警信号，发布暴雨蓝色预警信号"))
+    assert prepare(down, None, VOCAB, WORDING).msg_type == MsgType.UPDATE
     # "解除" only in an instruction about after-the-event does not lift anything.
     kept = parse_cap(cap("L3", headline="解除转移后请勿立即返回", geocodes=(V1,)))
     assert prepare(kept, None, VOCAB, WORDING).msg_type == MsgType.ALERT

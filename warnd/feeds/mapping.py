@@ -39,6 +39,9 @@ class LiftWithoutReferences(ValueError):
 class Wording:
     step_text: Mapping[str, Step]  # normalised phrase → step
     lifting: tuple[str, ...]  # normalised words meaning "lifted"
+    # A text that also says one of these issues something new ("解除黄色，发布蓝色预警"):
+    # not a pure lifting, so it is never turned into a Cancel.
+    lifting_unless: tuple[str, ...] = ("发布", "升级", "降级", "调整", "更新", "继续", "改发", "变更")
 
     def step_of(self, text: str) -> Step | None:
         t = normalise(text)
@@ -48,6 +51,10 @@ class Wording:
     def is_lifting(self, text: str) -> bool:
         t = normalise(text)
         return any(w in t for w in self.lifting)
+
+    def issues_new(self, text: str) -> bool:
+        t = normalise(text)
+        return any(w in t for w in self.lifting_unless)
 
 
 DEFAULT_WORDING = Wording(
@@ -65,10 +72,13 @@ def load_wording(path: Path | None = None) -> Wording:
         return DEFAULT_WORDING
     steps = raw.get("steps", {}).get("text")
     lifting = raw.get("lifting", {}).get("words")
+    unless = raw.get("lifting", {}).get("unless")
     return Wording(
         step_text={normalise(k): Step(v) for k, v in steps.items()} if isinstance(steps, dict)
         else DEFAULT_WORDING.step_text,
         lifting=tuple(normalise(w) for w in lifting) if isinstance(lifting, list) else DEFAULT_WORDING.lifting,
+        lifting_unless=tuple(normalise(w) for w in unless) if isinstance(unless, list)
+        else DEFAULT_WORDING.lifting_unless,
     )
 
 
@@ -83,7 +93,8 @@ def prepare(msg: CapMessage, source: Source | None, vocab: Vocabulary,
             wording: Wording = DEFAULT_WORDING) -> CapMessage:
     """The message as warnd should ingest it. Raises LiftWithoutReferences."""
     if msg.msg_type in (MsgType.ALERT, MsgType.UPDATE) and msg.infos and all(
-        any(wording.is_lifting(t) and not _LIFT_EXEMPT.search(t) for t in _texts(i)) for i in msg.infos
+        any(wording.is_lifting(t) and not wording.issues_new(t) and not _LIFT_EXEMPT.search(t)
+            for t in _texts(i)) for i in msg.infos
     ):
         if not msg.references:
             raise LiftWithoutReferences("a 解除 (lifting) message must reference the warning it lifts")
