@@ -84,9 +84,8 @@ def write_policy(tmp: Path, channels: str, target_channels: str = "", rung_chann
     """The default policy with `channels = [...]` replaced and optional per-target/rung channels."""
     text = default_config("policy.toml").read_text(encoding="utf-8")
     text = text.replace('channels = ["sms"]', f"channels = {channels}\n{extra}", 1)
-    if target_channels:
-        text = text.replace('roles = ["village_secretary", "village_head", "grid_worker"]',
-                            f'roles = ["village_secretary", "village_head", "grid_worker"]\nchannels = {target_channels}')
+    if target_channels:  # every target
+        text = text.replace("\nroles = [", f"\nchannels = {target_channels}\nroles = [")
     if rung_channels:
         text = text.replace('{ action = "resend", wait_minutes = 5 }',
                             f'{{ action = "resend", wait_minutes = 5, channels = {rung_channels} }}')

@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import structlog
+from sqlalchemy import event
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from channels.base import Channel
 from warnd.cap.classify import load_vocabulary
@@ -15,6 +18,7 @@ from warnd.clock import Clock, clock_from_spec
 from warnd.config import Settings
 from warnd.confirm.links import LinkIssuer
 from warnd.db.engine import Database
+from warnd.db.models import Delivery
 from warnd.engine.calls import CallService, EscalationWorker
 from warnd.engine.inbound import InboundHandler
 from warnd.engine.ingest import Ingestor
@@ -92,7 +96,12 @@ class Engine:
         calls = CallService(db, clock, policy, templates, roles, roster, ingestor, kick)
         inbound = InboundHandler(db, clock, calls, templates, settings.delivery, kick)
 
-        outbox = Outbox(db, clock, chans, settings.delivery, after_sent=CallService.restart_windows)
+        async def after_sent(s: AsyncSession, sent: list[Delivery], at: datetime) -> None:
+            await CallService.restart_windows(s, sent, at)
+            if sent:  # windows moved (usually earlier than planned): the escalation worker must re-read
+                event.listen(s.sync_session, "after_commit", lambda _s: kick(), once=True)
+
+        outbox = Outbox(db, clock, chans, settings.delivery, after_sent=after_sent)
         engine = cls(settings, db, clock, roster, ingestor, calls, inbound, outbox,
                      EscalationWorker(calls, clock), chans, [])
         engine.feeds = FeedService.build(
