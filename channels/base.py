@@ -65,10 +65,37 @@ class DeliveryReport:
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class InboundAction:
+    """A confirmation given on a provider's interactive path (a key pressed during a voice
+    call, a button tapped on a WeCom card). It names the delivery it answers by the
+    provider's id for it (SendReceipt.provider_id); the engine confirms that delivery's call."""
+
+    provider: str
+    dedupe_key: str  # provider identity of this event (a re-delivered callback is ignored)
+    provider_id: str
+    from_address: str  # who acted, as the provider names them (E.164, WeCom userid)
+    via: str  # domain.ConfirmVia value: "voice", "wecom"
+    received_at: datetime
+
+
 class InboundSink(Protocol):
     async def on_reply(self, reply: InboundReply) -> None: ...
 
     async def on_report(self, report: DeliveryReport) -> None: ...
+
+
+class ActionSink(InboundSink, Protocol):
+    """What interactive channels (voice, WeCom) need besides replies and reports."""
+
+    async def on_action(self, action: InboundAction) -> str:
+        """Confirm the call of the delivery `action` answers. Returns the outcome:
+        "confirmed", "already confirmed", "duplicate", "unknown delivery", "not the recipient", "no call"."""
+        ...
+
+    async def message_text(self, provider: str, provider_id: str) -> str | None:
+        """The text of the delivery the provider knows by `provider_id` (a voice call repeats it)."""
+        ...
 
 
 class BatchChannel(Protocol):

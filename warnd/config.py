@@ -123,6 +123,12 @@ class SpeakersCfg:
 
 
 @dataclass(frozen=True)
+class FeedsCfg:
+    sources: str = ""  # config/sources.toml: CAP push/poll and telemetry sources (empty: none)
+    stations: str = ""  # config/stations.toml: telemetry stations and thresholds (empty: none)
+
+
+@dataclass(frozen=True)
 class Settings:
     county: County = field(default_factory=County)
     database: DatabaseCfg = field(default_factory=DatabaseCfg)
@@ -132,6 +138,7 @@ class Settings:
     policy: PolicyCfg = field(default_factory=PolicyCfg)
     delivery: DeliveryCfg = field(default_factory=DeliveryCfg)
     sms: SmsCfg = field(default_factory=SmsCfg)
+    feeds: FeedsCfg = field(default_factory=FeedsCfg)
     speakers: SpeakersCfg = field(default_factory=SpeakersCfg)
 
 

@@ -96,7 +96,8 @@ def plan_alert(
                     chosen[person.id] = _merge(chosen.get(person.id), target)
 
     calls: list[PlannedCall] = []
-    for pid, (window, ladder, channels) in chosen.items():
+    for pid, (window, ladder, planned) in chosen.items():
+        channels = policy.with_night_channels(planned, now)  # 叫醒: a voice call first at night
         p = index.by_id[pid]
         calls.append(
             PlannedCall(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,23 @@ class Rung:
     action: Action
     wait: timedelta
     channels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Night:
+    """叫醒: between `start` and `end` (local time, may span midnight) every first send also
+    goes out on `channels` (a voice call wakes people; a text does not)."""
+
+    start: time
+    end: time
+    channels: tuple[str, ...]
+    utc_offset: timedelta = timedelta(hours=8)  # Beijing time
+
+    def covers(self, at: datetime) -> bool:
+        local = (at.astimezone(UTC) + self.utc_offset).time()
+        if self.start < self.end:
+            return self.start <= local < self.end
+        return local >= self.start or local < self.end
 
 
 @dataclass(frozen=True)
@@ -109,6 +126,13 @@ class Policy:
     forecast_lead: timedelta = timedelta(hours=6)
     warning_lead: timedelta = timedelta(hours=3)
     source: str = "<policy>"
+    night: Night | None = None
+
+    def with_night_channels(self, channels: tuple[str, ...], at: datetime) -> tuple[str, ...]:
+        """`channels` for a first send at `at`: at night the night channels come first."""
+        if self.night is None or not self.night.covers(at):
+            return channels
+        return self.night.channels + tuple(c for c in channels if c not in self.night.channels)
 
     def targets(self, hazard: str, colour: Colour, step: Step) -> tuple[Target, ...]:
         """Targets for one alert step, in file order.
@@ -223,7 +247,7 @@ class _Loader:
         self.keys(
             raw,
             "",
-            {"forecast_lead_hours", "warning_lead_hours", "channels", "ladders", "rules"},
+            {"forecast_lead_hours", "warning_lead_hours", "channels", "night", "ladders", "rules"},
             {"ladders", "rules"},
         )
         if "channels" in raw:
@@ -253,7 +277,28 @@ class _Loader:
             forecast_lead=forecast,
             warning_lead=warning,
             source=self.source,
+            night=self.night(raw["night"]) if "night" in raw else None,
         )
+
+    def night(self, spec: Any) -> Night:
+        t = self.table(spec, "night")
+        self.keys(t, "night", {"start", "end", "channels", "utc_offset_hours"}, {"start", "end", "channels"})
+
+        def clock(key: str) -> time:
+            v = t[key]
+            try:
+                hh, mm = (int(x) for x in str(v).split(":"))
+                return time(hh, mm)
+            except ValueError:
+                raise self.fail(f"night.{key}", f"must be a time of day like \"22:00\", not {v!r}") from None
+
+        start, end = clock("start"), clock("end")
+        if start == end:
+            raise self.fail("night.end", "must differ from night.start")
+        offset = t.get("utc_offset_hours", 8)
+        if isinstance(offset, bool) or not isinstance(offset, int | float) or not -12 <= offset <= 14:
+            raise self.fail("night.utc_offset_hours", "must be a number of hours between -12 and 14")
+        return Night(start, end, self.channel_list(t["channels"], "night.channels"), timedelta(hours=offset))
 
     def ladder(self, name: str, spec: Any) -> Ladder:
         path = f"ladders.{name}"
@@ -433,6 +478,7 @@ def load_policy(path: Path | None = None, roles: Roles | None = None) -> Policy:
 
 __all__ = [
     "Ladder",
+    "Night",
     "Policy",
     "PolicyError",
     "Rule",

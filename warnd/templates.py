@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import string
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from warnd.domain import Step
 from warnd.paths import default_config
 
 PLACEHOLDERS = frozenset(
-    "tag sender headline area colour step instruction code name official role region count details".split()
+    "tag sender headline area colour step instruction code name official role region count details link".split()
 )
+# Optional per-channel tables ([voice], [wecom]) override [sms] texts of the same name.
+CHANNEL_TABLES = ("voice", "wecom")
 REQUIRED = ("warning", "update_info", "resend", "deputy", "superior", "cancel_notice", "gap_notice", "reply_help")
 
 
@@ -24,9 +26,21 @@ class TemplateError(ValueError):
 class Templates:
     sms: dict[str, str]
     steps: dict[str, str]
+    channels: dict[str, dict[str, str]] = field(default_factory=dict)  # [voice] / [wecom] overrides
+
+    def pick(self, template: str, channel: str) -> str:
+        """The template to use on `channel`: "voice.warning" when [voice] overrides it."""
+        return f"{channel}.{template}" if template in self.channels.get(channel, {}) else template
+
+    def text(self, template: str) -> str:
+        table, dot, name = template.partition(".")
+        return self.channels[table][name] if dot else self.sms[template]
+
+    def uses(self, template: str, placeholder: str) -> bool:
+        return any(f == placeholder for _, f, _, _ in string.Formatter().parse(self.text(template)))
 
     def render(self, template: str, /, **values: object) -> str:
-        return self.sms[template].format_map(_Defaults(values))
+        return self.text(template).format_map(_Defaults(values))
 
     def step_label(self, step: Step | str) -> str:
         return self.steps.get(str(step), str(step))
@@ -47,9 +61,16 @@ def load_templates(path: Path | None = None) -> Templates:
     for name in REQUIRED:
         if name not in sms:
             raise TemplateError(f"{path}: [sms].{name} is missing")
-    for name, text in sms.items():
-        for _, field, _, _ in string.Formatter().parse(text):
-            if field is not None and field not in PLACEHOLDERS:
-                raise TemplateError(f"{path}: [sms].{name} uses unknown placeholder {{{field}}}")
+    for table in raw:
+        if table not in ("sms", "steps", *CHANNEL_TABLES):
+            raise TemplateError(f"{path}: unknown table [{table}] (use sms, steps, {', '.join(CHANNEL_TABLES)})")
+    channels = {t: dict(raw[t]) for t in CHANNEL_TABLES if t in raw}
+    for table, texts in [("sms", sms), *channels.items()]:
+        for name, text in texts.items():
+            if table != "sms" and name not in sms:
+                raise TemplateError(f"{path}: [{table}].{name} overrides no [sms] template")
+            for _, fld, _, _ in string.Formatter().parse(text):
+                if fld is not None and fld not in PLACEHOLDERS:
+                    raise TemplateError(f"{path}: [{table}].{name} uses unknown placeholder {{{fld}}}")
     steps = {s.value: str(raw.get("steps", {}).get(s.value, s.value)) for s in Step}
-    return Templates(sms=dict(sms), steps=steps)
+    return Templates(sms=dict(sms), steps=steps, channels=channels)

@@ -10,7 +10,9 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import text
 
+from warnd.api.feeds import feed_routes
 from warnd.api.problems import problem
+from warnd.confirm.pages import ConfirmPages
 from warnd.domain import ConfirmVia
 from warnd.engine.board import alert_calls, alert_summary
 from warnd.engine.ingest import IngestError, IngestResult
@@ -24,7 +26,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @web.middleware
 async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path.startswith("/api/"):
+    # Feed push routes authenticate with their source's own token (warnd.api.feeds).
+    if request.path.startswith("/api/") and not (request.match_info.route.name or "").startswith("feed_push"):
         tokens = request.app[ENGINE].settings.api.tokens
         header = request.headers.get("Authorization", "")
         given = header[7:] if header.startswith("Bearer ") else ""
@@ -143,6 +146,9 @@ def make_app(engine: Engine) -> web.Application:
     app.router.add_post("/api/v1/alerts/{id}/cancel", cancel_alert)
     app.router.add_post("/api/v1/calls/{id}/ack", ack_call)
     app.router.add_get("/healthz", healthz)
+    app.router.add_routes(feed_routes(engine, _ingest_body))
     for channel in engine.channels.values():
         app.router.add_routes(channel.webhook_routes(engine.inbound))
+    if engine.links is not None:  # the mobile confirm page: /c/{token}, /f/{token} (no bearer token)
+        app.router.add_routes(ConfirmPages(engine, engine.links).routes())
     return app

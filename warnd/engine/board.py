@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlmodel import col, select
 
+from warnd.confirm.feedback import feedback_by_call
 from warnd.db.engine import Database
 from warnd.db.models import Alert, Call, Delivery, Event, Person, Region
 from warnd.domain import AlertStatus, CallState
@@ -59,6 +60,7 @@ async def alert_calls(db: Database, alert_id: int, now: datetime, roles: Roles) 
         rows = (await s.exec(select(Call, Person).join(Person, Person.id == Call.person_id).where(  # type: ignore[arg-type]
             Call.alert_id == alert_id).order_by(col(Call.region_code), col(Call.id)))).all()
         region_names = dict((await s.exec(select(Region.code, Region.name))).all())
+    feedback = await feedback_by_call(db, alert_id)
     out = []
     for call, person in rows:
         out.append({
@@ -71,5 +73,7 @@ async def alert_calls(db: Database, alert_id: int, now: datetime, roles: Roles) 
             "confirmed_via": call.confirmed_via, "confirmed_by": call.confirmed_by_id,
             "seconds_to_confirm": (call.confirmed_at - call.created_at).total_seconds() if call.confirmed_at else None,
             "note": call.note,
+            "feedback": feedback.get(call.id or 0, []),  # 反馈: actions, people_moved, note, by, at
+            "people_moved": sum(f["people_moved"] for f in feedback.get(call.id or 0, [])),
         })
     return out

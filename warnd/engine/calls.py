@@ -21,6 +21,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from warnd.callstate import CallSnapshot, on_confirm, on_deadline
 from warnd.clock import Clock
+from warnd.confirm.links import LinkIssuer
 from warnd.db.engine import Database
 from warnd.db.models import Alert, Call, Delivery
 from warnd.domain import Action, CallState, ConfirmVia, PersonView, Purpose
@@ -68,6 +69,7 @@ class CallService:
                  roster: RosterCache, ingestor: Ingestor, on_change: Callable[[], None] = lambda: None):
         self.db, self.clock, self.policy, self.templates, self.roles = db, clock, policy, templates, roles
         self.roster, self.ingestor, self.on_change = roster, ingestor, on_change
+        self.links: LinkIssuer | None = None  # signed confirm links for templates using {link}
 
     async def confirm(self, call_id: int, via: ConfirmVia, by_person_id: int | None = None,
                       note: str | None = None) -> ConfirmOutcome:
@@ -175,8 +177,10 @@ class CallService:
               "level": p.new.level, "deadline": p.new.deadline} for p in planned])
         got = {cid: (state, level, fence) for cid, state, level, fence in (await conn.execute(
             select(c.c.id, c.c.state, c.c.level, c.c.fence).where(c.c.id.in_([p.call.id for p in planned])))).all()}
-        contexts = await self._contexts(s, {p.call.alert_id for p in planned})
+        alerts = await self._alerts(s, {p.call.alert_id for p in planned})
+        contexts = {aid: MessageContext.of(a, self.templates) for aid, a in alerts.items()}
         rows: list[dict[str, Any]] = []
+        link_rows: list[dict[str, Any]] = []
         fired = 0
         for p in planned:
             if got.get(p.call.id) != (p.new.state.value, p.new.level, p.new.fence):
@@ -185,10 +189,20 @@ class CallService:
             call, person = p.call, p.person
             region = roster.regions.get(call.region_code)
             for r in p.recipients:
-                body = render(contexts[call.alert_id], RUNG_TEMPLATE[p.action], r, roles=self.roles, call=call,
-                              official=person, region_name=region.name if region else call.region_code)
-                rows.extend(delivery_row(call.alert_id, call.id, call.step, r, channel, Purpose.ESCALATION,
-                                         p.new.level, body, now) for channel in p.channels)
+                for channel in p.channels:
+                    template = self.templates.pick(RUNG_TEMPLATE[p.action], channel)
+                    link = ""
+                    if self.links is not None and self.templates.uses(template, "link") and call.id is not None:
+                        token, lrow = self.links.row(call_id=call.id, alert_id=call.alert_id, person_id=r.id,
+                                                     expires_at=self.links.expiry(alerts[call.alert_id], now),
+                                                     now=now)
+                        link_rows.append(lrow)
+                        link = self.links.url(token)
+                    body = render(contexts[call.alert_id], template, r, roles=self.roles, call=call,
+                                  official=person, region_name=region.name if region else call.region_code,
+                                  link=link)
+                    rows.append(delivery_row(call.alert_id, call.id, call.step, r, channel, Purpose.ESCALATION,
+                                             p.new.level, body, now))
             events.record(s, now, "call_escalated" if p.action != Action.DUTY_ROOM else "call_to_duty_room",
                           alert_id=call.alert_id, call_id=call.id, person_id=call.person_id,
                           level=p.new.level, action=p.action.value, recipients=[r.id for r in p.recipients],
@@ -198,14 +212,16 @@ class CallService:
                               action=p.action.value)
         if rows:
             await conn.execute(insert(Delivery), rows)
+        if link_rows and self.links is not None:
+            await self.links.insert_rows(s, link_rows)
         return fired
 
-    async def _contexts(self, s: AsyncSession, alert_ids: set[int]) -> dict[int, MessageContext]:
-        """Message contexts per alert, loaded once per batch and without the heavy columns
-        (covered codes, raw XML) that a county-wide warning makes large."""
+    async def _alerts(self, s: AsyncSession, alert_ids: set[int]) -> dict[int, Alert]:
+        """The batch's alerts, loaded once and without the heavy columns (covered codes, raw
+        XML) that a county-wide warning makes large."""
         alerts = (await s.exec(select(Alert).where(col(Alert.id).in_(alert_ids)).options(
             defer(Alert.region_codes), defer(Alert.raw_xml), defer(Alert.description)))).all()  # type: ignore[arg-type]
-        return {a.id: MessageContext.of(a, self.templates) for a in alerts if a.id is not None}
+        return {a.id: a for a in alerts if a.id is not None}
 
     async def next_deadline(self) -> datetime | None:
         async with self.db.read() as s:

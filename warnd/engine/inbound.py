@@ -15,10 +15,11 @@ from typing import Any
 
 import structlog
 from sqlalchemy import insert
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from channels.base import DeliveryReport, InboundReply
+from channels.base import DeliveryReport, InboundAction, InboundReply
 from warnd.clock import Clock
 from warnd.config import DeliveryCfg
 from warnd.db.engine import Database
@@ -26,12 +27,14 @@ from warnd.db.models import Call, Delivery, Inbound, Person
 from warnd.domain import CallState, ConfirmVia, Purpose
 from warnd.engine import events
 from warnd.engine.calls import CallService
+from warnd.engine.failover import after_failed_delivery
 from warnd.replies import parse_reply
 from warnd.templates import Templates
 
 log = structlog.get_logger("warnd.inbound")
 
 OPEN_STATES = (CallState.OPEN.value, CallState.DUTY_ROOM.value)
+ACTION_LOOKUPS, ACTION_LOOKUP_PAUSE = 10, 0.2  # seconds, real time
 
 
 MAX_BATCH = 500
@@ -166,4 +169,58 @@ class InboundHandler:
             events.record(s, now, "delivery_delivered" if report.delivered else "delivery_undelivered",
                           alert_id=d.alert_id, call_id=d.call_id, delivery_id=d.id,
                           person_id=d.person_id, error=report.error)
+            if not report.delivered:
+                await s.flush()
+                await after_failed_delivery(s, d, now)  # every channel of the rung failed: escalate now
         self.on_change()
+
+    # -- interactive channels (voice key press, WeCom button) -------------------------------
+
+    async def _delivery(self, provider: str, provider_id: str) -> Delivery | None:
+        # A fast callee can answer before the send's receipt is recorded: look a few times.
+        for _ in range(ACTION_LOOKUPS):
+            async with self.db.read() as s:
+                d = (await s.exec(select(Delivery).where(Delivery.provider == provider,
+                                                         Delivery.provider_id == provider_id))).first()
+            if d is not None:
+                return d
+            await asyncio.sleep(ACTION_LOOKUP_PAUSE)
+        return None
+
+    async def on_action(self, action: InboundAction) -> str:
+        """A key pressed / a button tapped: confirm the call of the delivery it answers, as
+        the delivery's recipient (a deputy confirms for the official)."""
+        now = self.clock.now()
+        try:
+            async with self.db.session() as s, s.begin():
+                row = Inbound(provider=action.provider, dedupe_key=action.dedupe_key[:128],
+                              from_address=action.from_address, text=f"{action.via}:confirm", received_at=now)
+                s.add(row)
+                await s.flush()
+                inbound_id = row.id
+        except IntegrityError:
+            log.info("duplicate action ignored", key=action.dedupe_key)
+            return "duplicate"
+        d = await self._delivery(action.provider, action.provider_id)
+        if d is None:
+            outcome = "unknown delivery"
+        elif d.to_address != action.from_address:
+            outcome = "not the recipient"
+        elif d.call_id is None:
+            outcome = "no call"
+        else:
+            res = await self.calls.confirm(d.call_id, ConfirmVia(action.via), by_person_id=d.person_id)
+            outcome = "confirmed" if res.confirmed else f"already {res.state}"
+        async with self.db.session() as s, s.begin():
+            row2 = await s.get(Inbound, inbound_id)
+            if row2 is not None:
+                row2.outcome = outcome
+            if outcome in ("unknown delivery", "not the recipient"):
+                events.record(s, now, "action_rejected", provider=action.provider, provider_id=action.provider_id,
+                              from_address=action.from_address, outcome=outcome)
+        self.on_change()
+        return outcome
+
+    async def message_text(self, provider: str, provider_id: str) -> str | None:
+        d = await self._delivery(provider, provider_id)
+        return d.body if d is not None else None

@@ -7,7 +7,7 @@ nothing (the outbox and escalation workers pick the rows up on restart).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,6 +22,7 @@ from warnd.cap.model import CapInfo, CapMessage
 from warnd.cap.parser import CapError, parse_cap
 from warnd.clock import Clock
 from warnd.config import County
+from warnd.confirm.links import LinkIssuer
 from warnd.db.engine import Database
 from warnd.db.models import Alert, Call, Delivery
 from warnd.domain import (
@@ -87,12 +88,18 @@ class Ingestor:
         self.templates, self.roles, self.roster, self.county = templates, roles, roster, county
         self.on_change = on_change
         self.send_grace = timedelta(minutes=10)
+        # Optional hook (warnd.feeds): trust check and normalisation of a parsed message
+        # before anything is stored; raises IngestError to refuse it.
+        self.prepare: Callable[[CapMessage, str], Awaitable[CapMessage]] | None = None
+        self.links: LinkIssuer | None = None  # signed confirm links for templates using {link}
 
     async def submit_cap(self, data: bytes, source: str = "api") -> IngestResult:
         try:
             msg = parse_cap(data)
         except CapError as e:
             raise IngestError(400, "Invalid CAP message", e.detail, field=e.field) from e
+        if self.prepare is not None:
+            msg = await self.prepare(msg, source)
         existing = await self._find(msg.sender, msg.identifier)
         if existing is not None:
             return IngestResult(alert_id=existing, created=False)
@@ -199,15 +206,25 @@ class Ingestor:
                     [{"cid": cid, "code": short_code_for(cid)} for cid in call_ids.values()])
             state_of = {r["person_id"]: r["state"] for r in call_rows}
             delivery_rows = []
+            link_rows: list[dict[str, Any]] = []
             for pd in plan.deliveries:
                 person = roster.by_id[pd.person_id]
                 owner = pd.call_person_id or pd.person_id
                 cid = call_ids[owner]
-                template = "update_info" if state_of[owner] == CallState.CONFIRMED else "warning"
-                body = render(ctx, template, person, roles=self.roles, code=short_code_for(cid))
+                template = self.templates.pick(
+                    "update_info" if state_of[owner] == CallState.CONFIRMED else "warning", pd.channel)
+                link = ""
+                if self.links is not None and self.templates.uses(template, "link"):
+                    token, lrow = self.links.row(call_id=cid, alert_id=alert.id, person_id=person.id,
+                                                 expires_at=self.links.expiry(alert, now), now=now)
+                    link_rows.append(lrow)
+                    link = self.links.url(token)
+                body = render(ctx, template, person, roles=self.roles, code=short_code_for(cid), link=link)
                 delivery_rows.append(delivery_row(alert.id, cid, step, person, pd.channel, pd.purpose, 0, body, now))
             if delivery_rows:
                 await (await s.connection()).execute(insert(Delivery), delivery_rows)
+            if link_rows and self.links is not None:
+                await self.links.insert_rows(s, link_rows)
             result.deliveries += len(delivery_rows)
             calls_by_person = call_ids
             result.calls = len(calls_by_person)

@@ -13,12 +13,14 @@ from channels.base import Channel
 from warnd.cap.classify import load_vocabulary
 from warnd.clock import Clock, clock_from_spec
 from warnd.config import Settings
+from warnd.confirm.links import LinkIssuer
 from warnd.db.engine import Database
 from warnd.engine.calls import CallService, EscalationWorker
 from warnd.engine.inbound import InboundHandler
 from warnd.engine.ingest import Ingestor
 from warnd.engine.outbox import Outbox
 from warnd.engine.roster import RosterCache
+from warnd.feeds.service import FeedService
 from warnd.policy import load_policy
 from warnd.roles import load_roles
 from warnd.templates import load_templates
@@ -63,6 +65,8 @@ class Engine:
     escalation: EscalationWorker
     channels: Mapping[str, Channel]
     _tasks: list[asyncio.Task[None]]
+    feeds: FeedService | None = None
+    links: LinkIssuer | None = None  # signed confirm links (/c/{token}), served by api/app.py
 
     @classmethod
     def build(cls, settings: Settings, clock: Clock | None = None,
@@ -81,6 +85,8 @@ class Engine:
             if "e" in holder:
                 holder["e"].outbox.wake.set()
                 holder["e"].escalation.wake.set()
+                if holder["e"].feeds is not None:
+                    holder["e"].feeds.kick()
 
         ingestor = Ingestor(db, clock, policy, vocab, templates, roles, roster, settings.county, kick)
         calls = CallService(db, clock, policy, templates, roles, roster, ingestor, kick)
@@ -90,7 +96,12 @@ class Engine:
                         on_change=lambda: holder["e"].escalation.wake.set() if "e" in holder else None)
         engine = cls(settings, db, clock, roster, ingestor, calls, inbound, outbox,
                      EscalationWorker(calls, clock), chans, [])
+        engine.feeds = FeedService.build(
+            db=db, clock=clock, ingestor=ingestor, vocab=vocab, county=settings.county,
+            sources_path=settings.feeds.sources, stations_path=settings.feeds.stations,
+            vocabulary_path=settings.policy.vocabulary)
         holder["e"] = engine
+        engine.links = ingestor.links = calls.links = LinkIssuer(settings.server.public_base_url)
         return engine
 
     async def start(self) -> None:
@@ -99,9 +110,13 @@ class Engine:
             asyncio.create_task(self.outbox.run(single_instance=self.db.is_sqlite), name="outbox"),
             asyncio.create_task(self.escalation.run(), name="escalation"),
         ]
+        if self.feeds is not None:
+            await self.feeds.start()
         log.info("engine started", database=self.db.url.split("@")[-1], clock=type(self.clock).__name__)
 
     async def stop(self) -> None:
+        if self.feeds is not None:
+            await self.feeds.stop()
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

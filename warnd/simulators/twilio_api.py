@@ -6,22 +6,31 @@ the list endpoint with `To` / `DateSent>` filters, and Twilio's error JSON
 ({code, message, more_info, status}). It also plays Twilio calling us: status callbacks
 and inbound messages, signed with X-Twilio-Signature exactly as Twilio signs them (it holds
 the auth token, as Twilio does).
+
+Voice: Calls.json accepts outbound calls (inline `Twiml` or a `Url` to fetch, fetched signed
+like Twilio), and `answer()` plays the callee: it runs the TwiML, "hears" each <Say>, presses
+the given keys in <Gather> (posting Digits to the action URL, signed), follows the TwiML it
+gets back, and posts the call status callbacks. `busy_numbers` / `no_answer_numbers` end a
+call at once with that status; with `auto_calls`, numbers in `call_scripts` answer by
+themselves after `ring_seconds`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hmac
 import math
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
 from email.utils import format_datetime
 from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import ClientError, web
+from defusedxml.ElementTree import fromstring
 from twilio.request_validator import RequestValidator
 
 from warnd.simulators import SimMessage, SimulatorBase
@@ -82,6 +91,14 @@ class TwilioApi(SimulatorBase):
         self.validator = RequestValidator(auth_token)
         self.callbacks_sent = 0
         self._by_sid: dict[str, SimMessage] = {}
+        # Voice: placed calls (not in `messages`), and how callees behave.
+        self.calls: list[SimMessage] = []
+        self.busy_numbers: set[str] = set()
+        self.no_answer_numbers: set[str] = set()
+        self.call_scripts: dict[str, Sequence[str]] = {}  # number -> keys pressed ("" = silence)
+        self.auto_calls = False
+        self.ring_seconds = 0.3
+        self._calls_by_sid: dict[str, SimMessage] = {}
 
     # -- server --------------------------------------------------------------------------
 
@@ -91,6 +108,8 @@ class TwilioApi(SimulatorBase):
         app.router.add_post(base + "/Messages.json", self._create)
         app.router.add_get(base + "/Messages.json", self._list)
         app.router.add_get(base + "/Messages/{sid}.json", self._fetch)
+        app.router.add_post(base + "/Calls.json", self._create_call)
+        app.router.add_get(base + "/Calls/{sid}.json", self._fetch_call)
         return app
 
     def _error(
@@ -348,3 +367,134 @@ class TwilioApi(SimulatorBase):
             "ApiVersion": API_VERSION,
         }
         return await self.post_signed(url, params)
+
+    # -- voice -----------------------------------------------------------------------------
+
+    def _call_resource(self, c: SimMessage) -> dict[str, Any]:
+        uri = f"/{API_VERSION}/Accounts/{self.account_sid}/Calls/{c.id}"
+        return {
+            "account_sid": self.account_sid, "annotation": None, "answered_by": None,
+            "api_version": API_VERSION, "caller_name": None, "date_created": _rfc2822(c.time),
+            "date_updated": _rfc2822(c.extra.get("date_updated", c.time)), "direction": "outbound-api",
+            "duration": c.extra.get("duration"), "end_time": None, "forwarded_from": None,
+            "from": c.extra.get("from"), "from_formatted": c.extra.get("from"), "group_sid": None,
+            "parent_call_sid": None, "phone_number_sid": None, "price": None, "price_unit": "USD",
+            "sid": c.id, "start_time": None, "status": c.status, "subresource_uris": {},
+            "to": c.to, "to_formatted": c.to, "trunk_sid": None, "uri": uri + ".json", "queue_time": "0",
+        }
+
+    async def _create_call(self, request: web.Request) -> web.Response:
+        if (refused := self._gate(request)) is not None:
+            return refused
+        form = await request.post()
+        to, sender = str(form.get("To", "")), str(form.get("From", ""))
+        url, twiml = form.get("Url"), form.get("Twiml")
+        if not to:
+            return self._error(400, 21201, "No 'To' number is specified")
+        if not sender:
+            return self._error(400, 21213, "No 'From' number is specified")
+        if not url and not twiml and not form.get("ApplicationSid"):
+            return self._error(400, 21205, "Url, Twiml or ApplicationSid is required")
+        if twiml and len(str(twiml)) > 4000:
+            return self._error(400, 21236, "Twiml exceeds the 4000 character limit")
+        if to in self.fail_numbers or not to.startswith("+") or not to[1:].isdigit():
+            return self._error(400, 21211, f"Invalid 'To' Phone Number: {to}")
+        now = datetime.now(UTC)
+        call = SimMessage(to=to, body=str(twiml or ""), id="CA" + secrets.token_hex(16), context=None, time=now,
+                          status="queued", extra={
+                              "from": sender, "url": str(url) if url else None,
+                              "twiml": str(twiml) if twiml else None,
+                              "status_callback": str(form["StatusCallback"]) if form.get("StatusCallback") else None,
+                              "events": [str(e) for e in form.getall("StatusCallbackEvent", [])],
+                              "said": [], "pressed": [], "date_updated": now})
+        self._calls_by_sid[call.id] = call
+        async with self._cond:
+            self.calls.append(call)
+            self._cond.notify_all()
+        if self.auto_calls or to in self.busy_numbers or to in self.no_answer_numbers:
+            self._spawn(self._auto(call))
+        return web.json_response(self._call_resource(call), status=201)
+
+    async def _fetch_call(self, request: web.Request) -> web.Response:
+        if (refused := self._gate(request)) is not None:
+            return refused
+        call = self._calls_by_sid.get(request.match_info["sid"])
+        if call is None:
+            return self._error(404, 20404, "The requested resource was not found")
+        return web.json_response(self._call_resource(call))
+
+    async def _auto(self, call: SimMessage) -> None:
+        try:
+            await asyncio.sleep(self.ring_seconds)
+            if call.to in self.busy_numbers:
+                await self.end_call(call, "busy")
+            elif call.to in self.no_answer_numbers:
+                await self.end_call(call, "no-answer")
+            elif call.to in self.call_scripts:
+                await self.answer(call, self.call_scripts[call.to])
+        except (ClientError, TimeoutError) as exc:
+            call.extra["callback_error"] = repr(exc)
+
+    def _call_params(self, call: SimMessage, status: str) -> dict[str, str]:
+        return {"AccountSid": self.account_sid, "ApiVersion": API_VERSION, "CallSid": call.id,
+                "CallStatus": status, "Direction": "outbound-api", "From": call.extra.get("from") or "",
+                "To": call.to}
+
+    async def _call_status(self, call: SimMessage, status: str, event: str) -> None:
+        call.status = status
+        call.extra["date_updated"] = datetime.now(UTC)
+        await self._changed()
+        target = call.extra.get("status_callback")
+        if target and (event == "completed" or event in call.extra["events"]):
+            params = self._call_params(call, status)
+            params["CallbackSource"] = "call-progress-events"
+            if status == "completed":
+                params["CallDuration"] = str(call.extra.get("duration") or 0)
+            await self.post_signed(target, params)
+
+    async def end_call(self, call: SimMessage | str, status: str) -> None:
+        """The call ends unanswered: busy, no-answer, failed or canceled."""
+        c = self._calls_by_sid[call] if isinstance(call, str) else call
+        await self._call_status(c, "initiated", "initiated")
+        if status != "failed":
+            await self._call_status(c, "ringing", "ringing")
+        await self._call_status(c, status, "completed")
+
+    async def answer(self, call: SimMessage | str, keys: Sequence[str] = ("1",)) -> list[str]:
+        """Pick up and press `keys` one per <Gather> ("" = stay silent). Returns what was said."""
+        c = self._calls_by_sid[call] if isinstance(call, str) else call
+        pending = list(keys)
+        await self._call_status(c, "initiated", "initiated")
+        await self._call_status(c, "ringing", "ringing")
+        await self._call_status(c, "in-progress", "answered")
+        said: list[str] = c.extra["said"]
+        if c.extra.get("twiml"):
+            doc = c.extra["twiml"]
+        else:
+            _, doc = await self.post_signed(c.extra["url"], self._call_params(c, "in-progress"))
+        for _ in range(50):  # TwiML documents followed; a loop guard
+            nxt = None
+            hangup = False
+            for verb in fromstring(doc):
+                if verb.tag == "Say":
+                    said.append(verb.text or "")
+                elif verb.tag == "Hangup":
+                    hangup = True
+                    break
+                elif verb.tag == "Redirect":
+                    _, nxt = await self.post_signed(verb.text or "", self._call_params(c, "in-progress"))
+                    break
+                elif verb.tag == "Gather":
+                    said.extend(v.text or "" for v in verb if v.tag == "Say")
+                    key = pending.pop(0) if pending else ""
+                    c.extra["pressed"].append(key)
+                    if key or verb.get("actionOnEmptyResult") == "true":
+                        params = {**self._call_params(c, "in-progress"), "Digits": key, "FinishedOnKey": ""}
+                        _, nxt = await self.post_signed(verb.get("action") or "", params)
+                        break
+            if hangup or nxt is None:
+                break
+            doc = nxt
+        c.extra["duration"] = 30
+        await self._call_status(c, "completed", "completed")
+        return said

@@ -6,8 +6,10 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 from sqlmodel import SQLModel
 
-import warnd.db.models
+import warnd.db.models  # (registers tables on the metadata)
 import warnd.speakers.models  # noqa: F401
+from warnd.confirm import models as _confirm_models  # noqa: F401  (0004_confirm)
+from warnd.feeds import models as _feeds_models  # noqa: F401
 
 config = context.config
 target_metadata = SQLModel.metadata

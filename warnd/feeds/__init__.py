@@ -1,0 +1,1 @@
+"""Automated feeds: CAP push and polling, telemetry thresholds, warning expiry."""
