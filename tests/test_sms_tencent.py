@@ -6,17 +6,16 @@ import asyncio
 import json
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import pytest
 from aiohttp import web
+from recording_sink import RecordingSink
 
 from channels.base import (
-    DeliveryReport,
-    InboundReply,
     OutboundMessage,
     PermanentSendError,
     TransientSendError,
@@ -36,29 +35,6 @@ LONG_BODY = (
     "局地可达100毫米，山洪、地质灾害风险极高。请各村（社区）立即组织危险区域群众转移，"
     "鸣锣吹哨、敲门入户，确保不漏一户、不落一人；转移情况于1小时内报县防指。收到请回复1。"
 )
-
-
-class RecordingSink:
-    """Test double of the engine's InboundSink: records what the channel hands over."""
-
-    def __init__(self) -> None:
-        self.replies: list[InboundReply] = []
-        self.reports: list[DeliveryReport] = []
-        self._cond = asyncio.Condition()
-
-    async def on_reply(self, reply: InboundReply) -> None:
-        async with self._cond:
-            self.replies.append(reply)
-            self._cond.notify_all()
-
-    async def on_report(self, report: DeliveryReport) -> None:
-        async with self._cond:
-            self.reports.append(report)
-            self._cond.notify_all()
-
-    async def wait(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:  # noqa: ASYNC109
-        async with asyncio.timeout(timeout), self._cond:
-            await self._cond.wait_for(predicate)
 
 
 @dataclass
