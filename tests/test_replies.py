@@ -141,6 +141,20 @@ def test_confirm_with_code(text: str, code: str) -> None:
     assert parse_reply(text) == Reply(confirm=True, short_code=code)
 
 
+LEADING_CONFIRMS = [
+    ("收到，谢谢", None),
+    ("收到！马上组织转移", None),  # the 应 comes first; what they do is 反馈
+    ("1，好的", None),
+    ("确认。已通知各组", None),
+    ("收到 K7F3，马上转移", "K7F3"),
+]
+
+
+@pytest.mark.parametrize(("text", "code"), LEADING_CONFIRMS)
+def test_reply_that_opens_with_a_confirmation(text: str, code: str | None) -> None:
+    assert parse_reply(text) == Reply(confirm=True, short_code=code)
+
+
 NOT_CONFIRMS = [
     "",
     "   ",
@@ -158,7 +172,8 @@ NOT_CONFIRMS = [
     "收",
     "到",
     "收到收到",
-    "收到，马上组织转移",  # a 反馈, not a plain 应; handled by the feedback path, not here
+    "收到，但是没看懂",  # a negation after the 收到: not a clean 应
+    "收到 K7F3，不清楚",
     "请问是什么预警？",
     "K7F",  # too short for a code
     "收到 K7F",

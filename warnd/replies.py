@@ -2,8 +2,11 @@
 
 Officials answer from feature phones, full-width keyboards and voice input, so the text is
 NFKC-normalised, case-folded and stripped of punctuation, symbols (emoji) and whitespace
-before matching. Matching is deliberately strict: a false "confirmed" would hide a silent
-official, while a false "not confirmed" only costs a help message and an escalation.
+before matching. Matching is strict where it counts: a false "confirmed" would hide a silent
+official. The whole reply must be a keyword (and/or a short code) — or, so that "收到，谢谢"
+and "收到！马上组织转移" count as the 应 they are, its first segment must be, with the rest
+plain words: no negation (不/没/未/无/否) and no further code-like text (a second or
+malformed code stays ambiguous).
 
 Short codes identify the call when one person has several open calls. They use an alphabet
 without look-alikes (no 0/O, 1/I/L), so the keyword "1" can never be mistaken for part of
@@ -94,7 +97,7 @@ def parse_reply(text: str) -> Reply:
                 code = t[: -len(word)]
                 break
     if code is None:
-        return _NO
+        return _leading_confirmation(text)
     # The code must have been typed as one unbroken run: "K7F3 K7F4" (two codes) must not
     # merge into the well-formed but wrong code "K7F3K7F4".
     if not any(code in run for run in _runs(text)):
@@ -115,3 +118,21 @@ def _runs(text: str) -> list[str]:
     if cur:
         runs.append("".join(cur))
     return runs
+
+
+NEGATIONS = ("不", "没", "未", "无", "否")
+_MAX_SENTENCE = 60  # normalised characters: a short sentence, not a pasted message
+
+
+def _leading_confirmation(text: str) -> Reply:
+    """A reply that opens with a confirmation, e.g. "收到，谢谢" or "收到 K7F3，马上转移"."""
+    runs = _runs(text)
+    if len(runs) < 2 or sum(map(len, runs)) > _MAX_SENTENCE:
+        return _NO
+    head, rest = runs[0], runs[1:]
+    if rest and is_short_code(rest[0]) and head in CONFIRM_WORDS:
+        head, rest = head + rest[0], rest[1:]
+    tail = "".join(rest)
+    if not tail or any(n in tail for n in NEGATIONS) or any(c.isascii() and c.isalnum() for c in tail):
+        return _NO
+    return parse_reply(head) if head != text else _NO
