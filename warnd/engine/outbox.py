@@ -176,22 +176,22 @@ class Outbox:
         """Same text on a batch-capable channel goes out in provider batches; the rest singly.
         One recipient appears once per group (a batch is one request)."""
         out: list[list[Delivery]] = []
-        batches: dict[tuple[str, str], list[Delivery]] = {}
+        batches: dict[tuple[str, str], tuple[list[Delivery], set[str]]] = {}
         for d in rows:
             channel = self.channels.get(d.channel)
             if channel is None or not hasattr(channel, "send_many"):
                 out.append([d])
                 continue
-            size = int(getattr(channel, "max_batch", 1))
-            key = (d.channel, d.body)
-            group = batches.setdefault(key, [])
-            if any(x.to_address == d.to_address for x in group):
+            group, recipients = batches.setdefault((d.channel, d.body), ([], set()))
+            if d.to_address in recipients:
                 out.append([d])
                 continue
             group.append(d)
-            if len(group) >= size:
-                out.append(batches.pop(key))
-        out.extend(batches.values())
+            recipients.add(d.to_address)
+            if len(group) >= int(getattr(channel, "max_batch", 1)):
+                out.append(group)
+                del batches[(d.channel, d.body)]
+        out.extend(group for group, _ in batches.values())
         return out
 
     async def _send(self, group: list[Delivery]) -> list[SendReceipt | Exception]:
