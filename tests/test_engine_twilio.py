@@ -4,6 +4,7 @@ non-+86 numbers — Twilio does not deliver replies from China, see docs/sms-pro
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -13,12 +14,14 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlmodel import select
 
+from channels.base import DeliveryReport
 from channels.sms_twilio import INBOUND_PATH
 from warnd.api.app import make_app
 from warnd.clock import ManualClock
 from warnd.config import ApiCfg, County, DatabaseCfg, ServerCfg, Settings, SmsCfg, TwilioCfg
-from warnd.db.models import Delivery, Person, Region
+from warnd.db.models import Delivery, Inbound, Person, Region
 from warnd.demo.capgen import cap_xml
+from warnd.engine.reports import PARKED, apply_parked_reports
 from warnd.engine.service import Engine
 from warnd.simulators.twilio_api import TwilioApi
 
@@ -88,6 +91,9 @@ async def test_twilio_sends_reports_delivery_and_a_signed_reply_confirms(stack: 
     for m in msgs:
         assert (await stack.sim.send_status(m, "sent"))[0] == 204  # Twilio takes any 2xx
         assert (await stack.sim.send_status(m, "delivered"))[0] == 204
+    # Either order works: a report that overtook our record of the send was parked and is
+    # applied when the outbox records it.
+    await asyncio.wait_for(stack.engine.outbox.wait_recorded(2), 30)
     async with stack.engine.db.read() as s:
         states = sorted((await s.exec(select(Delivery.state))).all())
     assert states == ["delivered", "delivered"]
@@ -105,3 +111,23 @@ async def test_forged_twilio_callback_is_refused_and_changes_nothing(stack: Stac
     assert r.status == 403
     async with stack.engine.db.read() as s:
         assert (await s.exec(select(Delivery))).all() == []
+
+
+async def test_a_report_that_overtakes_the_send_record_is_parked_then_applied(stack: Stack) -> None:
+    report = DeliveryReport(provider="twilio", dedupe_key="SMfast:delivered", provider_id="SMfast",
+                            delivered=True, final=True)
+    await stack.engine.inbound.on_report(report)
+    await stack.engine.inbound.on_report(report)  # the provider retries: parked once
+    now = stack.engine.clock.now()
+    async with stack.engine.db.session() as s, s.begin():
+        d = Delivery(idempotency_key="k-fast", person_id=1, channel="sms", purpose="warning",
+                     to_address=PHONES[0], body="x", state="sent", provider="twilio", provider_id="SMfast",
+                     created_at=now)
+        s.add(d)
+        await s.flush()
+        parked = (await s.exec(select(Inbound).where(Inbound.outcome == PARKED))).all()
+        assert len(parked) == 1
+        assert await apply_parked_reports(s, [(d.id or 0, "twilio", "SMfast")], now) == 1
+    async with stack.engine.db.read() as s:
+        assert (await s.exec(select(Delivery.state).where(Delivery.idempotency_key == "k-fast"))).one() == "delivered"
+        assert (await s.exec(select(Inbound.outcome))).all() == ["applied"]

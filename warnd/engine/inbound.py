@@ -27,7 +27,7 @@ from warnd.db.models import Call, Delivery, Inbound, Person
 from warnd.domain import CallState, ConfirmVia, Purpose
 from warnd.engine import events
 from warnd.engine.calls import CallService
-from warnd.engine.failover import after_failed_delivery
+from warnd.engine.reports import PARKED, apply_parked_reports, apply_report, report_provider
 from warnd.replies import parse_reply
 from warnd.templates import Templates
 
@@ -160,18 +160,23 @@ class InboundHandler:
         async with self.db.session() as s, s.begin():
             d = (await s.exec(select(Delivery).where(Delivery.provider == report.provider,
                                                      Delivery.provider_id == report.provider_id))).first()
-            if d is None or d.state in ("delivered", "failed"):
-                return  # unknown or already final: a duplicate report changes nothing
-            if report.delivered:
-                d.state, d.delivered_at = "delivered", now
+            if d is None:
+                # The report overtook the send's receipt (a fast provider): park it; the outbox
+                # applies it when it records the send. A retried report parks once (dedupe key).
+                exists = (await s.exec(select(Inbound.id).where(Inbound.dedupe_key == report.dedupe_key))).first()
+                if exists is None:
+                    s.add(Inbound(provider=report_provider(report.provider), dedupe_key=report.dedupe_key,
+                                  from_address=report.provider_id, received_at=now, outcome=PARKED,
+                                  text="delivered" if report.delivered else f"failed:{report.error or 'undelivered'}"))
             else:
-                d.state, d.last_error = "failed", report.error or "undelivered"
-            events.record(s, now, "delivery_delivered" if report.delivered else "delivery_undelivered",
-                          alert_id=d.alert_id, call_id=d.call_id, delivery_id=d.id,
-                          person_id=d.person_id, error=report.error)
-            if not report.delivered:
-                await s.flush()
-                await after_failed_delivery(s, d, now)  # every channel of the rung failed: escalate now
+                await apply_report(s, d, report.delivered, report.error, now)
+        if d is None:
+            # Parked and committed: if the send was recorded meanwhile, apply it now.
+            async with self.db.session() as s, s.begin():
+                d = (await s.exec(select(Delivery).where(Delivery.provider == report.provider,
+                                                         Delivery.provider_id == report.provider_id))).first()
+                if d is not None and d.id is not None:
+                    await apply_parked_reports(s, [(d.id, report.provider, report.provider_id)], now)
         self.on_change()
 
     # -- interactive channels (voice key press, WeCom button) -------------------------------

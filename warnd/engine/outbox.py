@@ -37,6 +37,7 @@ from warnd.db.engine import Database
 from warnd.db.models import Delivery
 from warnd.domain import Purpose
 from warnd.engine import events
+from warnd.engine.reports import apply_parked_reports
 
 ERROR_BACKOFF_SECONDS = 1.0
 
@@ -62,6 +63,8 @@ class Outbox:
         # Sends move confirm deadlines (the window restarts at send): the escalation worker
         # may be sleeping until an older, later deadline and must look again.
         self.on_change = on_change
+        self.recorded = 0  # sends recorded since start; `wait_recorded` lets tests wait on it
+        self._recorded_cond = asyncio.Condition()
         self.wake = asyncio.Event()
         self._last_to: dict[str, datetime] = {}  # per-recipient throttle (this process)
         self._sem = asyncio.Semaphore(cfg.concurrency)
@@ -101,6 +104,9 @@ class Outbox:
                         self.on_change()
                 else:
                     await self._set(s, d, "sending", state="pending", next_attempt_at=now, lease_until=None)
+            if receipt is not None:
+                async with self.db.session() as s, s.begin():
+                    await apply_parked_reports(s, [(d.id or 0, receipt.provider, receipt.provider_id)], now)
         return len(rows)
 
     async def _set(self, s: AsyncSession, d: Delivery, expect: str, **values: object) -> bool:
@@ -164,8 +170,15 @@ class Outbox:
                     person_id=d.person_id, provider=r.provider, provider_id=r.provider_id, attempt=d.attempts)
                     for d, r in sent])
                 await self._after_sent(s, [d for d, _ in sent], now)
+        if sent:
+            # After the commit, so a report parked meanwhile is seen by one side or the other.
+            async with self.db.session() as s, s.begin():
+                await apply_parked_reports(s, [(d.id or 0, r.provider, r.provider_id) for d, r in sent], now)
         if claimed:
             self.on_change()
+            async with self._recorded_cond:
+                self.recorded += len(sent)
+                self._recorded_cond.notify_all()
         return len(due)
 
     def _throttle_ok(self, d: Delivery, now: datetime, min_gap: timedelta) -> bool:
@@ -221,6 +234,11 @@ class Outbox:
                             next_attempt_at=now + self.backoff(d.attempts, retry_after))
             events.record(s, now, "delivery_retry", alert_id=d.alert_id, call_id=d.call_id,
                           delivery_id=d.id, person_id=d.person_id, error=str(outcome), attempt=d.attempts)
+
+    async def wait_recorded(self, n: int) -> None:
+        """Until at least `n` sends have been recorded as sent (for tests and drills)."""
+        async with self._recorded_cond:
+            await self._recorded_cond.wait_for(lambda: self.recorded >= n)
 
     async def next_due(self) -> datetime | None:
         async with self.db.read() as s:
