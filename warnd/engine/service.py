@@ -37,6 +37,13 @@ def _path(p: str) -> Path | None:
 
 
 def build_channels(settings: Settings) -> dict[str, Channel]:
+    """SMS, plus voice and WeCom when configured ([voice], [wecom])."""
+    from warnd.confirm.channels import confirm_channels
+
+    return {**_sms_channels(settings), **confirm_channels(settings)}
+
+
+def _sms_channels(settings: Settings) -> dict[str, Channel]:
     """The SMS channel from configuration (provider SDK clients are created here)."""
     sms = settings.sms
     public = settings.server.public_base_url.rstrip("/")
