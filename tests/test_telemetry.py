@@ -148,6 +148,8 @@ async def test_http_readings(st: Stack) -> None:
     assert r.status == 422 and (await r.json())["field"] == "time"
     assert (await st.http.post("/api/v1/feeds/nosuch/telemetry", json=body, headers=auth)).status == 404
     health = (await (await st.http.get("/api/v1/feeds", headers=st.auth)).json())["feeds"]
+    gauges = next(f for f in health if f["name"] == "gauges")
+    assert gauges["last_success_at"] is not None and gauges["last_error"] == "time must be an ISO 8601 time with a zone"
     stations = {s["station"]: s for s in health[-1]["stations"]}
     assert stations["YL002"]["level"] == "立即转移" and stations["YL001"]["last_reading_at"] is None
 
