@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 from sqlalchemy import event
@@ -28,6 +29,9 @@ from warnd.feeds.service import FeedService
 from warnd.policy import load_policy
 from warnd.roles import load_roles
 from warnd.templates import load_templates
+
+if TYPE_CHECKING:
+    from warnd.speakers.service import SpeakerService
 
 log = structlog.get_logger("warnd")
 
@@ -78,6 +82,7 @@ class Engine:
     _tasks: list[asyncio.Task[None]]
     feeds: FeedService | None = None
     links: LinkIssuer | None = None  # signed confirm links (/c/{token}), served by api/app.py
+    speakers: SpeakerService | None = None  # [speakers] enabled: village loudspeakers over MQTT
 
     @classmethod
     def build(cls, settings: Settings, clock: Clock | None = None,
@@ -98,6 +103,8 @@ class Engine:
                 holder["e"].escalation.wake.set()
                 if holder["e"].feeds is not None:
                     holder["e"].feeds.kick()
+                if holder["e"].speakers is not None:
+                    holder["e"].speakers.kick()
 
         ingestor = Ingestor(db, clock, policy, vocab, templates, roles, roster, settings.county, kick)
         calls = CallService(db, clock, policy, templates, roles, roster, ingestor, kick)
@@ -115,6 +122,11 @@ class Engine:
             db=db, clock=clock, ingestor=ingestor, vocab=vocab, county=settings.county,
             sources_path=settings.feeds.sources, stations_path=settings.feeds.stations,
             vocabulary_path=settings.policy.vocabulary)
+        if settings.speakers.enabled:
+            from warnd.speakers.service import SpeakerService
+
+            engine.speakers = SpeakerService(db, clock, settings.speakers, settings.county, policy,
+                                             templates, roles, roster, kick)
         holder["e"] = engine
         engine.links = ingestor.links = calls.links = LinkIssuer(settings.server.public_base_url)
         return engine
@@ -127,6 +139,9 @@ class Engine:
         ]
         if self.feeds is not None:
             await self.feeds.start()
+        if self.speakers is not None:
+            self._tasks += [asyncio.create_task(self.speakers.run(), name="speakers"),
+                            asyncio.create_task(self.speakers.channel.run(), name="speakers-mqtt")]
         log.info("engine started", database=self.db.url.split("@")[-1], clock=type(self.clock).__name__)
 
     async def stop(self) -> None:
