@@ -156,3 +156,12 @@ async def test_group_robot_markdown() -> None:
         await robot.close()
         await sim.stop()
     assert split_link("无链接")[1] is None
+
+
+async def test_simulated_member_taps_by_itself(stack: Stack) -> None:
+    sim: WeComApi = stack.extra["wecom"]
+    sim.callback_url, sim.auto_press, sim.press_delay = stack.extra["callback"], {"lizr"}, 0.05
+    alert = await stack.post_cap(imminent())
+    await sim.wait_until(lambda: any(c.status == 200 for c in sim.callbacks), timeout=30)
+    calls = await stack.calls(alert["id"])
+    assert calls["李主任"]["confirmed_via"] == "wecom" and calls["张书记"]["state"] == "open"
