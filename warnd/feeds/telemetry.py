@@ -375,12 +375,15 @@ class TelemetryService:
 
     async def _submit(self, station: Station, r: Reading) -> ReadingOutcome:
         now = self.clock.now()
-        if not await self._store(r, now):
-            return ReadingOutcome(station.id, r.at, False, "duplicate")
+        stored = await self._store(r, now)
         row, status = await self._state(station)
+        if not stored and status.evaluated_at is not None and r.at <= status.evaluated_at:
+            return ReadingOutcome(station.id, r.at, False, "duplicate")
+        # A redelivered reading that was stored but never evaluated (a crash in between) is
+        # evaluated now; the warning identifier is derived from it, so this cannot repeat one.
         measures = await self.measures_at(station, r.at)
         d: Decision = decide(status, measures, r.at, now, station.thresholds)
-        out = ReadingOutcome(station.id, r.at, True, d.reason, int(d.status.level), measures=measures)
+        out = ReadingOutcome(station.id, r.at, stored, d.reason, int(d.status.level), measures=measures)
         if d.reason in ("late", "stale", "future"):
             if d.reason != "late":
                 await self.record("telemetry_ignored", station=station.id, reason=d.reason, time=r.at.isoformat())
