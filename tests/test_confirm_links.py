@@ -9,12 +9,14 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
+import aiohttp
 import pytest
 from channel_stack import AUTH, LINK_RE, Stack, build_stack, imminent, stop_stack, write_templates
 from sqlmodel import func, select
 
 from warnd.confirm.feedback import people_moved_by_township
 from warnd.confirm.models import ConfirmLink, Feedback
+from warnd.confirm.play import answer_link
 from warnd.db.models import Event
 
 WARNING = "warning = \"{tag}【{step}】{sender}：{headline}。{instruction}请回复1或“收到”确认。\""
@@ -127,3 +129,15 @@ async def test_links_expire_with_the_warning(stack: Stack) -> None:
     calls = await stack.calls(alert["id"])
     assert not any(c["state"] == "confirmed" for c in calls.values())
     assert await count(stack, Event, kind="link_confirmed") == 0
+
+
+async def test_answer_link_helper_plays_an_official(stack: Stack) -> None:
+    alert = await stack.post_cap(imminent())
+    links = await links_by_phone(stack, 4)
+    async with aiohttp.ClientSession() as session:
+        ok = await answer_link(session, f"{stack.base}/c/{links['+8613900000003']}", actions=["door_knock"],
+                               people_moved=7, note="已通知全部农户")
+        assert ok
+        assert not await answer_link(session, f"{stack.base}/c/{links['+8613900000003']}")  # used
+    w = (await stack.calls(alert["id"]))["王网格"]
+    assert w["confirmed_via"] == "link" and w["people_moved"] == 7

@@ -66,16 +66,17 @@ async def test_update_raising_colour_calls_confirmed_officials_again(st: Stack) 
 
 
 async def test_expiry_ends_the_warning_like_a_cancel(st: Stack) -> None:
-    _, body = await st.post_cap(cap("E-1", onset=ONSET, geocodes=(V1,), expires=T0 + timedelta(minutes=12)))
+    _, body = await st.post_cap(cap("E-1", onset=ONSET, geocodes=(V1,), expires=T0 + timedelta(minutes=8)))
     await sent_to(st, 3)
     await st.engine.calls.confirm((await st.calls_by_name(body["id"]))["辰书记"].id, _via())
     feeds = st.engine.feeds
     assert feeds is not None
     await all_sent(st, body["id"])
     assert await feeds.expiry.expire_due() == []  # not yet
-    assert await feeds.expiry.next_expiry() == T0 + timedelta(minutes=12)
-    # The worker runs on the manual clock: moving the clock past `expires` ends it.
-    await st.clock.advance(timedelta(minutes=12))
+    assert await feeds.expiry.next_expiry() == T0 + timedelta(minutes=8)
+    # The worker runs on the manual clock: moving the clock past `expires` ends it (before
+    # the 10-minute confirm window runs out, so no escalation races it).
+    await st.clock.advance(timedelta(minutes=8))
     for _ in range(300):
         async with st.engine.db.session() as s:
             alert = await s.get(Alert, body["id"])

@@ -148,6 +148,8 @@ async def test_http_readings(st: Stack) -> None:
     assert r.status == 422 and (await r.json())["field"] == "time"
     assert (await st.http.post("/api/v1/feeds/nosuch/telemetry", json=body, headers=auth)).status == 404
     health = (await (await st.http.get("/api/v1/feeds", headers=st.auth)).json())["feeds"]
+    gauges = next(f for f in health if f["name"] == "gauges")
+    assert gauges["last_success_at"] is not None and gauges["last_error"] == "time must be an ISO 8601 time with a zone"
     stations = {s["station"]: s for s in health[-1]["stations"]}
     assert stations["YL002"]["level"] == "立即转移" and stations["YL001"]["last_reading_at"] is None
 
@@ -219,3 +221,18 @@ async def test_demo_api_rain_series_and_bad_config(st: Stack, tmp_path: Path) ->
     with pytest.raises(ConfigError, match="rain_1h"):
         FeedService.build(db=st.engine.db, clock=st.clock, ingestor=st.engine.ingestor,
                           vocab=st.engine.feeds.vocab, county=st.engine.settings.county, stations_path=str(bad))
+
+
+async def test_reading_stored_but_not_evaluated_is_evaluated_on_redelivery(st: Stack) -> None:
+    from warnd.feeds.models import TelemetryReading
+
+    at = T0 + timedelta(minutes=1)
+    await st.clock.advance(timedelta(minutes=2))
+    # The process died after storing the reading and before evaluating it.
+    async with st.engine.db.session() as s, s.begin():
+        s.add(TelemetryReading(station="YL002", metric="level_m", at=at, value=4.5, received_at=at))
+    assert st.engine.feeds is not None
+    out = await st.engine.feeds.telemetry.submit(Reading("YL002", at, level_m=4.5))  # MQTT redelivery
+    assert out.raised == TLevel.EVACUATE and out.stored is False
+    again = await st.engine.feeds.telemetry.submit(Reading("YL002", at, level_m=4.5))
+    assert again.reason == "duplicate" and len(await st.alerts()) == 1

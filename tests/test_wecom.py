@@ -3,10 +3,11 @@ button's encrypted, signed callback confirms; forged, replayed and stale callbac
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import secrets
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -156,3 +157,36 @@ async def test_group_robot_markdown() -> None:
         await robot.close()
         await sim.stop()
     assert split_link("无链接")[1] is None
+
+
+async def test_simulated_member_taps_by_itself(stack: Stack) -> None:
+    sim: WeComApi = stack.extra["wecom"]
+    sim.callback_url, sim.auto_press, sim.press_delay = stack.extra["callback"], {"lizr"}, 0.05
+    alert = await stack.post_cap(imminent())
+    await sim.wait_until(lambda: any(c.status == 200 for c in sim.callbacks), timeout=30)
+    calls = await stack.calls(alert["id"])
+    assert calls["李主任"]["confirmed_via"] == "wecom" and calls["张书记"]["state"] == "open"
+
+
+async def test_deputy_confirms_for_the_silent_official_by_button(stack: Stack) -> None:
+    sim: WeComApi = stack.extra["wecom"]
+    alert = await stack.post_cap(imminent())
+    await sim.wait_for_messages(3, timeout=30)
+    await stack.twilio.wait_for_messages(4, timeout=30)
+    while True:  # until the sends are recorded (the confirm windows restart from them)
+        async with stack.engine.db.session() as s:
+            if len((await s.exec(select(Event.id).where(Event.kind == "delivery_sent"))).all()) >= 7:
+                break
+        await asyncio.sleep(0.05)
+    await stack.clock.advance(timedelta(minutes=10, seconds=1))  # rung 1: resend to all
+    await sim.wait_for_messages(6, timeout=30)
+    await stack.clock.advance(timedelta(minutes=5))  # rung 2: deputies
+    msgs = await sim.wait_for_messages(8, timeout=30)
+    deputy = [m for m in msgs if "替补叫应" in m.body and "李主任" in m.body]
+    assert [m.to for m in deputy] == ["zhangsj"]
+    cb = await sim.press_button(deputy[0], stack.extra["callback"])
+    assert cb.status == 200 and "已确认" in cb.reply
+    calls = await stack.calls(alert["id"])
+    assert calls["李主任"]["state"] == "confirmed" and calls["李主任"]["confirmed_via"] == "wecom"
+    assert calls["李主任"]["confirmed_by"] == calls["张书记"]["person_id"]
+    assert calls["张书记"]["state"] == "open"  # his own call is a different card

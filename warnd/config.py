@@ -129,6 +129,36 @@ class FeedsCfg:
 
 
 @dataclass(frozen=True)
+class VoiceCfg:
+    """Voice calls (智能外呼) through Twilio Voice; provider "" = no voice channel. Empty
+    credentials fall back to [sms.twilio]."""
+
+    provider: str = ""  # "" | "twilio"
+    account_sid: str = ""
+    auth_token: str = ""
+    from_number: str = ""
+    api_base_url: str = ""
+    ring_seconds: int = 30
+    gather_seconds: int = 8
+    attempts: int = 2
+
+
+@dataclass(frozen=True)
+class WeComCfg:
+    """WeChat Work (企业微信) application; enabled = false: no "wecom" channel."""
+
+    enabled: bool = False
+    corp_id: str = ""
+    corp_secret: str = ""
+    agent_id: int = 0
+    token: str = ""  # callback Token
+    encoding_aes_key: str = ""  # callback EncodingAESKey (43 characters)
+    api_base_url: str = ""  # empty: https://qyapi.weixin.qq.com
+    max_per_second: float = 20
+    per_user_per_minute: int = 30
+
+
+@dataclass(frozen=True)
 class Settings:
     county: County = field(default_factory=County)
     database: DatabaseCfg = field(default_factory=DatabaseCfg)
@@ -138,6 +168,8 @@ class Settings:
     policy: PolicyCfg = field(default_factory=PolicyCfg)
     delivery: DeliveryCfg = field(default_factory=DeliveryCfg)
     sms: SmsCfg = field(default_factory=SmsCfg)
+    voice: VoiceCfg = field(default_factory=VoiceCfg)
+    wecom: WeComCfg = field(default_factory=WeComCfg)
     feeds: FeedsCfg = field(default_factory=FeedsCfg)
     speakers: SpeakersCfg = field(default_factory=SpeakersCfg)
 
@@ -186,6 +218,11 @@ def load_settings(path: Path | None = None, env: dict[str, str] | None = None) -
         sms = replace(sms, tencent=replace(sms.tencent, secret_key=env["WARND_TENCENT_SECRET_KEY"]))
     if env.get("WARND_TWILIO_AUTH_TOKEN"):
         sms = replace(sms, twilio=replace(sms.twilio, auth_token=env["WARND_TWILIO_AUTH_TOKEN"]))
+    if env.get("WARND_WECOM_CORP_SECRET") or env.get("WARND_WECOM_AES_KEY"):
+        w = settings.wecom
+        settings = replace(settings, wecom=replace(
+            w, corp_secret=env.get("WARND_WECOM_CORP_SECRET") or w.corp_secret,
+            encoding_aes_key=env.get("WARND_WECOM_AES_KEY") or w.encoding_aes_key))
     if env.get("WARND_MQTT_PASSWORD"):
         settings = replace(settings, speakers=replace(settings.speakers, password=env["WARND_MQTT_PASSWORD"]))
     return replace(settings, sms=sms)

@@ -315,7 +315,8 @@ class Ingestor:
             cancelled += 1
         await self._cancel_pending(s, alert.id)
         reached = (await s.exec(select(Delivery.person_id, Delivery.channel).where(
-            Delivery.alert_id == alert.id, col(Delivery.state).in_(["sent", "delivered"]),
+            # "sending": the provider may already have it; a lifted notice must follow it.
+            Delivery.alert_id == alert.id, col(Delivery.state).in_(["sending", "sent", "delivered"]),
             col(Delivery.purpose).in_([Purpose.WARNING, Purpose.ESCALATION])).distinct())).all()
         ctx = MessageContext.of(alert, self.templates)
         notices = 0

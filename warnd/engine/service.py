@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -25,6 +26,9 @@ from warnd.policy import load_policy
 from warnd.roles import load_roles
 from warnd.templates import load_templates
 
+if TYPE_CHECKING:
+    from warnd.speakers.service import SpeakerService
+
 log = structlog.get_logger("warnd")
 
 
@@ -33,6 +37,13 @@ def _path(p: str) -> Path | None:
 
 
 def build_channels(settings: Settings) -> dict[str, Channel]:
+    """SMS, plus voice and WeCom when configured ([voice], [wecom])."""
+    from warnd.confirm.channels import confirm_channels
+
+    return {**_sms_channels(settings), **confirm_channels(settings)}
+
+
+def _sms_channels(settings: Settings) -> dict[str, Channel]:
     """The SMS channel from configuration (provider SDK clients are created here)."""
     sms = settings.sms
     public = settings.server.public_base_url.rstrip("/")
@@ -67,6 +78,7 @@ class Engine:
     _tasks: list[asyncio.Task[None]]
     feeds: FeedService | None = None
     links: LinkIssuer | None = None  # signed confirm links (/c/{token}), served by api/app.py
+    speakers: SpeakerService | None = None  # [speakers] enabled: village loudspeakers over MQTT
 
     @classmethod
     def build(cls, settings: Settings, clock: Clock | None = None,
@@ -87,6 +99,8 @@ class Engine:
                 holder["e"].escalation.wake.set()
                 if holder["e"].feeds is not None:
                     holder["e"].feeds.kick()
+                if holder["e"].speakers is not None:
+                    holder["e"].speakers.kick()
 
         ingestor = Ingestor(db, clock, policy, vocab, templates, roles, roster, settings.county, kick)
         calls = CallService(db, clock, policy, templates, roles, roster, ingestor, kick)
@@ -100,6 +114,11 @@ class Engine:
             db=db, clock=clock, ingestor=ingestor, vocab=vocab, county=settings.county,
             sources_path=settings.feeds.sources, stations_path=settings.feeds.stations,
             vocabulary_path=settings.policy.vocabulary)
+        if settings.speakers.enabled:
+            from warnd.speakers.service import SpeakerService
+
+            engine.speakers = SpeakerService(db, clock, settings.speakers, settings.county, policy,
+                                             templates, roles, roster, kick)
         holder["e"] = engine
         engine.links = ingestor.links = calls.links = LinkIssuer(settings.server.public_base_url)
         return engine
@@ -112,6 +131,9 @@ class Engine:
         ]
         if self.feeds is not None:
             await self.feeds.start()
+        if self.speakers is not None:
+            self._tasks += [asyncio.create_task(self.speakers.run(), name="speakers"),
+                            asyncio.create_task(self.speakers.channel.run(), name="speakers-mqtt")]
         log.info("engine started", database=self.db.url.split("@")[-1], clock=type(self.clock).__name__)
 
     async def stop(self) -> None:

@@ -54,6 +54,7 @@ class FeedService:
         self.poller = Poller(db, clock, ingestor)
         self.expiry = ExpiryWorker(db, clock, ingestor)
         self.telemetry = TelemetryService(db, clock, ingestor, stations or Stations({}), county, self.record)
+        self.telemetry.on_source = self._note_telemetry
         self.scheduler: AsyncIOScheduler | None = None
         self.autopoll = True  # False: jobs are scheduled but paused (tests drive polls directly)
         self._tasks: list[asyncio.Task[None]] = []
@@ -111,6 +112,15 @@ class FeedService:
         async with self.db.session() as s, s.begin():
             st = await s.get(FeedState, name) or FeedState(source=name)
             st.last_error, st.last_error_at = error[:1000], self.clock.now()
+            await s.merge(st)
+
+    async def _note_telemetry(self, name: str, error: str | None) -> None:
+        if error is not None:
+            await self._note_error(name, error)
+            return
+        async with self.db.session() as s, s.begin():
+            st = await s.get(FeedState, name) or FeedState(source=name)
+            st.last_success_at = self.clock.now()
             await s.merge(st)
 
     async def _note_success(self, name: str, result: IngestResult) -> None:

@@ -295,14 +295,21 @@ class TelemetryService:
         self.db, self.clock, self.ingestor, self.stations, self.county = db, clock, ingestor, stations, county
         self.record = record
         self._locks: dict[str, asyncio.Lock] = {}
+        # Set by FeedService: source health (last success / last error) per message.
+        self.on_source: Callable[[str, str | None], Awaitable[None]] | None = None
 
     async def submit_json(self, body: bytes | str, source: Source | None = None,
                           topic_station: str | None = None) -> list[ReadingOutcome]:
         try:
-            payload = json.loads(body)
-        except ValueError:
-            raise TelemetryError("body is not JSON", "$") from None
-        readings = parse_readings(payload, topic_station)
+            try:
+                payload = json.loads(body)
+            except ValueError:
+                raise TelemetryError("body is not JSON", "$") from None
+            readings = parse_readings(payload, topic_station)
+        except TelemetryError as e:
+            if source is not None and self.on_source is not None:
+                await self.on_source(source.name, e.detail)
+            raise
         if source is not None and source.stations:
             for r in readings:
                 if r.station not in source.stations:
@@ -310,7 +317,10 @@ class TelemetryService:
                                       station=r.station)
                     raise TelemetryError(f"station {r.station!r} is not allowed for source {source.name!r}",
                                          "station")
-        return [await self.submit(r) for r in readings]
+        out = [await self.submit(r) for r in readings]
+        if source is not None and self.on_source is not None:
+            await self.on_source(source.name, None)
+        return out
 
     async def submit(self, reading: Reading) -> ReadingOutcome:
         """Store one reading, evaluate it, raise a warning if a threshold is crossed."""
@@ -365,12 +375,15 @@ class TelemetryService:
 
     async def _submit(self, station: Station, r: Reading) -> ReadingOutcome:
         now = self.clock.now()
-        if not await self._store(r, now):
-            return ReadingOutcome(station.id, r.at, False, "duplicate")
+        stored = await self._store(r, now)
         row, status = await self._state(station)
+        if not stored and status.evaluated_at is not None and r.at <= status.evaluated_at:
+            return ReadingOutcome(station.id, r.at, False, "duplicate")
+        # A redelivered reading that was stored but never evaluated (a crash in between) is
+        # evaluated now; the warning identifier is derived from it, so this cannot repeat one.
         measures = await self.measures_at(station, r.at)
         d: Decision = decide(status, measures, r.at, now, station.thresholds)
-        out = ReadingOutcome(station.id, r.at, True, d.reason, int(d.status.level), measures=measures)
+        out = ReadingOutcome(station.id, r.at, stored, d.reason, int(d.status.level), measures=measures)
         if d.reason in ("late", "stale", "future"):
             if d.reason != "late":
                 await self.record("telemetry_ignored", station=station.id, reason=d.reason, time=r.at.isoformat())

@@ -88,6 +88,7 @@ class ImportReport:
     ignored_sheets: list[str] = field(default_factory=list)
     regions: Counts = field(default_factory=Counts)
     people: Counts = field(default_factory=Counts)
+    speakers: Counts = field(default_factory=Counts)  # loudspeakers (device sheet)
     rejections: list[Rejection] = field(default_factory=list)
     not_in_file: int | None = None  # people in the DB absent from the file; None: no people sheet
     deactivated: int = 0
@@ -645,12 +646,47 @@ async def import_roster(
                         p.updated_at = now
                         report.deactivated += 1
 
+        speaker_tables = [t for t in read.tables if t.kind == "speakers"]
+        if speaker_tables:
+            known_all = {c: _Known(r.name, Level(r.level)) for c, r in existing_regions.items()}
+            known_all.update({c: _Known(r.name, r.level) for c, r in accepted_regions.items()})
+            await _import_speakers(s, speaker_tables, known_all, rej, report, now)
+
         report.regions.rejected = rej.count("regions")
         report.people.rejected = rej.count("people")
+        report.speakers.rejected = rej.count("speakers")
         order = {t.sheet: i for i, t in enumerate(read.tables)}
         report.rejections = sorted(rej.items.values(), key=lambda r: (order.get(r.sheet, 0), r.row))
         s.add(Event(at=now, kind="roster_imported", data=_event_data(report)))
     return report
+
+
+async def _import_speakers(s: Any, tables: list[Table], known: dict[str, _Known], rej: _Rejections,
+                           report: ImportReport, now: datetime) -> None:
+    from warnd.speakers.roster import SpeakerRow, apply_speakers, parse_speaker
+
+    levels = {c: k.level for c, k in known.items()}
+    places: list[_PlaceIndex] = []
+
+    def find_place(text: str) -> set[str]:
+        if not places:
+            places.append(_PlaceIndex(known))
+        return places[0].find(text)
+
+    accepted: dict[str, SpeakerRow] = {}
+    for t in tables:
+        for number, cells in t.rows:
+            row, reasons = parse_speaker(lambda f, c=cells, tb=t: tb.cell(c, f), t.has, t.sheet, number,  # type: ignore[misc]
+                                         levels, find_place)
+            if row is not None and (prev := accepted.get(row.device_id)) is not None:
+                reasons = [f"duplicate 设备编号 {row.device_id}: already at {_where(prev.sheet, prev.row, t.sheet)}"]
+                row = None
+            if row is None:
+                rej.add("speakers", t.sheet, number, reasons)
+            else:
+                accepted[row.device_id] = row
+    added, updated, unchanged = await apply_speakers(s, list(accepted.values()), now)
+    report.speakers.added, report.speakers.updated, report.speakers.unchanged = added, updated, unchanged
 
 
 def _event_data(report: ImportReport) -> dict[str, Any]:
@@ -666,6 +702,7 @@ def _event_data(report: ImportReport) -> dict[str, Any]:
         "file": report.path.name,
         "regions": counts(report.regions),
         "people": counts(report.people),
+        "speakers": counts(report.speakers),
         "not_in_file": report.not_in_file,
         "deactivated": report.deactivated,
     }
@@ -673,7 +710,7 @@ def _event_data(report: ImportReport) -> dict[str, Any]:
 
 def format_report(report: ImportReport) -> str:
     """Plain text for the terminal: what was read, the counts, every rejected row."""
-    kind_zh = {"regions": "regions 区划", "people": "people 人员"}
+    kind_zh = {"regions": "regions 区划", "people": "people 人员", "speakers": "speakers 喇叭"}
     lines = [f"Roster import: {report.path}"]
     for sh in report.sheets:
         line = f"  sheet {sh.sheet!r}: {kind_zh[sh.kind]}, header at row {sh.header_row}, {sh.data_rows} data rows"
@@ -683,7 +720,7 @@ def format_report(report: ImportReport) -> str:
     for name in report.ignored_sheets:
         lines.append(f"  sheet {name!r}: ignored (no regions or people header row found)")
     kinds = {sh.kind for sh in report.sheets}
-    for kind, c in (("regions", report.regions), ("people", report.people)):
+    for kind, c in (("regions", report.regions), ("people", report.people), ("speakers", report.speakers)):
         if kind in kinds:
             lines.append(
                 f"{kind}: {c.added} added, {c.updated} updated, {c.unchanged} unchanged, {c.rejected} rejected"

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from warnd.paths import default_config
 
-Kind = Literal["regions", "people"]
+Kind = Literal["regions", "people", "speakers"]
 
 REGION_FIELDS = ("code", "name", "parent", "level", "lon", "lat", "wkt")
 PEOPLE_FIELDS = (
@@ -33,6 +33,18 @@ PEOPLE_FIELDS = (
     "wecom",
     "active",
 )
+# Device sheet (loudspeakers, warnd.speakers.roster). Optional in roster-headers.toml: a file
+# without a [speakers] table uses these.
+SPEAKER_FIELDS = ("device_id", "region_code", "place", "capabilities", "lon", "lat", "active")
+SPEAKER_HEADERS: dict[str, tuple[str, ...]] = {
+    "device_id": ("设备编号", "设备ID", "终端编号", "喇叭编号", "device_id"),
+    "region_code": ("行政区划代码", "所在区划代码", "区划代码", "region_code"),
+    "place": ("所属村组", "所在村组", "安装位置", "place"),
+    "capabilities": ("能力", "功能", "设备能力", "capabilities"),
+    "lon": ("经度", "lon", "longitude"),
+    "lat": ("纬度", "lat", "latitude"),
+    "active": ("启用", "在用", "状态", "active"),
+}
 
 
 class RosterError(ValueError):
@@ -45,9 +57,10 @@ class HeaderAliases:
 
     regions: dict[str, tuple[str, ...]]
     people: dict[str, tuple[str, ...]]
+    speakers: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(SPEAKER_HEADERS))
 
     def for_kind(self, kind: Kind) -> dict[str, tuple[str, ...]]:
-        return self.regions if kind == "regions" else self.people
+        return {"regions": self.regions, "people": self.people, "speakers": self.speakers}[kind]
 
     def label(self, kind: Kind, fld: str) -> str:
         names = self.for_kind(kind).get(fld)
@@ -61,8 +74,11 @@ def load_header_aliases(path: Path | None = None) -> HeaderAliases:
     except (OSError, tomllib.TOMLDecodeError) as e:
         raise RosterError(f"{path}: {e}") from e
     tables: dict[str, dict[str, tuple[str, ...]]] = {}
-    for kind, fields in (("regions", REGION_FIELDS), ("people", PEOPLE_FIELDS)):
+    for kind, fields in (("regions", REGION_FIELDS), ("people", PEOPLE_FIELDS), ("speakers", SPEAKER_FIELDS)):
         spec = raw.get(kind)
+        if kind == "speakers" and spec is None:
+            tables[kind] = dict(SPEAKER_HEADERS)
+            continue
         if not isinstance(spec, dict):
             raise RosterError(f"{path}: missing [{kind}] table")
         unknown = set(spec) - set(fields)
@@ -90,7 +106,7 @@ def load_header_aliases(path: Path | None = None) -> HeaderAliases:
         for fld in required:
             if not raw[kind].get(fld):
                 raise RosterError(f"{path}: [{kind}].{fld} needs at least one header text")
-    return HeaderAliases(regions=tables["regions"], people=tables["people"])
+    return HeaderAliases(regions=tables["regions"], people=tables["people"], speakers=tables["speakers"])
 
 
 _BRACKET_NOTE = re.compile(r"[（(【\[][^（）()【】\[\]]*[)）】\]]$")
@@ -174,6 +190,9 @@ def _header_kind(cells: Sequence[str], aliases: HeaderAliases) -> Kind | None:
         present("people", "region_code") or present("people", "place")
     ):
         return "people"
+    # A device sheet also holds a region code column: decide it before regions.
+    if present("speakers", "device_id") and (present("speakers", "region_code") or present("speakers", "place")):
+        return "speakers"
     if present("regions", "code") and present("regions", "name"):
         return "regions"
     return None

@@ -11,6 +11,7 @@ EncodingAESKey; `verify_url` runs the URL-verification handshake.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import secrets
 import time
@@ -19,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from aiohttp import web
+from aiohttp import ClientError, web
 from defusedxml.ElementTree import fromstring
 
 from channels.wecom_crypto import WeComCrypto
@@ -54,6 +55,10 @@ class WeComApi(SimulatorBase):
         self.tokens_issued = 0
         self.robot_messages: list[SimMessage] = []
         self.callbacks: list[Callback] = []
+        # Demo: members in `auto_press` tap 收到 `press_delay` seconds after a card arrives.
+        self.callback_url: str | None = None
+        self.auto_press: set[str] = set()
+        self.press_delay = 0.3
 
     def _app(self) -> web.Application:
         app = web.Application()
@@ -118,6 +123,9 @@ class WeComApi(SimulatorBase):
                            context=str(card["task_id"]), time=datetime.now(UTC), status="sent",
                            extra={"card": card}) for u in good]
         await self._record(msgs)
+        for m in msgs:
+            if m.to in self.auto_press and self.callback_url:
+                self._spawn(self._press_later(m, self.callback_url))
         extra = {"invaliduser": "|".join(bad)} if bad else {}
         return self._err(0, "ok", msgid=msgs[0].id, response_code=secrets.token_hex(16), **extra)
 
@@ -167,11 +175,19 @@ class WeComApi(SimulatorBase):
         cb = Callback(url=callback_url + "?" + urlencode(self._signed_query(encrypted, timestamp)), body=body)
         return await self.post_callback(cb)
 
+    async def _press_later(self, message: SimMessage, url: str) -> None:
+        await asyncio.sleep(self.press_delay)
+        try:
+            await self.press_button(message, url)
+        except (ClientError, TimeoutError) as exc:
+            message.extra["callback_error"] = repr(exc)
+
     async def post_callback(self, cb: Callback) -> Callback:
         """Post (or re-post: a replay) a callback; decrypts the passive reply if there is one."""
         async with self._http().post(cb.url, data=cb.body.encode(), headers={"Content-Type": "text/xml"}) as r:
             cb.status, cb.answer = r.status, await r.text()
         self.callbacks.append(cb)
+        await self._changed()
         if cb.status == 200 and "<Encrypt>" in cb.answer:
             doc = fromstring(cb.answer)
             enc = doc.findtext("Encrypt") or ""

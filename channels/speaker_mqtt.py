@@ -1,0 +1,292 @@
+"""Village loudspeakers over MQTT (aiomqtt): the transport half of docs/mqtt.md.
+
+One long-lived connection: MQTT 5, persistent session (Clean Start 0 + Session Expiry), QoS 1
+both ways, reconnect with exponential backoff and jitter. The channel holds no state of its
+own that matters: commands come from a `SpeakerHandler` (warnd.speakers.service keeps them as
+database rows) and are handed back as published only after the broker's PUBACK, so a command
+the broker never accepted is simply offered again after the reconnect. Inbound acks, states
+and heartbeats are parsed, checked against the topic and handed to the handler in batches (one
+database transaction per batch, not per message: 4,000 acks arrive within seconds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import re
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import aiomqtt
+import structlog
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+log = structlog.get_logger("warnd.speakers.mqtt")
+
+TOPIC_ROOT = "warnd/v1/dev"
+DEVICE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_TOPIC = re.compile(r"warnd/v1/dev/([A-Za-z0-9_-]{1,64})/(ack|state|hb)")
+MAX_PAYLOAD = 16 * 1024
+
+Kind = Literal["ack", "state", "hb"]
+
+
+def cmd_topic(device_id: str) -> str:
+    return f"{TOPIC_ROOT}/{device_id}/cmd"
+
+
+def device_topic(device_id: str, kind: str) -> str:
+    return f"{TOPIC_ROOT}/{device_id}/{kind}"
+
+
+@dataclass(frozen=True)
+class MqttSettings:
+    host: str = "127.0.0.1"
+    port: int = 1883
+    client_id: str = "warnd"
+    username: str = ""
+    password: str = ""
+    tls: bool = False
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    tls_insecure: bool = False
+    keepalive: int = 60
+    session_expiry_seconds: int = 86400
+    reconnect_min_seconds: float = 1.0
+    reconnect_max_seconds: float = 30.0
+    max_inflight: int = 1000  # QoS 1 publishes in flight on the one connection
+    publish_timeout_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class OutgoingCommand:
+    key: int  # the handler's identity for it (database row id)
+    device_id: str
+    payload: bytes
+    expiry_seconds: int  # MQTT 5 Message Expiry Interval (real seconds, >= 1)
+
+
+@dataclass(frozen=True)
+class DeviceMessage:
+    device_id: str
+    kind: Kind
+    data: dict[str, Any]
+    retained: bool = False
+
+
+class SpeakerHandler(Protocol):
+    async def pending(self, limit: int) -> Sequence[OutgoingCommand]:
+        """Commands to publish now (never expired ones)."""
+        ...
+
+    async def published(self, keys: Sequence[int]) -> None:
+        """The broker accepted these (PUBACK)."""
+        ...
+
+    async def on_messages(self, msgs: Sequence[DeviceMessage]) -> None: ...
+
+
+def parse_message(topic: str, payload: bytes, retained: bool = False) -> DeviceMessage | None:
+    """A device message, or None for anything that does not follow the contract."""
+    m = _TOPIC.fullmatch(topic)
+    if m is None or len(payload) > MAX_PAYLOAD:
+        return None
+    try:
+        data = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(data, dict) or data.get("v") != 1:
+        return None
+    device_id, kind = m.group(1), m.group(2)
+    claimed = data.get("device_id")
+    if claimed is not None and claimed != device_id:
+        return None  # a device cannot speak for another
+    return DeviceMessage(device_id, kind, data, retained)  # type: ignore[arg-type]
+
+
+def publish_properties(expiry_seconds: int) -> Properties:
+    p = Properties(PacketTypes.PUBLISH)
+    p.MessageExpiryInterval = max(1, int(expiry_seconds))
+    p.PayloadFormatIndicator = 1
+    p.ContentType = "application/json"
+    return p
+
+
+def connect_properties(session_expiry: int) -> Properties:
+    p = Properties(PacketTypes.CONNECT)
+    p.SessionExpiryInterval = session_expiry
+    return p
+
+
+def tls_context(cfg: MqttSettings) -> ssl.SSLContext | None:
+    if not cfg.tls:
+        return None
+    ctx = ssl.create_default_context(cafile=cfg.ca_file or None)
+    if cfg.cert_file:
+        ctx.load_cert_chain(cfg.cert_file, cfg.key_file or None)
+    if cfg.tls_insecure:
+        ctx.check_hostname = False
+    return ctx
+
+
+def make_client(cfg: MqttSettings, identifier: str, *, persistent: bool = True,
+                will: aiomqtt.Will | None = None, max_inflight: int | None = None) -> aiomqtt.Client:
+    """An aiomqtt client configured from the settings (also used by the simulator)."""
+    return aiomqtt.Client(
+        cfg.host, cfg.port, identifier=identifier, protocol=aiomqtt.ProtocolVersion.V5,
+        username=cfg.username or None, password=cfg.password or None,
+        clean_start=not persistent,  # paho takes a bool or MQTT_CLEAN_START_FIRST_ONLY
+        properties=connect_properties(cfg.session_expiry_seconds if persistent else 0),
+        keepalive=cfg.keepalive, will=will, tls_context=tls_context(cfg),
+        tls_insecure=cfg.tls_insecure if cfg.tls else None,
+        max_inflight_messages=max_inflight, timeout=cfg.publish_timeout_seconds,
+    )
+
+
+@dataclass
+class ChannelStats:
+    connects: int = 0
+    disconnects: int = 0
+    published: int = 0
+    received: int = 0
+    ignored: int = 0
+    last_error: str | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+class SpeakerMqtt:
+    """The MQTT channel. `run()` until cancelled; `kick()` after new commands were stored."""
+
+    kind = "speaker"
+    provider = "mqtt"
+
+    def __init__(self, cfg: MqttSettings, handler: SpeakerHandler, *, batch: int = 1000,
+                 poll_seconds: float = 5.0):
+        self.cfg, self.handler, self.batch, self.poll_seconds = cfg, handler, batch, poll_seconds
+        self.wake = asyncio.Event()
+        self.connected = asyncio.Event()
+        self.stats = ChannelStats()
+        self._inbox: list[DeviceMessage] = []
+        self._inbox_ready = asyncio.Event()
+
+    def kick(self) -> None:
+        self.wake.set()
+
+    async def run(self) -> None:
+        deliver = asyncio.create_task(self._deliver(), name="speaker-inbox")
+        try:
+            await self._connect_loop()
+        finally:
+            deliver.cancel()
+            await asyncio.gather(deliver, return_exceptions=True)
+
+    async def _connect_loop(self) -> None:
+        delay = self.cfg.reconnect_min_seconds
+        while True:
+            client = make_client(self.cfg, self.cfg.client_id, max_inflight=self.cfg.max_inflight)
+            try:
+                await client.__aenter__()
+                try:
+                    self.stats.connects += 1
+                    delay = self.cfg.reconnect_min_seconds
+                    await client.subscribe(f"{TOPIC_ROOT}/+/ack", qos=1)
+                    await client.subscribe(f"{TOPIC_ROOT}/+/state", qos=1)
+                    await client.subscribe(f"{TOPIC_ROOT}/+/hb", qos=0)
+                    self.connected.set()
+                    log.info("mqtt connected", host=self.cfg.host, port=self.cfg.port, client_id=self.cfg.client_id)
+                    await _first_failure(self._read(client), self._publish_loop(client))
+                finally:
+                    # Bounded: a dead connection may never confirm our DISCONNECT.
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(client.__aexit__(None, None, None), 2)
+            except aiomqtt.MqttError as e:
+                self.stats.last_error = str(e)
+                log.warning("mqtt connection lost; reconnecting", error=str(e), retry_in=round(delay, 2))
+            finally:
+                if self.connected.is_set():
+                    self.stats.disconnects += 1
+                self.connected.clear()
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            delay = min(delay * 2, self.cfg.reconnect_max_seconds)
+
+    async def _read(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            payload = message.payload if isinstance(message.payload, bytes | bytearray) else str(message.payload).encode()
+            msg = parse_message(str(message.topic), bytes(payload), bool(message.retain))
+            if msg is None:
+                self.stats.ignored += 1
+                log.warning("ignored mqtt message", topic=str(message.topic))
+                continue
+            self.stats.received += 1
+            self._inbox.append(msg)
+            self._inbox_ready.set()
+
+    async def _deliver(self) -> None:
+        """Hand inbound messages over in batches; a slow database makes batches bigger, not a
+        backlog of transactions."""
+        while True:
+            await self._inbox_ready.wait()
+            self._inbox_ready.clear()
+            batch, self._inbox = self._inbox, []
+            if batch:
+                try:
+                    await self.handler.on_messages(batch)
+                except Exception:
+                    log.exception("handling device messages failed; retrying")
+                    self._inbox = batch + self._inbox
+                    self._inbox_ready.set()
+                    await asyncio.sleep(1.0)
+
+    async def _publish_loop(self, client: aiomqtt.Client) -> None:
+        while True:
+            self.wake.clear()
+            cmds = await self.handler.pending(self.batch)
+            if not cmds:
+                try:
+                    await asyncio.wait_for(self.wake.wait(), self.poll_seconds)
+                except TimeoutError:
+                    pass
+                continue
+            await self.publish_batch(client, cmds)
+
+    async def publish_batch(self, client: aiomqtt.Client, cmds: Sequence[OutgoingCommand]) -> None:
+        """Publish concurrently (QoS 1 pipelined on the connection); record every PUBACK
+        received, then re-raise a connection failure so the caller reconnects."""
+
+        async def one(c: OutgoingCommand) -> None:
+            await client.publish(cmd_topic(c.device_id), c.payload, qos=1,
+                                 properties=publish_properties(c.expiry_seconds))
+
+        results = await asyncio.gather(*(one(c) for c in cmds), return_exceptions=True)
+        done = [c.key for c, r in zip(cmds, results, strict=True) if r is None]
+        if done:
+            # Shielded: a disconnect cancelling us must not roll back what the broker accepted.
+            await asyncio.shield(self.handler.published(done))
+            self.stats.published += len(done)
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
+
+    async def close(self) -> None:
+        pass
+
+
+async def _first_failure(*coros: Any) -> None:
+    """Run the coroutines together; when one ends (an error), cancel the rest and re-raise."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for t in done:
+        exc = t.exception()
+        if exc is not None:
+            raise exc
