@@ -16,6 +16,7 @@ import contextlib
 import json
 import random
 import re
+import socket
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -60,7 +61,9 @@ class MqttSettings:
     session_expiry_seconds: int = 86400
     reconnect_min_seconds: float = 1.0
     reconnect_max_seconds: float = 30.0
-    max_inflight: int = 1000  # QoS 1 publishes in flight on the one connection
+    # QoS 1 publishes in flight on the one connection. Mosquitto's default Receive Maximum is 20
+    # (max_inflight_messages); paho does not read it from CONNACK, so set this to the broker's.
+    max_inflight: int = 20
     publish_timeout_seconds: float = 30.0
 
 
@@ -138,7 +141,7 @@ def tls_context(cfg: MqttSettings) -> ssl.SSLContext | None:
 def make_client(cfg: MqttSettings, identifier: str, *, persistent: bool = True,
                 will: aiomqtt.Will | None = None, max_inflight: int | None = None) -> aiomqtt.Client:
     """An aiomqtt client configured from the settings (also used by the simulator)."""
-    return aiomqtt.Client(
+    client = aiomqtt.Client(
         cfg.host, cfg.port, identifier=identifier, protocol=aiomqtt.ProtocolVersion.V5,
         username=cfg.username or None, password=cfg.password or None,
         clean_start=not persistent,  # paho takes a bool or MQTT_CLEAN_START_FIRST_ONLY
@@ -146,7 +149,12 @@ def make_client(cfg: MqttSettings, identifier: str, *, persistent: bool = True,
         keepalive=cfg.keepalive, will=will, tls_context=tls_context(cfg),
         tls_insecure=cfg.tls_insecure if cfg.tls else None,
         max_inflight_messages=max_inflight, timeout=cfg.publish_timeout_seconds,
+        # Small packets, request/response: without TCP_NODELAY, Nagle meets delayed ACK and each
+        # round trip costs ~40 ms.
+        socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
     )
+    client.pending_calls_threshold = 1_000_000  # thousands of pipelined publishes are the point
+    return client
 
 
 @dataclass
@@ -259,9 +267,14 @@ class SpeakerMqtt:
         """Publish concurrently (QoS 1 pipelined on the connection); record every PUBACK
         received, then re-raise a connection failure so the caller reconnects."""
 
+        gate = asyncio.Semaphore(max(1, self.cfg.max_inflight))
+
         async def one(c: OutgoingCommand) -> None:
-            await client.publish(cmd_topic(c.device_id), c.payload, qos=1,
-                                 properties=publish_properties(c.expiry_seconds))
+            # Gated to the in-flight window, so the publish timeout measures the broker's answer,
+            # not the time spent queued behind a thousand others.
+            async with gate:
+                await client.publish(cmd_topic(c.device_id), c.payload, qos=1,
+                                     properties=publish_properties(c.expiry_seconds))
 
         results = await asyncio.gather(*(one(c) for c in cmds), return_exceptions=True)
         done = [c.key for c, r in zip(cmds, results, strict=True) if r is None]

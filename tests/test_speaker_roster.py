@@ -68,3 +68,17 @@ async def test_bad_device_rows_are_rejected_with_reasons(db: Database, tmp_path:
     assert "swapped" in reasons[7]
     assert "duplicate 设备编号 OK-1" in reasons[8]
     assert list(await _speakers(db)) == ["OK-1"]
+
+
+async def test_demo_helpers_seed_a_fleet_and_summarise(db: Database) -> None:
+    from warnd.speakers.demo import loudspeaker_summary, seed_speakers
+
+    await import_roster(db, default_config("regions-sample.csv"), now=NOW)
+    ids = await seed_speakers(db, total=10, now=NOW, prefix="DEMO")
+    assert ids[0] == "DEMO-00001" and len(ids) == 10
+    assert await seed_speakers(db, total=10, now=NOW, prefix="DEMO") == ids  # idempotent
+    sp = await _speakers(db)
+    assert len(sp) == 10 and all(len(s.region_code) in (12, 15) for s in sp.values())
+    summary = await loudspeaker_summary(db, now=NOW)
+    assert summary == {"steps": {}, "fleet": {"total": 10, "online": 0, "offline": 0, "stale": 0,
+                                              "never_seen": 10}}

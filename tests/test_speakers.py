@@ -283,7 +283,13 @@ async def test_broker_restart_mid_broadcast_loses_nothing_plays_nothing_twice(
         private_broker.stop()  # mid-broadcast: some played, some playing, some not yet received
         await asyncio.sleep(1.0)
         private_broker.start()
-        await eventually(lambda: _played(stack, alert_id, n), within=90, what="every speaker played")
+        try:
+            await eventually(lambda: _played(stack, alert_id, n), within=90, what="every speaker played")
+        except AssertionError:
+            from collections import Counter
+            cmds = (await stack.commands(alert_id)).values()
+            raise AssertionError(f"{Counter(c.state for c in cmds)} fleet={fleet.summary()} "
+                                 f"errors={fleet.stats.errors} channel={stack.speakers.channel.stats}") from None
         assert fleet.stats.played_twice() == []
         assert fleet.stats.played == n
         cov = await speaker_coverage(stack.engine.db, alert_id)

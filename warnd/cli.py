@@ -163,6 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
     sb.add_argument("--url", help="warnd base URL (default from settings)")
     sb.add_argument("--token", help="API token (default: the first in settings)")
     sb.set_defaults(func=cmd_alert_submit)
+
+    from warnd.simulators.speakers import add_cli as add_speakers_cli
+
+    add_speakers_cli(sub, _settings)  # warnd speakers simulate | status
     return p
 
 

@@ -80,7 +80,7 @@ class Outbox:
         async with self.db.read() as s:
             q = select(Delivery).where(Delivery.state == "sending")
             if not everything:
-                q = q.where(col(Delivery.lease_until) < now)
+                q = q.where(col(Delivery.lease_until) <= now)  # due at lease_until (next_due)
             rows = (await s.exec(q)).all()
         # Providers compare against their own (wall) clocks, not the engine's clock.
         since = utcnow() - timedelta(days=1)
@@ -92,6 +92,8 @@ class Outbox:
                     receipt = await channel.find_sent(message_of(d, d.send_context), since=since)
                 except Exception as e:  # provider unreachable: keep it in doubt, try later
                     log.warning("in-doubt lookup failed", delivery=d.id, error=str(e))
+                    async with self.db.session() as s, s.begin():  # later: not in a busy loop
+                        await self._set(s, d, "sending", lease_until=now + self.backoff(1, None))
                     continue
             async with self.db.session() as s, s.begin():
                 if receipt is not None:
@@ -241,9 +243,14 @@ class Outbox:
             await self._recorded_cond.wait_for(lambda: self.recorded >= n)
 
     async def next_due(self) -> datetime | None:
+        """The next pending send, or the next lease to expire: rows a crashed sender left in
+        `sending` must be reconciled when their lease runs out, not whenever new work comes."""
         async with self.db.read() as s:
-            return (await s.exec(select(func.min(Delivery.next_attempt_at)).where(
+            pending = (await s.exec(select(func.min(Delivery.next_attempt_at)).where(
                 Delivery.state == "pending"))).first()
+            lease = (await s.exec(select(func.min(Delivery.lease_until)).where(
+                Delivery.state == "sending"))).first()
+        return min((t for t in (pending, lease) if t is not None), default=None)
 
     async def run(self, single_instance: bool = True) -> None:
         await self.recover_in_doubt(everything=single_instance)

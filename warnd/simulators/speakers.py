@@ -18,9 +18,10 @@ import asyncio
 import contextlib
 import json
 import random
+import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -67,6 +68,7 @@ class FleetStats:
     failed: int = 0
     silent: int = 0
     connects: int = 0
+    errors: Counter[str] = field(default_factory=Counter)  # connection errors by message
 
     @property
     def played(self) -> int:
@@ -81,6 +83,7 @@ class SimSpeaker:
         self.device_id, self.fleet, self.fails, self.silent = device_id, fleet, fails, silent
         self.acks: dict[str, dict[str, Any]] = {}  # cmd_id → latest ack ("flash" memory)
         self.unsent: set[str] = set()  # cmd_ids whose latest ack the broker has not acknowledged
+        self.client: aiomqtt.Client | None = None  # the current connection
         self.connected = asyncio.Event()
         self.down = asyncio.Event()  # set while not connected
         self.down.set()
@@ -128,13 +131,15 @@ class SimSpeaker:
                 try:
                     await self._session(client)
                 finally:
+                    self.client = None
                     self.connected.clear()
                     self.down.set()
                     # Bounded: a connection that died under us may never confirm the DISCONNECT.
                     with contextlib.suppress(Exception):
                         await asyncio.wait_for(client.__aexit__(None, None, None), 2)
                 delay = low
-            except aiomqtt.MqttError:
+            except aiomqtt.MqttError as e:
+                self.fleet.stats.errors[str(e)[:60]] += 1
                 self.connected.clear()
                 self.down.set()
                 await asyncio.sleep(delay * random.uniform(0.5, 1.5))
@@ -146,6 +151,7 @@ class SimSpeaker:
             "v": 1, "online": True, "at": _iso(self.fleet.clock.now()), "fw": "sim-1.0",
             "caps": ["tts"], "hb_interval_s": int(self.fleet.cfg.heartbeat_seconds)}), qos=1, retain=True)
         await client.subscribe(cmd_topic(self.device_id), qos=1)
+        self.client = client
         for cmd_id in sorted(self.unsent):
             await self._publish_ack(client, cmd_id)
         self.connected.set()
@@ -194,16 +200,23 @@ class SimSpeaker:
         self.unsent.add(cmd_id)
         await self._publish_ack(client, cmd_id)
 
-    async def _publish_ack(self, client: aiomqtt.Client, cmd_id: str) -> None:
+    async def _publish_ack(self, client: aiomqtt.Client | None, cmd_id: str) -> None:
         """An ack stays owed until the broker acknowledged it; a connection lost meanwhile
-        (power, 4G, broker restart) means it is published again after the reconnect."""
+        (power, 4G, broker restart) means it is published again after the reconnect. Always on
+        the current connection: a play that outlived its connection reports on the new one."""
         ack = self.acks[cmd_id]
-        try:
-            await client.publish(device_topic(self.device_id, "ack"), json.dumps(ack), qos=1, retain=True)
-        except aiomqtt.MqttError:
-            return  # still owed; _session() re-publishes it
-        if self.acks.get(cmd_id) is ack:
-            self.unsent.discard(cmd_id)
+        for _ in range(3):
+            current = self.client
+            if current is None:
+                return  # still owed; _session() re-publishes it on connect
+            try:
+                await current.publish(device_topic(self.device_id, "ack"), json.dumps(ack), qos=1, retain=True)
+            except aiomqtt.MqttError:
+                await asyncio.sleep(0.2)
+                continue
+            if self.acks.get(cmd_id) is ack:
+                self.unsent.discard(cmd_id)
+            return
 
     async def _handle(self, client: aiomqtt.Client, payload: bytes) -> None:
         try:
@@ -243,7 +256,8 @@ class SimSpeaker:
 class SpeakerFleet:
     def __init__(self, device_ids: Sequence[str], mqtt: MqttSettings, cfg: SimConfig | None = None,
                  clock: Clock | None = None, seed: int = 631):
-        self.mqtt, self.cfg = mqtt, cfg or SimConfig()
+        # A device does not wait long on a dead connection: its owed acks go out on the next one.
+        self.mqtt, self.cfg = replace(mqtt, publish_timeout_seconds=min(mqtt.publish_timeout_seconds, 5.0)), cfg or SimConfig()
         self.clock: Clock = clock or SystemClock()
         self.stats = FleetStats()
         self.connect_gate = asyncio.Semaphore(self.cfg.connect_concurrency)
@@ -288,3 +302,115 @@ async def start_fleet(device_ids: Sequence[str], *, host: str = "127.0.0.1", por
         play_seconds=play_seconds, heartbeat_seconds=heartbeat_seconds), clock=clock, seed=seed)
     await fleet.start()
     return fleet
+
+
+# --- command line (`warnd speakers simulate`, `warnd speakers status`) ----------------------------
+
+
+def add_cli(sub: Any, settings_of: Any) -> None:
+    """Register `warnd speakers ...` on the main parser's subparsers."""
+    import argparse
+
+    sp = sub.add_parser("speakers", help="village loudspeakers over MQTT (docs/mqtt.md)")
+    sps = sp.add_subparsers(dest="speakers_command", required=True)
+    sim = sps.add_parser("simulate", help="run N simulated speakers as real MQTT clients")
+    sim.add_argument("--count", type=int, default=100, help="how many speakers (default 100)")
+    sim.add_argument("--broker", help="host:port (default: [speakers] host and port)")
+    sim.add_argument("--failure-rate", type=float, default=0.03, help="share that report failed")
+    sim.add_argument("--silent-rate", type=float, default=0.0, help="share that never report played")
+    sim.add_argument("--offline-share", type=float, default=0.02, help="share that drop with their last will")
+    sim.add_argument("--latency", type=float, default=0.5, help="at most this many seconds before each ack")
+    sim.add_argument("--play-seconds", type=float, default=2.0)
+    sim.add_argument("--heartbeat", type=float, default=60.0, help="heartbeat interval, seconds")
+    sim.add_argument("--prefix", default="SIM", help="device ids PREFIX-00001... (unless --from-database)")
+    sim.add_argument("--from-database", action="store_true", help="simulate the registry's devices")
+    sim.add_argument("--database", help="database URL (overrides the settings file)")
+    sim.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: Ctrl-C)")
+    sim.add_argument("--seed", type=int, default=631)
+
+    def run_sim(args: argparse.Namespace) -> int:
+        return asyncio.run(_simulate(args, settings_of(args)))
+
+    sim.set_defaults(func=run_sim)
+    st = sps.add_parser("status", help="fleet health and loudspeaker coverage per step")
+    st.add_argument("--database", help="database URL (overrides the settings file)")
+
+    def run_status(args: argparse.Namespace) -> int:
+        return asyncio.run(_status(settings_of(args)))
+
+    st.set_defaults(func=run_status)
+
+
+async def _device_ids(settings: Any, args: Any) -> list[str]:
+    if not args.from_database:
+        return [f"{args.prefix}-{i:05d}" for i in range(1, args.count + 1)]
+    from sqlmodel import select
+
+    from warnd.db.engine import Database
+    from warnd.speakers.models import Speaker
+
+    db = Database(settings.database.url)
+    try:
+        async with db.session() as s:
+            ids = list((await s.exec(select(Speaker.device_id).where(Speaker.active == True))).all())  # noqa: E712
+    finally:
+        await db.close()
+    return sorted(ids)[: args.count] if args.count else sorted(ids)
+
+
+async def _simulate(args: Any, settings: Any) -> int:
+    import signal
+
+    cfg = settings.speakers
+    host, port = cfg.host, cfg.port
+    if args.broker:
+        host, _, p = args.broker.rpartition(":")
+        host, port = host or cfg.host, int(p)
+    from warnd.speakers.service import mqtt_settings
+
+    mqtt = replace(mqtt_settings(cfg, settings.county), host=host, port=port)
+    ids = await _device_ids(settings, args)
+    fleet = SpeakerFleet(ids, mqtt, SimConfig(
+        failure_rate=args.failure_rate, silent_rate=args.silent_rate, offline_share=args.offline_share,
+        latency=(0.0, max(args.latency, 0.0)), play_seconds=args.play_seconds,
+        heartbeat_seconds=args.heartbeat), seed=args.seed)
+    started = time.monotonic()
+    await fleet.start()
+    print(f"{len(ids)} simulated speakers on {host}:{port} ({len(fleet.offline)} dropped with last will) "
+          f"in {time.monotonic() - started:.1f} s", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    deadline = time.monotonic() + args.duration if args.duration else None
+    while not stop.is_set():
+        wait = 10.0 if deadline is None else min(10.0, max(deadline - time.monotonic(), 0))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), wait)
+        print(json.dumps(fleet.summary()), flush=True)
+        if deadline is not None and time.monotonic() >= deadline:
+            break
+    await fleet.stop()
+    return 0
+
+
+async def _status(settings: Any) -> int:
+    from warnd.clock import utcnow
+    from warnd.db.engine import Database
+    from warnd.speakers.service import coverage_by_step, fleet_health
+
+    db = Database(settings.database.url)
+    try:
+        await db.upgrade()
+        h = await fleet_health(db, utcnow(), settings.speakers.stale_after_seconds)
+        print(f"speakers: {h.total} registered, {h.online} online, {h.offline} offline, "
+              f"{h.stale} stale, {h.never_seen} never seen")
+        for device, region, why in h.dark[:50]:
+            print(f"  {device}  {region}  {why}")
+        for step, cov in (await coverage_by_step(db)).items():
+            print(f"{step}: {cov.villages_reached}/{cov.villages} villages reached by loudspeaker "
+                  f"({cov.played} played, {cov.failed} failed, {cov.no_ack} no ack, {cov.expired} expired, "
+                  f"{cov.late} late), {cov.fallback_calls} fallback calls ({cov.fallback_confirmed} confirmed)")
+    finally:
+        await db.close()
+    return 0

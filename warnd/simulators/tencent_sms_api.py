@@ -13,6 +13,7 @@ It also plays Tencent calling us: the 上行回复 (reply) callback, one JSON ob
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -20,6 +21,7 @@ import math
 import re
 import time
 import uuid
+from collections import deque
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -126,6 +128,32 @@ class TencentSmsApi(SimulatorBase):
         self.undeliverable_numbers: set[str] = set(undeliverable_numbers)
         self.callbacks_sent = 0
         self._serial = 0
+        # Crash tests: SendSms requests to hold before answering (see hold_next_sends).
+        self._holds: deque[bool] = deque()
+        self._release = asyncio.Event()
+        self.held = 0  # SendSms requests currently held
+        self.held_phones: list[str] = []  # numbers in the held requests, accepted or not
+
+    def hold_next_sends(self, *accept: bool) -> None:
+        """Hold the next SendSms requests, one per flag, until `release_held()`.
+
+        accept=True: the batch is accepted and recorded (it is in `messages` and its status
+        can be pulled), only the HTTP answer is held: the caller cannot know it was sent.
+        accept=False: the request reached the gateway but is never processed; on release it
+        is answered with an error and nothing is recorded.
+        A crash test kills the sender while requests are held."""
+        self._holds.extend(accept)
+        self._release.clear()
+
+    async def release_held(self) -> None:
+        """Answer every held request (the client may be long gone) and stop holding."""
+        self._holds.clear()
+        self._release.set()
+        await self._changed()
+
+    async def stop(self) -> None:
+        self._release.set()  # held requests must not keep the server's shutdown waiting
+        await super().stop()
 
     # -- server --------------------------------------------------------------------------
 
@@ -237,6 +265,10 @@ class TencentSmsApi(SimulatorBase):
             return self._error(
                 "LimitExceeded.PhoneNumberCountLimit", "more than 200 numbers in one request."
             )
+        hold = self._holds.popleft() if self._holds else None
+        if hold is False:  # received, never processed: the caller is left in doubt
+            await self._hold(phones)
+            return self._error("InternalError.Timeout", "the request was not processed")
         content = re.sub(r"\{(\d+)\}", lambda m: values[int(m.group(1)) - 1], template)
         context = p.get("SessionContext") or ""
         now = datetime.now(UTC)
@@ -290,7 +322,18 @@ class TencentSmsApi(SimulatorBase):
             await self._record(accepted)
             if self.auto_report and self.status_callback_url:
                 self._spawn(self._push_reports(self.status_callback_url, accepted))
+        if hold:  # accepted and recorded; only the answer is held back
+            await self._hold(phones)
         return self._reply({"SendStatusSet": statuses})
+
+    async def _hold(self, phones: list[str]) -> None:
+        self.held += 1
+        self.held_phones.extend(phones)
+        await self._changed()
+        try:
+            await self._release.wait()
+        finally:
+            self.held -= 1
 
     def _mark_reported(self, msg: SimMessage, ok: bool | None = None) -> None:
         ok = msg.to not in self.undeliverable_numbers if ok is None else ok

@@ -330,30 +330,41 @@ class SpeakerService:
     async def _apply_seen(self, conn: Any, seen: dict[str, dict[str, Any]]) -> None:
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
         for device_id, values in seen.items():
-            if not values:
-                continue
-            groups[tuple(sorted(values))].append({"did": device_id, **{f"v_{k}": v for k, v in values.items()}})
+            if values:
+                groups[tuple(sorted(values))].append({"did": device_id, **{f"v_{k}": v for k, v in values.items()}})
         for keys, params in groups.items():
             await conn.execute(update(SP).where(SP.c.device_id == bindparam("did")).values(
                 {k: bindparam(f"v_{k}") for k in keys}), params)
 
     async def _apply_acks(self, s: AsyncSession, acks: list[DeviceMessage], now: datetime,
                           roster: RosterSnapshot | None) -> None:
-        ids = {str(m.data.get("cmd_id")) for m in acks}
-        cmds = {c.cmd_id: c for c in (await s.exec(select(SpeakerCommand).where(
-            col(SpeakerCommand.cmd_id).in_(ids)))).all()}
-        conn = await s.connection()
-        dark: dict[int, list[_Dark]] = defaultdict(list)
+        """Apply a batch of acks: per command only its most advanced status counts (a batch may
+        hold received, playing and played of one device), written with one executemany per
+        kind of change, each row compare-and-swapped on the state it was read in."""
+        id_list = sorted({str(m.data.get("cmd_id")) for m in acks})
+        cmds: dict[str, SpeakerCommand] = {}
+        for i in range(0, len(id_list), 5000):
+            for c in (await s.exec(select(SpeakerCommand).where(
+                    col(SpeakerCommand.cmd_id).in_(id_list[i:i + 5000])))).all():
+                cmds[c.cmd_id] = c
+        best: dict[str, tuple[str, DeviceMessage]] = {}
         for m in acks:
             status = m.data.get("status")
-            c = cmds.get(str(m.data.get("cmd_id")))
-            if c is None or c.device_id != m.device_id or status not in ACK_STATUSES:
+            found = cmds.get(str(m.data.get("cmd_id")))
+            if found is None or found.device_id != m.device_id or status not in ACK_STATUSES:
                 # Retained acks of commands this database never sent (another installation, a
                 # wiped database) arrive on every subscribe: not worth a warning.
                 (log.debug if m.retained else log.warning)(
                     "ignored ack", device=m.device_id, cmd_id=m.data.get("cmd_id"), status=status)
                 continue
-            cur = c.state
+            prev = best.get(found.cmd_id)
+            if prev is None or RANK[status] > RANK[prev[0]]:
+                best[found.cmd_id] = (status, m)
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+        dark: dict[int, list[_Dark]] = defaultdict(list)
+        for cmd_id, (status, m) in best.items():
+            cmd = cmds[cmd_id]
+            cur = cmd.state
             if cur in ("played", "failed", "cancelled", "expired"):
                 continue  # final (a repeat, or a retained copy after our restart)
             if cur == "no_ack" and status not in ("played", "failed"):
@@ -361,27 +372,32 @@ class SpeakerService:
             if cur != "no_ack" and RANK[status] <= RANK.get(cur, 0):
                 continue
             values: dict[str, Any] = {"state": status}
-            if c.received_at is None:
+            if cmd.received_at is None:
                 values["received_at"] = now
-            if c.sent_at is None:  # acked before we recorded the PUBACK: the window starts now
+            if cmd.sent_at is None:  # acked before we recorded the PUBACK: the window starts now
                 values["sent_at"] = now
-            if c.deadline is None:
+            if cmd.deadline is None:
                 values["deadline"] = now + self.ack_window
+            final = status in ("played", "failed")
             if status == "played":
                 values["played_at"] = now
-                values["late"] = cur == "no_ack" or (c.deadline is not None and now > c.deadline)
+                values["late"] = cur == "no_ack" or (cmd.deadline is not None and now > cmd.deadline)
             if status == "failed":
                 values["reason"] = str(m.data.get("reason") or "other")[:32]
-            res = await conn.execute(update(SC).where(SC.c.id == c.id, SC.c.state == cur).values(**values))
-            if res.rowcount != 1:
-                continue
-            c.state = status
-            if status in ("played", "failed"):
-                events.record(s, now, f"speaker_{status}", alert_id=c.alert_id, device=c.device_id,
-                              village=c.village_code, cmd_id=c.cmd_id, reason=values.get("reason"),
+            groups[(str(final), *sorted(values))].append(
+                {"b_id": cmd.id, "b_cur": cur, **{f"v_{k}": v for k, v in values.items()}})
+            if final:
+                events.record(s, now, f"speaker_{status}", alert_id=cmd.alert_id, device=cmd.device_id,
+                              village=cmd.village_code, cmd_id=cmd.cmd_id, reason=values.get("reason"),
                               late=bool(values.get("late")))
-            if status == "failed" and cur != "no_ack" and not c.fallback:
-                dark[c.alert_id].append(_Dark(c.device_id, c.region_code, f"failed:{values['reason']}", c.id))
+            if status == "failed" and cur != "no_ack" and not cmd.fallback:
+                dark[cmd.alert_id].append(_Dark(cmd.device_id, cmd.region_code, f"failed:{values['reason']}", cmd.id))
+        conn = await s.connection()
+        for (final_text, *keys), params in groups.items():
+            # A concurrent deadline may have moved a row to no_ack: a final status still lands.
+            allowed = [bindparam("b_cur"), "no_ack"] if final_text == "True" else [bindparam("b_cur")]
+            await conn.execute(update(SC).where(SC.c.id == bindparam("b_id"), SC.c.state.in_(allowed)).values(
+                {k: bindparam(f"v_{k}") for k in keys}), params)
         if dark and roster is not None:
             for alert_id, items in dark.items():
                 alert = await s.get(Alert, alert_id)
