@@ -20,6 +20,9 @@ TOWNSHIPS = 22
 VILLAGES_PER_TOWNSHIP = 15
 GROUPS_PER_VILLAGE = 5
 
+WECOM_ROLES = frozenset({"county_leader_on_duty", "flood_hq_member", "township_liaison_leader",
+                         "township_party_secretary", "township_head", "township_duty", "village_secretary"})
+
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤"
 GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀英华平刚桂兰玉梅志红建国文斌海燕春林辉鹏飞婷雪琴云峰"
 TOWN_NAMES = "官庄 马底驿 筲箕湾 五强溪 清浪 北溶 二酉 明溪口 凉水井 七甲坪 荔溪 麻溪铺 火场 杜家坪 大合坪 借母溪 楠木铺 郑家坪 沅陵镇 太常 陈家滩 棋坪".split()
@@ -47,7 +50,10 @@ async def generate_county(db: Database, now: datetime, seed: int = 631) -> dict[
 
     def person(role: str, region: str, deputy_of: Person | None = None) -> Person:
         phone = phones.next()
-        p = Person(key=phone, name=_name(rng), phone=phone, role=role, region_code=region, updated_at=now)
+        # County, township and village leaders are on the county's WeCom (企业微信).
+        wecom = f"wx{phone[-8:]}" if role in WECOM_ROLES else None
+        p = Person(key=phone, name=_name(rng), phone=phone, role=role, region_code=region, updated_at=now,
+                   wecom_userid=wecom)
         if deputy_of is not None:
             deputy_of.deputy_key = p.key
         people.append(p)

@@ -33,6 +33,7 @@ class Officials:
     reply_url: str
     rng: random.Random
     behaviour: Behaviour = field(default_factory=Behaviour)
+    skip: set[str] = field(default_factory=set)  # phones whose owner answers on another channel
     replies: int = 0
     _profile: dict[str, str] = field(default_factory=dict)
     _answered: set[tuple[str, str]] = field(default_factory=set)
@@ -57,8 +58,8 @@ class Officials:
             seen = len(self.sim.messages)
 
     def _on_message(self, msg: SimMessage) -> None:
-        if "回复1" not in msg.body:
-            return  # cancel notices, gap notices, instructions: nothing to confirm
+        if "回复1" not in msg.body or msg.to in self.skip:
+            return  # notices and instructions, or an official who answers on WeCom
         m = CODE.search(msg.body)
         code, phone, kind = (m.group(1) if m else ""), msg.to, self._kind(msg.to)
         if (phone, code or msg.body) in self._answered:

@@ -11,12 +11,12 @@ import asyncio
 import json
 import random
 import secrets
+import socket
 import statistics
 import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,16 +27,52 @@ from sqlmodel import col, func, select
 
 from warnd.api.app import make_app
 from warnd.clock import ScaledClock
-from warnd.config import ApiCfg, County, DatabaseCfg, ServerCfg, Settings, SmsCfg, TencentCfg
-from warnd.db.models import Alert, Call, Delivery
+from warnd.config import (
+    ApiCfg,
+    County,
+    DatabaseCfg,
+    PolicyCfg,
+    ServerCfg,
+    Settings,
+    SmsCfg,
+    TencentCfg,
+    VoiceCfg,
+    WeComCfg,
+)
+from warnd.confirm.feedback import people_moved_by_township
+from warnd.db.models import Alert, Call, Delivery, Person
 from warnd.demo.capgen import cap_xml
+from warnd.demo.channels import ChannelOfficials, demo_policy
 from warnd.demo.county import COUNTY_CODE, generate_county
 from warnd.demo.officials import Officials
 from warnd.engine.service import Engine
+from warnd.feeds.telemetry import feed_readings, parse_stations, rain_series
 from warnd.logging import configure_logging
 from warnd.simulators.tencent_sms_api import TencentSmsApi
+from warnd.simulators.twilio_api import TwilioApi
+from warnd.simulators.wecom_api import WeComApi
 
-STEP_ZH = {"forecast": "预报(6h)", "warning": "预警(3h)", "imminent": "临灾(1h)"}
+STEP_ZH = {"forecast": "预报(6h)", "warning": "预警(3h)", "imminent": "临灾(1h)", "gauge": "雨量站"}
+VIA_ZH = {"sms_reply": "短信回复", "wecom": "企业微信", "link": "链接", "voice": "语音按键",
+          "duty_officer": "值班员代录"}
+GAUGE = "YL001"
+GAUGE_PREPARE = timedelta(hours=4, minutes=40)
+GAUGE_VILLAGES = ["431222101200", "431222101201", "431222101202"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _leaders(engine: Engine) -> tuple[list[str], list[str]]:
+    """WeCom userids of everyone on WeCom, and the phones of county and township officials
+    (the ones the standard ladder calls by voice)."""
+    async with engine.db.read() as s:
+        people = (await s.exec(select(Person))).all()
+    return ([p.wecom_userid for p in people if p.wecom_userid],
+            [p.phone for p in people if len(p.region_code) <= 9])
 
 
 async def _post(session: aiohttp.ClientSession, url: str, token: str, body: bytes) -> dict[str, Any]:
@@ -87,10 +123,10 @@ async def _progress(engine: Engine, clock: ScaledClock, t0: datetime, stage: lis
         await asyncio.sleep(0.5)  # display refresh only; nothing waits on it
 
 
-async def run_demo(out: Path, speed: float = 1440.0, seed: int = 631, busy_speed: float = 120.0) -> int:
-    """`speed` runs the quiet hours; from the county-wide imminent step on the clock slows to
-    `busy_speed` so that 3,000+ messages, replies and escalations fit on one core in real
-    time while the 5-minute red confirm window is still minutes long."""
+async def run_demo(out: Path, speed: float = 960.0, seed: int = 631, busy_speed: float = 120.0) -> int:
+    """`speed` runs the quiet hours; from the rain gauge's first crossing on (T+4:40) the clock
+    slows to `busy_speed` so that 3,000+ messages, replies and escalations fit on one core in
+    real time while the 5-minute red confirm window is still minutes long."""
     configure_logging(level=30)
     started = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (start-up, nothing else runs yet)
@@ -98,32 +134,51 @@ async def run_demo(out: Path, speed: float = 1440.0, seed: int = 631, busy_speed
     clock = ScaledClock(speed)
     sim = TencentSmsApi()
     sim.callback_concurrency = 1000  # thousands of handsets answer within the same minutes
-    await sim.start()
+    twilio, wecom = TwilioApi(), WeComApi()
+    for server in (sim, twilio, wecom):
+        await server.start()
     token, cb_token = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
+    port = free_port()  # links and voice callbacks carry the public URL: fixed before the build
+    base = f"http://127.0.0.1:{port}"
     settings = Settings(
         county=County(code=COUNTY_CODE, name="沅陵县", sender_name="沅陵县防汛抗旱指挥部"),
         database=DatabaseCfg(f"sqlite:///{workdir / 'warnd.db'}", durable=False),
+        server=ServerCfg(host="127.0.0.1", port=port, public_base_url=base),
         api=ApiCfg((token,)),
+        policy=PolicyCfg(path=str(demo_policy(workdir))),
         sms=SmsCfg(provider="tencent", tencent=TencentCfg(
             secret_id=sim.secret_id, secret_key=sim.secret_key, sdk_app_id=sim.sdk_app_id,
             sign_name=sim.sign_name, template_id="100001", endpoint=sim.base_url.split("://", 1)[1],
             callback_token=cb_token)),
+        voice=VoiceCfg(provider="twilio", account_sid=twilio.account_sid, auth_token=twilio.auth_token,
+                       from_number="+15005550006", api_base_url=twilio.base_url),
+        # The local WeCom server has no per-app quota; a real corp app is paced lower.
+        wecom=WeComCfg(enabled=True, corp_id=wecom.corp_id, corp_secret=wecom.corp_secret,
+                       agent_id=wecom.agent_id, token=wecom.token, encoding_aes_key=wecom.encoding_aes_key,
+                       api_base_url=wecom.base_url, max_per_second=500),
     )
     engine = Engine.build(settings, clock=clock)
     await engine.start()
     county = await generate_county(engine.db, clock.now(), seed)
+    assert engine.feeds is not None
+    telemetry = engine.feeds.telemetry
+    telemetry.stations = parse_stations({"stations": {GAUGE: {
+        "name": "马底驿雨量站", "area_desc": "马底驿镇沿溪三村", "villages": GAUGE_VILLAGES, "rain_1h": [30, 50],
+        "max_age_minutes": 60}}})
     runner = web.AppRunner(make_app(engine), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    engine.settings = replace(settings, server=ServerCfg(public_base_url=base))
+    await web.TCPSite(runner, "127.0.0.1", port).start()
     print(f"warnd demo: {county['townships']} townships, {county['villages']} villages, "
-          f"{county['officials']} officials; clock ×{speed:g}, ×{busy_speed:g} from the imminent step; "
+          f"{county['officials']} officials; clock ×{speed:g}, ×{busy_speed:g} from the gauge's first crossing; "
           f"SQLite in {workdir}", file=sys.stderr)
-    officials = Officials(sim, clock, f"{base}/webhooks/tencent/sms/{cb_token}/reply", random.Random(seed))
+    userids, leader_phones = await _leaders(engine)
+    channel_officials = ChannelOfficials(wecom, twilio, clock, random.Random(seed + 1))
+    on_wecom = channel_officials.assign(userids, leader_phones, f"{base}/webhooks/wecom/callback")
+    officials = Officials(sim, clock, f"{base}/webhooks/tencent/sms/{cb_token}/reply", random.Random(seed),
+                          skip={f"+86139{uid[2:]}" for uid in on_wecom})
     stage = ["预报"]
-    tasks = [asyncio.create_task(officials.watch()), asyncio.create_task(_progress(engine, clock, clock.now(), stage))]
+    tasks = [asyncio.create_task(officials.watch()), asyncio.create_task(channel_officials.watch_links()),
+             asyncio.create_task(_progress(engine, clock, clock.now(), stage))]
     t0 = clock.now()
     onset = t0 + timedelta(hours=6)
     county_area = [f"{COUNTY_CODE}000000"]
@@ -131,15 +186,26 @@ async def run_demo(out: Path, speed: float = 1440.0, seed: int = 631, busy_speed
         (timedelta(0), "forecast", cap_xml("431222-RS-001", t0, onset, "黄色",
                                            "未来6小时沅陵县将出现暴雨", "请县防指成员和包乡领导做好部署。", county_area, step="forecast")),
         (timedelta(hours=3), "warning", None),
+        (GAUGE_PREPARE, "gauge", None),
+        (GAUGE_PREPARE + timedelta(minutes=10), "gauge", None),
         (timedelta(hours=5), "imminent", None),
     ]
     ingested: list[dict[str, Any]] = []
+    gauge: list[int] = []
     async with aiohttp.ClientSession() as http:
         for offset, step, body in plan:
             await clock.wait_until(t0 + offset)
             stage[0] = STEP_ZH[step]
-            if step == "imminent":
-                clock.set_speed(busy_speed)
+            if offset == GAUGE_PREPARE:
+                clock.set_speed(busy_speed)  # the busy hour starts: real time must keep up
+            if step == "gauge":
+                # The rain gauge above three villages crosses 准备转移, then 立即转移: warnd raises
+                # the 山洪 warnings itself, for exactly those villages.
+                now = clock.now()
+                mm = [8, 12, 14] if offset == GAUGE_PREPARE else [18, 22, 24]
+                gauge.extend(o.alert_id for o in await feed_readings(
+                    telemetry, rain_series(GAUGE, now - timedelta(minutes=20), mm)) if o.alert_id)
+                continue
             now = clock.now()
             if step == "warning":
                 body = cap_xml("431222-RS-002", now, onset, "橙色", "3小时内沅陵县将出现大暴雨",
@@ -154,23 +220,29 @@ async def run_demo(out: Path, speed: float = 1440.0, seed: int = 631, busy_speed
             # A duplicate push (feeds retry): must be recognised, nothing sent twice.
             again = await _post(http, f"{base}/api/v1/alerts", token, body)
             assert not again["created"]
-        await clock.wait_until(t0 + timedelta(hours=5, minutes=40))  # the red ladder runs out
+        await clock.wait_until(t0 + timedelta(hours=5, minutes=25))  # the red ladder runs out
     for t in tasks:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     print(file=sys.stderr)
     table = await step_table(engine)
+    moved = await people_moved_by_township(engine.db)
     dupes = [k for k, n in Counter((m.to, m.context) for m in sim.messages).items() if n > 1]
     summary = {
         "county": county, "clock_speed": speed, "busy_clock_speed": busy_speed, "wall_seconds": round(time.monotonic() - started, 1),
         "steps": table, "ingest": ingested,
         "sms": {"accepted_by_provider": len(sim.messages), "duplicate_sends": len(dupes),
                 "replies_from_officials": officials.replies},
+        "wecom_cards": len(wecom.messages), "voice_calls": len(twilio.calls),
+        "feedback_reports": channel_officials.feedback_sent, "people_moved_by_township": moved,
+        "gauge_alerts": sorted(set(gauge)),
     }
     await officials.stop()
+    await channel_officials.stop()
     await runner.cleanup()
     await engine.stop()
-    await sim.stop()
+    for server in (sim, twilio, wecom):
+        await server.stop()
     (out / "summary.json").write_text(
         json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
     print_table(table, summary)
@@ -187,5 +259,15 @@ def print_table(table: list[dict[str, Any]], summary: dict[str, Any]) -> None:
         print(f"{STEP_ZH.get(r['step'], r['step']):<14}{r['colour']:<8}{r['called']:>6}{r['confirmed']:>6}"
               f"{r['confirmed_in_time']:>6}{r['escalated']:>6}{r['still_silent']:>7}{med:>10}")
     sms = summary["sms"]
+    via = Counter[str]()
+    for r in table:
+        via.update(r["confirmed_via"])
+    print("确认方式 confirmed via: " + "、".join(f"{VIA_ZH.get(k, k)} {n}" for k, n in via.most_common()))
+    moved = summary["people_moved_by_township"]
+    if moved:
+        top = sorted(moved, key=lambda m: -m["people_moved"])[:5]
+        print(f"反馈 feedback: {summary['feedback_reports']} reports; people moved "
+              f"{sum(m['people_moved'] for m in moved)}: " + "、".join(f"{m['name']} {m['people_moved']}" for m in top))
     print(f"SMS accepted by provider: {sms['accepted_by_provider']}, duplicates: {sms['duplicate_sends']}, "
-          f"replies: {sms['replies_from_officials']}; wall time {summary['wall_seconds']} s")
+          f"replies: {sms['replies_from_officials']}; WeCom cards: {summary['wecom_cards']}; "
+          f"voice calls: {summary['voice_calls']}; wall time {summary['wall_seconds']} s")

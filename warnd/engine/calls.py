@@ -27,7 +27,7 @@ from warnd.db.models import Alert, Call, Delivery
 from warnd.domain import Action, CallState, ConfirmVia, PersonView, Purpose
 from warnd.engine import events
 from warnd.engine.ingest import Ingestor, delivery_row
-from warnd.engine.messages import MessageContext, render
+from warnd.engine.messages import MessageContext, address_for, render
 from warnd.engine.roster import RosterCache, RosterSnapshot
 from warnd.planner import escalation_recipients
 from warnd.policy import Policy
@@ -190,6 +190,8 @@ class CallService:
             region = roster.regions.get(call.region_code)
             for r in p.recipients:
                 for channel in p.channels:
+                    if not address_for(r, channel):
+                        continue  # no address on this channel (e.g. no WeCom account)
                     template = self.templates.pick(RUNG_TEMPLATE[p.action], channel)
                     link = ""
                     if self.links is not None and self.templates.uses(template, "link") and call.id is not None:

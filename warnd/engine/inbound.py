@@ -9,7 +9,7 @@ Each inbound message is stored once (dedupe key); a duplicate webhook changes no
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -34,7 +34,7 @@ from warnd.templates import Templates
 log = structlog.get_logger("warnd.inbound")
 
 OPEN_STATES = (CallState.OPEN.value, CallState.DUTY_ROOM.value)
-ACTION_LOOKUPS, ACTION_LOOKUP_PAUSE = 10, 0.2  # seconds, real time
+ACTION_WAIT = 2.0  # seconds, real time: how long a press may wait for its send to be recorded
 
 
 MAX_BATCH = 500
@@ -51,6 +51,9 @@ class InboundHandler:
         self.db, self.clock, self.calls, self.templates, self.cfg = db, clock, calls, templates, cfg
         self.on_change = on_change
         self._queue: list[tuple[InboundReply, asyncio.Future[str]]] = []
+        # Wired to the outbox by Engine.build: how many sends are recorded, and a wait for more.
+        self.sends_recorded: Callable[[], int] = lambda: 0
+        self.wait_records_after: Callable[[int], Awaitable[None]] = lambda n: asyncio.sleep(ACTION_WAIT)
         self._worker: asyncio.Task[None] | None = None
 
     async def on_reply(self, reply: InboundReply) -> None:
@@ -182,15 +185,22 @@ class InboundHandler:
     # -- interactive channels (voice key press, WeCom button) -------------------------------
 
     async def _delivery(self, provider: str, provider_id: str) -> Delivery | None:
-        # A fast callee can answer before the send's receipt is recorded: look a few times.
-        for _ in range(ACTION_LOOKUPS):
+        """The delivery a key press or button tap answers. A fast callee can answer before
+        the outbox has recorded the send: then wait for the outbox's next records (not a
+        timer), up to ACTION_WAIT seconds of real time."""
+        deadline = asyncio.get_running_loop().time() + ACTION_WAIT
+        while True:
+            seen = self.sends_recorded()
             async with self.db.read() as s:
                 d = (await s.exec(select(Delivery).where(Delivery.provider == provider,
                                                          Delivery.provider_id == provider_id))).first()
-            if d is not None:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if d is not None or remaining <= 0:
                 return d
-            await asyncio.sleep(ACTION_LOOKUP_PAUSE)
-        return None
+            try:
+                await asyncio.wait_for(self.wait_records_after(seen), remaining)
+            except TimeoutError:
+                pass
 
     async def on_action(self, action: InboundAction) -> str:
         """A key pressed / a button tapped: confirm the call of the delivery it answers, as

@@ -209,6 +209,8 @@ class Ingestor:
             link_rows: list[dict[str, Any]] = []
             for pd in plan.deliveries:
                 person = roster.by_id[pd.person_id]
+                if not address_for(person, pd.channel):
+                    continue  # e.g. no WeCom account on file: the other channels carry it
                 owner = pd.call_person_id or pd.person_id
                 cid = call_ids[owner]
                 template = self.templates.pick(

@@ -237,6 +237,10 @@ class Outbox:
             events.record(s, now, "delivery_retry", alert_id=d.alert_id, call_id=d.call_id,
                           delivery_id=d.id, person_id=d.person_id, error=str(outcome), attempt=d.attempts)
 
+    async def wait_records_after(self, seen: int) -> None:
+        """Until more than `seen` sends have been recorded."""
+        await self.wait_recorded(seen + 1)
+
     async def wait_recorded(self, n: int) -> None:
         """Until at least `n` sends have been recorded as sent (for tests and drills)."""
         async with self._recorded_cond:

@@ -108,6 +108,8 @@ class Engine:
 
         outbox = Outbox(db, clock, chans, settings.delivery, after_sent=CallService.restart_windows,
                         on_change=lambda: holder["e"].escalation.wake.set() if "e" in holder else None)
+        inbound.sends_recorded = lambda: outbox.recorded
+        inbound.wait_records_after = outbox.wait_records_after
         engine = cls(settings, db, clock, roster, ingestor, calls, inbound, outbox,
                      EscalationWorker(calls, clock), chans, [])
         engine.feeds = FeedService.build(
