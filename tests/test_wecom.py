@@ -17,7 +17,7 @@ from sqlmodel import func, select
 from channels.base import OutboundMessage, PermanentSendError, TransientSendError
 from channels.wecom import CALLBACK_PATH, WeComApp, WeComRobot, split_link
 from channels.wecom_crypto import WeComCrypto, WeComCryptoError
-from warnd.db.models import Event
+from warnd.db.models import Delivery, Event
 from warnd.simulators.wecom_api import WeComApi
 
 NOW = datetime(2026, 7, 1, 2, 0, tzinfo=UTC)
@@ -190,3 +190,11 @@ async def test_deputy_confirms_for_the_silent_official_by_button(stack: Stack) -
     assert calls["李主任"]["state"] == "confirmed" and calls["李主任"]["confirmed_via"] == "wecom"
     assert calls["李主任"]["confirmed_by"] == calls["张书记"]["person_id"]
     assert calls["张书记"]["state"] == "open"  # his own call is a different card
+
+
+async def test_no_wecom_delivery_is_planned_for_someone_without_a_wecom_account(stack: Stack) -> None:
+    await stack.post_cap(imminent())
+    await stack.extra["wecom"].wait_for_messages(3, timeout=30)
+    async with stack.engine.db.read() as s:
+        to = sorted((await s.exec(select(Delivery.to_address).where(Delivery.channel == "wecom"))).all())
+    assert to == ["lizr", "wangwg", "zhangsj"]  # 赵组长 (no userid) gets SMS only, no empty address
