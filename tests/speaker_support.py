@@ -132,7 +132,7 @@ def speaker(device_id: str, region: str, now: datetime) -> Speaker:
     return Speaker(device_id=device_id, region_code=region, capabilities=["tts"], updated_at=now)
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 30.0, what: str = "") -> None:
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = 60.0, what: str = "") -> None:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         if await check():

@@ -201,6 +201,16 @@ async def test_dark_speakers_open_fallback_calls_on_the_right_officials(db_url: 
         cov = await speaker_coverage(stack.engine.db, alert_id)
         assert cov.villages == 3 and cov.villages_reached == 1 and cov.not_reached == [VB, VC]
         assert cov.fallback_calls == 3 and cov.failed == 1 and cov.no_ack == 2  # B1 (away) and C1
+
+        # The warning is lifted: the fallback calls stop too.
+        await stack.engine.ingestor.cancel(alert_id, "test")
+
+        async def fallback_closed() -> bool:
+            async with stack.engine.db.session() as s:
+                states = (await s.exec(select(Call.state).where(Call.alert_id == companion.id))).all()
+            return sorted(states) == ["cancelled"] * 3
+
+        await eventually(fallback_closed, what="fallback calls cancelled with the warning")
     finally:
         await close_stack(stack)
 
@@ -279,7 +289,13 @@ async def test_broker_restart_mid_broadcast_loses_nothing_plays_nothing_twice(
         fleet = await stack.fleet(SimConfig(latency=(0.05, 1.5), play_seconds=0.5))
         await eventually(lambda: _online(stack, n), what="fleet online")
         alert_id = await stack.submit(f"RST-{tag()}")
-        await eventually(lambda: _played(stack, alert_id, 1), what="first plays")
+        try:
+            await eventually(lambda: _played(stack, alert_id, 1), what="first plays")
+        except AssertionError:
+            from collections import Counter
+            cmds = (await stack.commands(alert_id)).values()
+            raise AssertionError(f"{Counter(c.state for c in cmds)} fleet={fleet.summary()} "
+                                 f"channel={stack.speakers.channel.stats}") from None
         private_broker.stop()  # mid-broadcast: some played, some playing, some not yet received
         await asyncio.sleep(1.0)
         private_broker.start()

@@ -137,7 +137,7 @@ class SpeakerService:
             self.wake.clear()
             try:
                 planned = await self.plan_new_alerts()
-                fired = await self.fire_due()
+                fired = await self.fire_due() + await self.close_lifted_fallbacks()
                 if planned:
                     self.channel.kick()
                 if planned or fired:
@@ -266,6 +266,37 @@ class SpeakerService:
                 if alert is not None and alert.state == AlertState.ACTIVE:
                     await self._open_fallbacks(s, alert, dark, roster, now)
         return changed
+
+    async def close_lifted_fallbacks(self) -> int:
+        """The warning was cancelled, superseded or expired: its fallback alert follows it and
+        the fallback calls still open are cancelled (fenced, like the engine's own cancel)."""
+        async with self.db.session() as s:
+            companions = (await s.exec(select(Alert).where(Alert.source == FALLBACK_SOURCE,
+                                                           Alert.state == AlertState.ACTIVE))).all()
+            lifted: list[tuple[int, str]] = []
+            for comp in companions:
+                sender, ident = comp.sender, comp.identifier.removesuffix(FALLBACK_SUFFIX)
+                state = (await s.exec(select(Alert.state).where(Alert.sender == sender,
+                                                                Alert.identifier == ident))).first()
+                if comp.id is not None and state is not None and state != AlertState.ACTIVE:
+                    lifted.append((comp.id, state))
+        if not lifted:
+            return 0
+        now = self.clock.now()
+        closed = 0
+        async with self.db.session() as s, s.begin():
+            conn = await s.connection()
+            for comp_id, state in lifted:
+                await conn.execute(update(Alert).where(col(Alert.id) == comp_id).values(state=state))
+                res = await conn.execute(update(Call).where(
+                    col(Call.alert_id) == comp_id, col(Call.state).in_([CallState.OPEN, CallState.DUTY_ROOM])
+                ).values(state=CallState.CANCELLED.value, deadline=None, fence=Call.fence + 1))
+                await conn.execute(update(Delivery).where(
+                    col(Delivery.alert_id) == comp_id, col(Delivery.state) == "pending").values(state="cancelled"))
+                closed += res.rowcount
+                events.record(s, now, "speaker_fallback_closed", alert_id=comp_id, state=state,
+                              calls_cancelled=res.rowcount)
+        return closed
 
     async def next_due(self) -> datetime | None:
         async with self.db.session() as s:
