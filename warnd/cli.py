@@ -138,8 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="a whole 631 storm on a generated county, in under a minute")
     d.add_argument("--out", default="warnd-demo", help="output folder (default ./warnd-demo/)")
     d.add_argument("--speed", type=float, default=960.0, help="clock speed-up for the quiet hours (default 960)")
-    d.add_argument("--busy-speed", type=float, default=120.0,
-                   help="clock speed-up for the busy hour, from the rain gauge's first crossing (default 120)")
+    d.add_argument("--busy-speed", type=float, default=60.0,
+                   help="clock speed-up for the busy hour, from the rain gauge's first crossing (default 60)")
     d.add_argument("--seed", type=int, default=631)
     d.set_defaults(func=cmd_demo)
 

@@ -11,7 +11,6 @@ import asyncio
 import json
 import random
 import secrets
-import socket
 import statistics
 import sys
 import tempfile
@@ -35,6 +34,7 @@ from warnd.config import (
     ServerCfg,
     Settings,
     SmsCfg,
+    SpeakersCfg,
     TencentCfg,
     VoiceCfg,
     WeComCfg,
@@ -45,25 +45,23 @@ from warnd.demo.capgen import cap_xml
 from warnd.demo.channels import ChannelOfficials, demo_policy
 from warnd.demo.county import COUNTY_CODE, generate_county
 from warnd.demo.officials import Officials
+from warnd.demo.speakers import SpeakerFleetProcess, free_port
 from warnd.engine.service import Engine
 from warnd.feeds.telemetry import feed_readings, parse_stations, rain_series
 from warnd.logging import configure_logging
 from warnd.simulators.tencent_sms_api import TencentSmsApi
 from warnd.simulators.twilio_api import TwilioApi
 from warnd.simulators.wecom_api import WeComApi
+from warnd.speakers.demo import loudspeaker_summary, seed_speakers
 
 STEP_ZH = {"forecast": "预报(6h)", "warning": "预警(3h)", "imminent": "临灾(1h)", "gauge": "雨量站"}
 VIA_ZH = {"sms_reply": "短信回复", "wecom": "企业微信", "link": "链接", "voice": "语音按键",
           "duty_officer": "值班员代录"}
+IDLE_SPEED = 3000.0  # between a step's ladder running out and the next step
+SPEAKERS = 4365  # as many as the seed county (沅陵) has
 GAUGE = "YL001"
-GAUGE_PREPARE = timedelta(hours=4, minutes=40)
+GAUGE_PREPARE = timedelta(hours=4, minutes=50)
 GAUGE_VILLAGES = ["431222101200", "431222101201", "431222101202"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def _leaders(engine: Engine) -> tuple[list[str], list[str]]:
@@ -123,8 +121,8 @@ async def _progress(engine: Engine, clock: ScaledClock, t0: datetime, stage: lis
         await asyncio.sleep(0.5)  # display refresh only; nothing waits on it
 
 
-async def run_demo(out: Path, speed: float = 960.0, seed: int = 631, busy_speed: float = 120.0) -> int:
-    """`speed` runs the quiet hours; from the rain gauge's first crossing on (T+4:40) the clock
+async def run_demo(out: Path, speed: float = 960.0, seed: int = 631, busy_speed: float = 60.0) -> int:
+    """`speed` runs the quiet hours; from the rain gauge's first crossing on (T+4:50) the clock
     slows to `busy_speed` so that 3,000+ messages, replies and escalations fit on one core in
     real time while the 5-minute red confirm window is still minutes long."""
     configure_logging(level=30)
@@ -137,6 +135,7 @@ async def run_demo(out: Path, speed: float = 960.0, seed: int = 631, busy_speed:
     twilio, wecom = TwilioApi(), WeComApi()
     for server in (sim, twilio, wecom):
         await server.start()
+    speakers = await SpeakerFleetProcess.start_broker(workdir)
     token, cb_token = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
     port = free_port()  # links and voice callbacks carry the public URL: fixed before the build
     base = f"http://127.0.0.1:{port}"
@@ -156,10 +155,16 @@ async def run_demo(out: Path, speed: float = 960.0, seed: int = 631, busy_speed:
         wecom=WeComCfg(enabled=True, corp_id=wecom.corp_id, corp_secret=wecom.corp_secret,
                        agent_id=wecom.agent_id, token=wecom.token, encoding_aes_key=wecom.encoding_aes_key,
                        api_base_url=wecom.base_url, max_per_second=500),
+        # Heartbeats run in real time while the demo clock races: judge speakers by their
+        # last-will state, not by heartbeat age.
+        speakers=SpeakersCfg(enabled=True, host="127.0.0.1", port=speakers.port, ack_window_seconds=900,
+                             stale_after_seconds=10**7),
     )
     engine = Engine.build(settings, clock=clock)
     await engine.start()
     county = await generate_county(engine.db, clock.now(), seed)
+    county["speakers"] = len(await seed_speakers(engine.db, total=SPEAKERS, now=clock.now()))
+    await speakers.start_fleet(settings.database.url, seed)  # connects while the quiet hours run
     assert engine.feeds is not None
     telemetry = engine.feeds.telemetry
     telemetry.stations = parse_stations({"stations": {GAUGE: {
@@ -185,9 +190,11 @@ async def run_demo(out: Path, speed: float = 960.0, seed: int = 631, busy_speed:
     plan = [
         (timedelta(0), "forecast", cap_xml("431222-RS-001", t0, onset, "黄色",
                                            "未来6小时沅陵县将出现暴雨", "请县防指成员和包乡领导做好部署。", county_area, step="forecast")),
+        (timedelta(hours=1), "idle", None),
         (timedelta(hours=3), "warning", None),
+        (timedelta(hours=3, minutes=50), "idle", None),
         (GAUGE_PREPARE, "gauge", None),
-        (GAUGE_PREPARE + timedelta(minutes=10), "gauge", None),
+        (GAUGE_PREPARE + timedelta(minutes=5), "gauge", None),
         (timedelta(hours=5), "imminent", None),
     ]
     ingested: list[dict[str, Any]] = []
@@ -195,9 +202,13 @@ async def run_demo(out: Path, speed: float = 960.0, seed: int = 631, busy_speed:
     async with aiohttp.ClientSession() as http:
         for offset, step, body in plan:
             await clock.wait_until(t0 + offset)
+            if step == "idle":  # the step's ladder has run out: nothing happens until the next
+                clock.set_speed(IDLE_SPEED)
+                continue
+            clock.set_speed(speed if offset < GAUGE_PREPARE else busy_speed)
             stage[0] = STEP_ZH[step]
-            if offset == GAUGE_PREPARE:
-                clock.set_speed(busy_speed)  # the busy hour starts: real time must keep up
+            if offset == GAUGE_PREPARE:  # the busy hour starts: the speakers must be up
+                print("\n" + await speakers.wait_ready(), file=sys.stderr)
             if step == "gauge":
                 # The rain gauge above three villages crosses 准备转移, then 立即转移: warnd raises
                 # the 山洪 warnings itself, for exactly those villages.
@@ -220,13 +231,14 @@ async def run_demo(out: Path, speed: float = 960.0, seed: int = 631, busy_speed:
             # A duplicate push (feeds retry): must be recognised, nothing sent twice.
             again = await _post(http, f"{base}/api/v1/alerts", token, body)
             assert not again["created"]
-        await clock.wait_until(t0 + timedelta(hours=5, minutes=25))  # the red ladder runs out
+        await clock.wait_until(t0 + timedelta(hours=5, minutes=20))  # the red ladder runs out
     for t in tasks:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     print(file=sys.stderr)
     table = await step_table(engine)
     moved = await people_moved_by_township(engine.db)
+    loudspeakers = await loudspeaker_summary(engine.db, now=clock.now(), stale_after_seconds=10**7)
     dupes = [k for k, n in Counter((m.to, m.context) for m in sim.messages).items() if n > 1]
     summary = {
         "county": county, "clock_speed": speed, "busy_clock_speed": busy_speed, "wall_seconds": round(time.monotonic() - started, 1),
@@ -235,7 +247,7 @@ async def run_demo(out: Path, speed: float = 960.0, seed: int = 631, busy_speed:
                 "replies_from_officials": officials.replies},
         "wecom_cards": len(wecom.messages), "voice_calls": len(twilio.calls),
         "feedback_reports": channel_officials.feedback_sent, "people_moved_by_township": moved,
-        "gauge_alerts": sorted(set(gauge)),
+        "gauge_alerts": sorted(set(gauge)), "loudspeakers": loudspeakers,
     }
     await officials.stop()
     await channel_officials.stop()
@@ -243,6 +255,7 @@ async def run_demo(out: Path, speed: float = 960.0, seed: int = 631, busy_speed:
     await engine.stop()
     for server in (sim, twilio, wecom):
         await server.stop()
+    await speakers.stop()
     (out / "summary.json").write_text(
         json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
     print_table(table, summary)
@@ -268,6 +281,13 @@ def print_table(table: list[dict[str, Any]], summary: dict[str, Any]) -> None:
         top = sorted(moved, key=lambda m: -m["people_moved"])[:5]
         print(f"反馈 feedback: {summary['feedback_reports']} reports; people moved "
               f"{sum(m['people_moved'] for m in moved)}: " + "、".join(f"{m['name']} {m['people_moved']}" for m in top))
+    for step, cov in summary["loudspeakers"]["steps"].items():
+        print(f"村村响 loudspeakers ({STEP_ZH.get(step, step)}): {cov['villages_reached']}/{cov['villages']} villages "
+              f"reached, {cov['played']} played, {cov['failed']} failed, {cov['no_ack']} silent, "
+              f"{cov['fallback_calls']} fallback calls (鸣锣吹哨/敲门入户), {cov['fallback_confirmed']} confirmed")
+    fleet = summary["loudspeakers"].get("fleet")
+    if fleet:
+        print(f"fleet: {fleet['total']} speakers, {fleet['online']} online, {fleet['offline']} offline")
     print(f"SMS accepted by provider: {sms['accepted_by_provider']}, duplicates: {sms['duplicate_sends']}, "
           f"replies: {sms['replies_from_officials']}; WeCom cards: {summary['wecom_cards']}; "
           f"voice calls: {summary['voice_calls']}; wall time {summary['wall_seconds']} s")

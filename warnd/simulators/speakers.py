@@ -314,7 +314,8 @@ def add_cli(sub: Any, settings_of: Any) -> None:
     sp = sub.add_parser("speakers", help="village loudspeakers over MQTT (docs/mqtt.md)")
     sps = sp.add_subparsers(dest="speakers_command", required=True)
     sim = sps.add_parser("simulate", help="run N simulated speakers as real MQTT clients")
-    sim.add_argument("--count", type=int, default=100, help="how many speakers (default 100)")
+    sim.add_argument("--count", type=int, default=None,
+                     help="how many speakers (default 100; with --from-database all registered)")
     sim.add_argument("--broker", help="host:port (default: [speakers] host and port)")
     sim.add_argument("--failure-rate", type=float, default=0.03, help="share that report failed")
     sim.add_argument("--silent-rate", type=float, default=0.0, help="share that never report played")
@@ -343,7 +344,7 @@ def add_cli(sub: Any, settings_of: Any) -> None:
 
 async def _device_ids(settings: Any, args: Any) -> list[str]:
     if not args.from_database:
-        return [f"{args.prefix}-{i:05d}" for i in range(1, args.count + 1)]
+        return [f"{args.prefix}-{i:05d}" for i in range(1, (args.count or 100) + 1)]
     from sqlmodel import select
 
     from warnd.db.engine import Database
