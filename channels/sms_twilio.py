@@ -11,8 +11,6 @@ confirmation by SMS reply must go through a Chinese provider (channels.sms_tence
 
 from __future__ import annotations
 
-import contextvars
-import email.utils
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,9 +19,6 @@ import aiohttp
 from aiohttp import web
 from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
-from twilio.http.response import Response
-from twilio.request_validator import RequestValidator
-from twilio.rest import Client
 
 from channels.base import (
     DeliveryReport,
@@ -34,7 +29,8 @@ from channels.base import (
     SendReceipt,
     TransientSendError,
 )
-from warnd.clock import Clock, SystemClock
+from channels.twilio_common import RecordingHttpClient, TwilioAccount, _classify
+from warnd.clock import Clock
 
 STATUS_PATH = "/webhooks/twilio/sms/status"
 INBOUND_PATH = "/webhooks/twilio/sms/inbound"
@@ -45,69 +41,7 @@ _FAILED = {"failed", "undelivered", "canceled"}
 # Twilio stamps times by its own clock; tolerate skew against ours when matching.
 _CLOCK_SLACK = timedelta(minutes=2)
 
-# The SDK's exceptions drop response headers; the HTTP client records them here so send()
-# can honour Retry-After. A ContextVar keeps concurrent sends (separate tasks) apart.
-_last_headers: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.ContextVar(
-    "twilio_last_headers", default=None
-)
-
-
-class RecordingHttpClient(AsyncTwilioHttpClient):
-    """AsyncTwilioHttpClient that (1) always applies its timeout — the stock client passes
-    the per-call timeout, normally None, which aiohttp reads as "wait forever" — (2) keeps
-    the last response's headers for the calling task, and (3) sends basic auth as a header."""
-
-    async def request(
-        self,
-        method: str,
-        url: str,
-        params: dict[str, object] | None = None,
-        data: dict[str, object] | None = None,
-        headers: dict[str, str] | None = None,
-        auth: tuple[str, str] | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109 (the SDK's signature)
-        allow_redirects: bool = False,
-    ) -> Response:
-        if auth is not None:  # as a header: aiohttp deprecates its `auth` parameter
-            headers = {**(headers or {}), "Authorization": aiohttp.encode_basic_auth(*auth)}
-        response = await super().request(
-            method,
-            url,
-            params=params,
-            data=data,
-            headers=headers,
-            auth=None,
-            timeout=timeout if timeout is not None else self.timeout,
-            allow_redirects=allow_redirects,
-        )
-        _last_headers.set(response.headers)
-        return response
-
-
-def _retry_after(headers: Mapping[str, str] | None) -> float | None:
-    value = (headers or {}).get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:  # HTTP-date form
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
-
-
-def _classify(exc: TwilioRestException | TwilioServiceException, what: str) -> Exception:
-    status = int(exc.status)
-    text = f"twilio {what}: HTTP {status} code {exc.code}: {getattr(exc, 'msg', '') or getattr(exc, 'title', '')}"
-    if status == 429 or status >= 500:
-        return TransientSendError(text, retry_after=_retry_after(_last_headers.get()))
-    return PermanentSendError(text)
-
-
-class TwilioSms:
+class TwilioSms(TwilioAccount):
     kind = "sms"
     provider = "twilio"
 
@@ -129,30 +63,15 @@ class TwilioSms:
         http_client: defaults to a RecordingHttpClient (Retry-After needs one)."""
         if not (from_number or messaging_service_sid):
             raise ValueError("TwilioSms needs from_number or messaging_service_sid")
-        self.account_sid = account_sid
+        super().__init__(account_sid=account_sid, auth_token=auth_token, public_base_url=public_base_url,
+                         api_base_url=api_base_url, http_client=http_client, timeout=timeout, clock=clock)
         self.from_number = from_number
         self.messaging_service_sid = messaging_service_sid
-        self.public_base_url = public_base_url.rstrip("/")
-        self.api_base_url = api_base_url.rstrip("/") if api_base_url else None
         self.status_callback_url = self.public_base_url + STATUS_PATH
         self.inbound_url = self.public_base_url + INBOUND_PATH
-        self._auth_token = auth_token
-        self._validator = RequestValidator(auth_token)
-        self._timeout = timeout
-        self._http = http_client
-        self._owns_http = http_client is None
-        self._client: Client | None = None
-        self._clock: Clock = clock or SystemClock()
 
     def _messages(self) -> Any:
-        # Built lazily: the aiohttp session inside the SDK client needs a running loop.
-        if self._client is None:
-            if self._http is None:
-                self._http = RecordingHttpClient(timeout=self._timeout)
-            self._client = Client(self.account_sid, self._auth_token, http_client=self._http)
-            if self.api_base_url:
-                self._client.api.base_url = self.api_base_url  # the SDK's domain root
-        return self._client.api.v2010.account.messages
+        return self._account().messages
 
     async def send(self, msg: OutboundMessage) -> SendReceipt:
         sender: dict[str, str] = {}
@@ -209,14 +128,9 @@ class TwilioSms:
         sink: InboundSink,
     ) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def verify(request: web.Request) -> web.Response:
-            signature = request.headers.get("X-Twilio-Signature", "")
-            form = await request.post()
-            # Twilio signs the URL it called: our public base plus the path and query it
-            # requested (raw_path keeps both, percent-encoding intact).
-            url = self.public_base_url + request.raw_path
-            if not signature or not self._validator.validate(url, form, signature):
+            fields = await self._verified_form(request)
+            if fields is None:
                 return web.Response(status=403, text="invalid X-Twilio-Signature")
-            fields = {k: str(v) for k, v in form.items()}
             return await handler(fields, sink)
 
         return verify
@@ -259,11 +173,6 @@ class TwilioSms:
         # Empty TwiML: acknowledge without Twilio sending an automatic answer.
         return web.Response(text=EMPTY_TWIML, content_type="application/xml")
 
-    async def close(self) -> None:
-        if self._owns_http and self._http is not None:
-            await self._http.close()
-            self._http = None
-        self._client = None
 
 
 __all__ = ["EMPTY_TWIML", "INBOUND_PATH", "STATUS_PATH", "RecordingHttpClient", "TwilioSms"]

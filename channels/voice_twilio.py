@@ -22,8 +22,6 @@ import aiohttp
 from aiohttp import web
 from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
-from twilio.request_validator import RequestValidator
-from twilio.rest import Client
 from twilio.twiml.voice_response import VoiceResponse
 
 from channels.base import (
@@ -35,8 +33,8 @@ from channels.base import (
     SendReceipt,
     TransientSendError,
 )
-from channels.sms_twilio import RecordingHttpClient, _classify
-from warnd.clock import Clock, SystemClock
+from channels.twilio_common import TwilioAccount, _classify
+from warnd.clock import Clock
 
 GATHER_PATH = "/webhooks/twilio/voice/gather"
 STATUS_PATH = "/webhooks/twilio/voice/status"
@@ -51,7 +49,7 @@ MAX_TWIML = 4000  # Twilio's limit for the Twiml parameter
 _FAILED = {"busy", "no-answer", "failed", "canceled"}
 
 
-class TwilioVoice:
+class TwilioVoice(TwilioAccount):
     kind = "voice"
     provider = "twilio_voice"
 
@@ -70,29 +68,15 @@ class TwilioVoice:
         attempts: int = 2,  # times the message is played when no key is pressed
         clock: Clock | None = None,
     ) -> None:
-        self.account_sid = account_sid
+        super().__init__(account_sid=account_sid, auth_token=auth_token, public_base_url=public_base_url,
+                         api_base_url=api_base_url, http_client=http_client, timeout=timeout, clock=clock)
         self.from_number = from_number
-        self.public_base_url = public_base_url.rstrip("/")
-        self.api_base_url = api_base_url.rstrip("/") if api_base_url else None
         self.gather_url = self.public_base_url + GATHER_PATH
         self.status_url = self.public_base_url + STATUS_PATH
         self.ring_seconds, self.gather_seconds, self.attempts = ring_seconds, gather_seconds, max(attempts, 1)
-        self._auth_token = auth_token
-        self._validator = RequestValidator(auth_token)
-        self._timeout = timeout
-        self._http = http_client
-        self._owns_http = http_client is None
-        self._client: Client | None = None
-        self._clock: Clock = clock or SystemClock()
 
     def _calls(self) -> Any:
-        if self._client is None:
-            if self._http is None:
-                self._http = RecordingHttpClient(timeout=self._timeout)
-            self._client = Client(self.account_sid, self._auth_token, http_client=self._http)
-            if self.api_base_url:
-                self._client.api.base_url = self.api_base_url
-        return self._client.api.v2010.account.calls
+        return self._account().calls
 
     # -- TwiML ---------------------------------------------------------------------------
 
@@ -154,12 +138,10 @@ class TwilioVoice:
         sink: ActionSink,
     ) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def verify(request: web.Request) -> web.Response:
-            signature = request.headers.get("X-Twilio-Signature", "")
-            form = await request.post()
-            url = self.public_base_url + request.raw_path
-            if not signature or not self._validator.validate(url, form, signature):
+            fields = await self._verified_form(request)
+            if fields is None:
                 return web.Response(status=403, text="invalid X-Twilio-Signature")
-            return await handler(request, {k: str(v) for k, v in form.items()}, sink)
+            return await handler(request, fields, sink)
 
         return verify
 
@@ -198,11 +180,6 @@ class TwilioVoice:
             error=f"{status} {form.get('ErrorCode', '')}".strip() if status in _FAILED else None))
         return web.Response(status=204)
 
-    async def close(self) -> None:
-        if self._owns_http and self._http is not None:
-            await self._http.close()
-            self._http = None
-        self._client = None
 
 
 __all__ = ["GATHER_PATH", "STATUS_PATH", "TwilioVoice"]
