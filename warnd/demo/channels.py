@@ -49,12 +49,25 @@ class ChannelOfficials:
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _session: aiohttp.ClientSession | None = None
 
-    def assign(self, userids: list[str], phones: list[str], callback_url: str) -> set[str]:
-        """Decide behaviours; returns the phones that answer on WeCom (not by SMS)."""
+    def assign(self, userids: dict[str, str], phones: list[str], callback_url: str) -> set[str]:
+        """Decide behaviours (`userids`: WeCom userid → phone). Returns the phones that do not
+        answer by SMS: WeCom users, and the leaders who only pick up the phone (叫醒)."""
         self.wecom.callback_url = callback_url
         self.wecom.press_delay = 0.05  # real seconds: the tap itself, before the clock's own delays
-        by_wecom: set[str] = set()
-        for uid in userids:
+        self.twilio.auto_calls = True
+        voice_only: set[str] = set()
+        for phone in phones:
+            r = self.rng.random()
+            if r < 0.1:
+                self.twilio.no_answer_numbers.add(phone)
+            else:
+                self.twilio.call_scripts[phone] = ["*", "1"] if r < 0.25 else ["1"]
+                if r > 0.8:
+                    voice_only.add(phone)  # asleep: only the call's ring wakes them
+        not_by_sms = set(voice_only)
+        for uid, phone in userids.items():
+            if phone in voice_only:
+                continue
             r = self.rng.random()
             if r < 0.45:
                 self.wecom.auto_press.add(uid)
@@ -62,15 +75,8 @@ class ChannelOfficials:
                 self.link_users.add(uid)
             else:
                 continue
-            by_wecom.add(uid)
-        self.twilio.auto_calls = True
-        for phone in phones:
-            r = self.rng.random()
-            if r < 0.1:
-                self.twilio.no_answer_numbers.add(phone)
-            else:
-                self.twilio.call_scripts[phone] = ["*", "1"] if r < 0.25 else ["1"]
-        return by_wecom
+            not_by_sms.add(phone)
+        return not_by_sms
 
     async def watch_links(self) -> None:
         """Link users open the card's 反馈 link a few minutes after it arrives."""

@@ -64,12 +64,12 @@ GAUGE_PREPARE = timedelta(hours=4, minutes=50)
 GAUGE_VILLAGES = ["431222101200", "431222101201", "431222101202"]
 
 
-async def _leaders(engine: Engine) -> tuple[list[str], list[str]]:
-    """WeCom userids of everyone on WeCom, and the phones of county and township officials
-    (the ones the standard ladder calls by voice)."""
+async def _leaders(engine: Engine) -> tuple[dict[str, str], list[str]]:
+    """WeCom userid → phone of everyone on WeCom, and the phones of county and township
+    officials (the ones the standard ladder calls by voice)."""
     async with engine.db.read() as s:
         people = (await s.exec(select(Person))).all()
-    return ([p.wecom_userid for p in people if p.wecom_userid],
+    return ({p.wecom_userid: p.phone for p in people if p.wecom_userid},
             [p.phone for p in people if len(p.region_code) <= 9])
 
 
@@ -178,9 +178,9 @@ async def run_demo(out: Path, speed: float = 960.0, seed: int = 631, busy_speed:
           f"SQLite in {workdir}", file=sys.stderr)
     userids, leader_phones = await _leaders(engine)
     channel_officials = ChannelOfficials(wecom, twilio, clock, random.Random(seed + 1))
-    on_wecom = channel_officials.assign(userids, leader_phones, f"{base}/webhooks/wecom/callback")
+    not_by_sms = channel_officials.assign(userids, leader_phones, f"{base}/webhooks/wecom/callback")
     officials = Officials(sim, clock, f"{base}/webhooks/tencent/sms/{cb_token}/reply", random.Random(seed),
-                          skip={f"+86139{uid[2:]}" for uid in on_wecom})
+                          skip=not_by_sms)
     stage = ["预报"]
     tasks = [asyncio.create_task(officials.watch()), asyncio.create_task(channel_officials.watch_links()),
              asyncio.create_task(_progress(engine, clock, clock.now(), stage))]
