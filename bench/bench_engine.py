@@ -29,14 +29,14 @@ from sqlmodel import select
 
 from channels.base import InboundReply, OutboundMessage
 from channels.sms_tencent import TencentSms
+from devtools.demo.capgen import cap_xml
+from devtools.demo.county import generate_county
+from devtools.simulators.tencent_sms_api import TencentSmsApi
 from warnd.clock import ManualClock
 from warnd.config import DatabaseCfg, Settings, SmsCfg, TencentCfg
 from warnd.db.engine import Database
 from warnd.db.models import Event, Person
-from warnd.demo.capgen import cap_xml
-from warnd.demo.county import generate_county
 from warnd.engine.service import Engine
-from warnd.simulators.tencent_sms_api import TencentSmsApi
 
 CB = "bench-callback-token-0123"
 

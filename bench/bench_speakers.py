@@ -42,14 +42,13 @@ from channels.speaker_mqtt import (
 )
 from warnd.clock import SystemClock
 from warnd.config import County, SpeakersCfg
+from warnd.core.policy import load_policy
+from warnd.core.roles import load_roles
+from warnd.core.templates import load_templates
 from warnd.db.engine import Database
-from warnd.db.models import Alert, Region
+from warnd.db.models import Alert, Region, Speaker
 from warnd.engine.roster import RosterCache
-from warnd.policy import load_policy
-from warnd.roles import load_roles
-from warnd.speakers.models import Speaker
 from warnd.speakers.service import SpeakerService, speaker_coverage
-from warnd.templates import load_templates
 
 COUNTY = "431222"
 ROOT = str(Path(__file__).resolve().parents[1])  # the simulator runs from here (warnd installed in the venv)

@@ -1,4 +1,6 @@
-"""`warnd` command line: serve, demo, db upgrade, roster import, alert submit."""
+"""`warnd` command line: serve, db upgrade, roster import, alert submit, speakers status.
+
+The demo and the simulators are `warnd-dev` (devtools/), not part of the product."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from warnd.config import ConfigError, Settings, load_settings
 SWITCH_INTERVAL = 0.0005
 
 
-def _settings(args: argparse.Namespace) -> Settings:
+def settings_from_args(args: argparse.Namespace) -> Settings:
     path = Path(args.config) if getattr(args, "config", None) else None
     if path is None and Path("warnd.toml").exists():
         path = Path("warnd.toml")
@@ -41,7 +43,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     configure_logging()
     sys.setswitchinterval(SWITCH_INTERVAL)
-    settings = _settings(args)
+    settings = settings_from_args(args)
     port = args.port if args.port is not None else settings.server.port
 
     async def main() -> None:
@@ -66,7 +68,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from warnd.db.engine import upgrade
 
-    settings = _settings(args)
+    settings = settings_from_args(args)
     upgrade(settings.database.url)
     print(f"database at head: {settings.database.url.split('@')[-1]}")
     return 0
@@ -77,7 +79,7 @@ def cmd_roster_import(args: argparse.Namespace) -> int:
     from warnd.db.engine import Database
     from warnd.roster import RosterError, format_report, import_roster
 
-    settings = _settings(args)
+    settings = settings_from_args(args)
 
     async def main() -> int:
         db = Database(settings.database.url)
@@ -96,7 +98,7 @@ def cmd_roster_import(args: argparse.Namespace) -> int:
 
 
 def cmd_alert_submit(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = settings_from_args(args)
     url = (args.url or f"http://{settings.server.host}:{settings.server.port}").rstrip("/") + "/api/v1/alerts"
     token = args.token or (settings.api.tokens[0] if settings.api.tokens else "")
     data = Path(args.file).read_bytes()
@@ -117,13 +119,6 @@ def cmd_alert_submit(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from warnd.demo.run import run_demo
-
-    sys.setswitchinterval(SWITCH_INTERVAL)
-    return asyncio.run(run_demo(Path(args.out), speed=args.speed, seed=args.seed, busy_speed=args.busy_speed))
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="warnd", description="Early-warning dissemination and 叫应 engine.")
     p.add_argument("--config", help="settings file (default: ./warnd.toml if present, else built-in defaults)")
@@ -134,14 +129,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--database", help="database URL (overrides the settings file)")
     s.add_argument("--clock", help="system | scaled:SPEED (drills and tests)")
     s.set_defaults(func=cmd_serve)
-
-    d = sub.add_parser("demo", help="a whole 631 storm on a generated county, in under a minute")
-    d.add_argument("--out", default="warnd-demo", help="output folder (default ./warnd-demo/)")
-    d.add_argument("--speed", type=float, default=960.0, help="clock speed-up for the quiet hours (default 960)")
-    d.add_argument("--busy-speed", type=float, default=60.0,
-                   help="clock speed-up for the busy hour, from the rain gauge's first crossing (default 60)")
-    d.add_argument("--seed", type=int, default=631)
-    d.set_defaults(func=cmd_demo)
 
     db = sub.add_parser("db", help="database maintenance")
     dbs = db.add_subparsers(dest="db_command", required=True)
@@ -164,9 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     sb.add_argument("--token", help="API token (default: the first in settings)")
     sb.set_defaults(func=cmd_alert_submit)
 
-    from warnd.simulators.speakers import add_cli as add_speakers_cli
+    from warnd.speakers.cli import add_cli as add_speakers_cli
 
-    add_speakers_cli(sub, _settings)  # warnd speakers simulate | status
+    add_speakers_cli(sub, settings_from_args)  # warnd speakers status
     return p
 
 

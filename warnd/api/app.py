@@ -13,7 +13,7 @@ from sqlalchemy import text
 from warnd.api.feeds import feed_routes
 from warnd.api.problems import problem
 from warnd.confirm.pages import ConfirmPages
-from warnd.domain import ConfirmVia
+from warnd.core.domain import ConfirmVia
 from warnd.engine.board import alert_calls, alert_summary
 from warnd.engine.ingest import IngestError, IngestResult
 from warnd.engine.service import Engine

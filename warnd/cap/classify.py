@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from warnd.cap.model import CapInfo
-from warnd.domain import Colour, Step
+from warnd.core.domain import Colour, Step
 from warnd.paths import default_config
 
 OTHER = "other"

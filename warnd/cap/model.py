@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from warnd.domain import AlertStatus, MsgType
+from warnd.core.domain import AlertStatus, MsgType
 
 # (valueName, value) as it appears in <eventCode>, <parameter> and <geocode>.
 NamedValue = tuple[str, str]

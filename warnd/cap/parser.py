@@ -20,7 +20,7 @@ import defusedxml
 import defusedxml.ElementTree as SafeET
 
 from warnd.cap.model import CapArea, CapInfo, CapMessage, LatLon, NamedValue
-from warnd.domain import AlertStatus, MsgType
+from warnd.core.domain import AlertStatus, MsgType
 
 CAP_NAMESPACES = {
     "urn:oasis:names:tc:emergency:cap:1.2": "1.2",

@@ -8,11 +8,10 @@ from typing import Any
 
 from sqlmodel import col, select
 
-from warnd.confirm.models import Feedback
 from warnd.confirm.pages import ACTIONS
+from warnd.core.domain import Level
 from warnd.db.engine import Database
-from warnd.db.models import Region
-from warnd.domain import Level
+from warnd.db.models import Feedback, Region
 
 TOWNSHIP_CODE_LEN = Level.TOWNSHIP.code_length  # 9
 

@@ -17,8 +17,7 @@ from typing import Any
 from sqlalchemy import insert
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from warnd.confirm.models import ConfirmLink
-from warnd.db.models import Alert
+from warnd.db.models import Alert, ConfirmLink
 
 TOKEN_BYTES = 24  # 192 bits (the issue asks for at least 128)
 CONFIRM, FEEDBACK = "confirm", "feedback"

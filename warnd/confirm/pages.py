@@ -18,9 +18,8 @@ from sqlalchemy import update
 from sqlmodel import col, select
 
 from warnd.confirm.links import CONFIRM, FEEDBACK, LinkIssuer, plausible, token_hash
-from warnd.confirm.models import ConfirmLink, Feedback
-from warnd.db.models import Alert, Call, Person, Region
-from warnd.domain import AlertState, CallState, ConfirmVia
+from warnd.core.domain import AlertState, CallState, ConfirmVia
+from warnd.db.models import Alert, Call, ConfirmLink, Feedback, Person, Region
 from warnd.engine import events
 
 if TYPE_CHECKING:

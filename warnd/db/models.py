@@ -176,3 +176,154 @@ class Event(SQLModel, table=True):
     delivery_id: int | None = None
     person_id: int | None = None
     data: dict[str, Any] = json_dict()
+
+
+# --- Automated feeds (migration 0003_feeds) ----------------------------------------------------
+class FeedState(SQLModel, table=True):
+    """One row per polled source: conditional-request validators, backoff and health."""
+
+    __tablename__ = "feed_state"
+    source: str = Field(primary_key=True, max_length=64)
+    etag: str | None = None
+    last_modified: str | None = None
+    last_poll_at: datetime | None = ts()
+    last_success_at: datetime | None = ts()
+    last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    last_error_at: datetime | None = ts()
+    failures: int = 0  # consecutive
+    next_poll_at: datetime | None = ts()
+    last_entry_at: datetime | None = ts()  # when the newest ingested entry was ingested
+    last_lag_seconds: float | None = None  # ingested_at − entry's own time, newest entry
+    entries_ingested: int = 0
+
+
+class FeedEntry(SQLModel, table=True):
+    """An entry of a polled feed that has been dealt with (ingested, duplicate or refused).
+    Never fetched again: the key includes the entry's <updated>, so a changed entry is new."""
+
+    __tablename__ = "feed_entries"
+    __table_args__ = (UniqueConstraint("source", "entry_key", name="uq_feed_entry"),)
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=64, index=True)
+    entry_key: str = Field(max_length=512)
+    url: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    seen_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    outcome: str  # ingested | duplicate | refused
+    alert_id: int | None = None
+    detail: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class TelemetryReading(SQLModel, table=True):
+    """Raw readings, deduplicated by (station, metric, time)."""
+
+    __tablename__ = "telemetry_readings"
+    __table_args__ = (UniqueConstraint("station", "metric", "at", name="uq_telemetry_reading"),)
+    id: int | None = Field(default=None, primary_key=True)
+    station: str = Field(max_length=64, index=True)
+    metric: str = Field(max_length=16)  # rain_mm | level_m
+    at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False, index=True))
+    value: float
+    received_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class StationState(SQLModel, table=True):
+    """Threshold state of one station (see warnd.core.thresholds.StationStatus)."""
+
+    __tablename__ = "telemetry_state"
+    station: str = Field(primary_key=True, max_length=64)
+    level: int = 0  # 0 none, 1 准备转移, 2 立即转移
+    evaluated_at: datetime | None = ts()  # time of the newest reading evaluated
+    raised_level: int = 0
+    raised_at: datetime | None = ts()
+    alert_sender: str | None = None
+    alert_identifier: str | None = None
+    alert_sent: datetime | None = ts()
+
+
+# --- Loudspeakers (migration 0002_speakers) ----------------------------------------------------
+class Speaker(SQLModel, table=True):
+    """A village loudspeaker (应急广播 / 村村响), imported with the roster."""
+
+    __tablename__ = "speakers"
+    device_id: str = Field(primary_key=True, max_length=64)  # 设备编号 = MQTT client id
+    region_code: str = Field(index=True, max_length=20)  # village (12) or group (15) code
+    capabilities: list[Any] = json_list()  # "tts", "audio"
+    lon: float | None = None
+    lat: float | None = None
+    active: bool = True
+    # Fleet health, from the device's retained state and heartbeats.
+    online: bool | None = None  # None: never heard from
+    state_reason: str | None = None  # lwt | shutdown | ...
+    state_at: datetime | None = ts()
+    last_seen_at: datetime | None = ts()  # last heartbeat, state or ack
+    updated_at: datetime | None = ts()
+
+
+class SpeakerCommand(SQLModel, table=True):
+    """One play command to one device for one warning.
+
+    state: pending (not yet accepted by the broker) → sent (PUBACK) → received → playing →
+    played; or failed (device said so), expired (never published: the warning expired first),
+    no_ack (no `played` inside the ack window), cancelled (warning lifted before publishing).
+    """
+
+    __tablename__ = "speaker_commands"
+    __table_args__ = (
+        UniqueConstraint("alert_id", "device_id", name="uq_speaker_cmd_alert_device"),
+        Index("ix_speaker_cmd_state_deadline", "state", "deadline"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    cmd_id: str = Field(unique=True, max_length=64)
+    alert_id: int = Field(index=True)
+    device_id: str = Field(index=True, max_length=64)
+    region_code: str = Field(max_length=20)
+    village_code: str = Field(index=True, max_length=20)
+    step: str
+    drill: bool = False
+    payload: str = Field(sa_column=Column(Text, nullable=False))
+    state: str = Field(default="pending", max_length=16)
+    reason: str | None = None
+    expires_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    deadline: datetime | None = ts()  # ack window end (set when the broker accepted it)
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    sent_at: datetime | None = ts()
+    received_at: datetime | None = ts()
+    played_at: datetime | None = ts()
+    late: bool = False  # `played` arrived after the ack window
+    publish_attempts: int = 0
+    fallback: bool = False  # a fallback call was requested for this command's village
+
+
+# --- Confirm links and 反馈 (migration 0004_confirm) ---------------------------------------------
+class ConfirmLink(SQLModel, table=True):
+    """A signed link sent to one person about one call. Only the SHA-256 of the token is
+    stored: a copy of the database does not let anyone confirm. `purpose` is "confirm" (the
+    link in the message) or "feedback" (issued on the page after 收到, for the 反馈 form).
+    Each token works once (`used_at`) and not after `expires_at`."""
+
+    __tablename__ = "confirm_links"
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(unique=True, max_length=64)
+    purpose: str = Field(max_length=16)
+    call_id: int = Field(index=True)
+    alert_id: int = Field(index=True)
+    person_id: int  # the recipient: confirms (on behalf of the official) as this person
+    expires_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    used_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+
+
+class Feedback(SQLModel, table=True):
+    """反馈: what an official reports having done for a call."""
+
+    __tablename__ = "feedback"
+    id: int | None = Field(default=None, primary_key=True)
+    call_id: int = Field(index=True)
+    alert_id: int = Field(index=True)
+    person_id: int
+    region_code: str = Field(max_length=20)
+    actions: list[Any] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    people_moved: int = 0
+    note: str = Field(default="", sa_column=Column(Text, nullable=False))
+    via: str = "link"
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))

@@ -9,10 +9,10 @@ from typing import Any
 from sqlmodel import col, select
 
 from warnd.confirm.feedback import feedback_by_call
+from warnd.core.domain import AlertStatus, CallState
+from warnd.core.roles import Roles
 from warnd.db.engine import Database
 from warnd.db.models import Alert, Call, Delivery, Event, Person, Region
-from warnd.domain import AlertStatus, CallState
-from warnd.roles import Roles
 
 
 def _iso(t: datetime | None) -> str | None:

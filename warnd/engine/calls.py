@@ -1,6 +1,6 @@
 """叫应 transitions applied to the database.
 
-Each transition reads the call, asks the pure state machine (warnd.callstate) what to do,
+Each transition reads the call, asks the pure state machine (warnd.core.callstate) what to do,
 and writes the result with a compare-and-swap on the call's fence. A stale timer, a second
 instance or a duplicate webhook that read an older fence updates zero rows and does nothing.
 """
@@ -19,20 +19,20 @@ from sqlalchemy.orm import defer
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from warnd.callstate import CallSnapshot, on_confirm, on_deadline
 from warnd.clock import Clock
 from warnd.confirm.links import LinkIssuer
+from warnd.core.callstate import CallSnapshot, on_confirm, on_deadline
+from warnd.core.domain import Action, CallState, ConfirmVia, PersonView, Purpose
+from warnd.core.planner import escalation_recipients
+from warnd.core.policy import Policy
+from warnd.core.roles import Roles
+from warnd.core.templates import Templates
 from warnd.db.engine import Database
 from warnd.db.models import Alert, Call, Delivery
-from warnd.domain import Action, CallState, ConfirmVia, PersonView, Purpose
 from warnd.engine import events
 from warnd.engine.ingest import Ingestor, delivery_row
 from warnd.engine.messages import MessageContext, address_for, render
 from warnd.engine.roster import RosterCache, RosterSnapshot
-from warnd.planner import escalation_recipients
-from warnd.policy import Policy
-from warnd.roles import Roles
-from warnd.templates import Templates
 
 ERROR_BACKOFF_SECONDS = 1.0
 

@@ -11,8 +11,8 @@ from sqlalchemy import func, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from warnd.core.domain import CallState, Purpose
 from warnd.db.models import Call, Delivery
-from warnd.domain import CallState, Purpose
 from warnd.engine import events
 
 DEAD = ("failed", "cancelled")

@@ -22,14 +22,14 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from channels.base import DeliveryReport, InboundAction, InboundReply
 from warnd.clock import Clock
 from warnd.config import DeliveryCfg
+from warnd.core.domain import CallState, ConfirmVia, Purpose
+from warnd.core.replies import parse_reply
+from warnd.core.templates import Templates
 from warnd.db.engine import Database
 from warnd.db.models import Call, Delivery, Inbound, Person
-from warnd.domain import CallState, ConfirmVia, Purpose
 from warnd.engine import events
 from warnd.engine.calls import CallService
 from warnd.engine.reports import PARKED, apply_parked_reports, apply_report, report_provider
-from warnd.replies import parse_reply
-from warnd.templates import Templates
 
 log = structlog.get_logger("warnd.inbound")
 

@@ -23,9 +23,7 @@ from warnd.cap.parser import CapError, parse_cap
 from warnd.clock import Clock
 from warnd.config import County
 from warnd.confirm.links import LinkIssuer
-from warnd.db.engine import Database
-from warnd.db.models import Alert, Call, Delivery
-from warnd.domain import (
+from warnd.core.domain import (
     AlertFacts,
     AlertState,
     AlertStatus,
@@ -37,15 +35,17 @@ from warnd.domain import (
     Purpose,
     Step,
 )
+from warnd.core.planner import plan_alert
+from warnd.core.policy import Policy, step_from_lead
+from warnd.core.replies import short_code_for
+from warnd.core.roles import Roles
+from warnd.core.targeting import resolve_area
+from warnd.core.templates import Templates
+from warnd.db.engine import Database
+from warnd.db.models import Alert, Call, Delivery
 from warnd.engine import events
 from warnd.engine.messages import MessageContext, address_for, render
 from warnd.engine.roster import RosterCache, RosterSnapshot
-from warnd.planner import plan_alert
-from warnd.policy import Policy, step_from_lead
-from warnd.replies import short_code_for
-from warnd.roles import Roles
-from warnd.targeting import resolve_area
-from warnd.templates import Templates
 
 
 class IngestError(Exception):
@@ -199,7 +199,7 @@ class Ingestor:
             call_ids: dict[int, int] = {}
             if call_rows:
                 res = await (await s.connection()).execute(insert(Call).returning(col(Call.id), col(Call.person_id)), call_rows)
-                call_ids = {pid: cid for cid, pid in res.tuples().all() if cid is not None}
+                call_ids = {pid: cid for cid, pid in res.all() if cid is not None}
                 conn = await s.connection()
                 await conn.execute(update(Call.__table__).where(  # type: ignore[attr-defined]
                     Call.__table__.c.id == bindparam("cid")).values(short_code=bindparam("code")),  # type: ignore[attr-defined]

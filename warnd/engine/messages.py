@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from warnd.core.domain import AlertStatus, PersonView
+from warnd.core.roles import Roles
+from warnd.core.templates import Templates
 from warnd.db.models import Alert, Call
-from warnd.domain import AlertStatus, PersonView
-from warnd.roles import Roles
-from warnd.templates import Templates
 
 DRILL_TAGS = {AlertStatus.EXERCISE.value: "【演练】", AlertStatus.TEST.value: "【测试】"}
 MAX_INSTRUCTION = 120  # keeps an SMS within a few segments; the full text is in the console

@@ -33,9 +33,9 @@ from channels.base import (
 )
 from warnd.clock import Clock, utcnow
 from warnd.config import DeliveryCfg
+from warnd.core.domain import Purpose
 from warnd.db.engine import Database
 from warnd.db.models import Delivery
-from warnd.domain import Purpose
 from warnd.engine import events
 from warnd.engine.reports import apply_parked_reports
 

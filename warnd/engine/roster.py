@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 from sqlmodel import select
 
+from warnd.core.domain import Level, PersonView, RegionView
+from warnd.core.planner import PeopleIndex
 from warnd.db.engine import Database
 from warnd.db.models import Person, Region
-from warnd.domain import Level, PersonView, RegionView
-from warnd.planner import PeopleIndex
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,9 @@ from warnd.cap.classify import load_vocabulary
 from warnd.clock import Clock, clock_from_spec
 from warnd.config import Settings
 from warnd.confirm.links import LinkIssuer
+from warnd.core.policy import load_policy
+from warnd.core.roles import load_roles
+from warnd.core.templates import load_templates
 from warnd.db.engine import Database
 from warnd.engine.calls import CallService, EscalationWorker
 from warnd.engine.inbound import InboundHandler
@@ -22,9 +25,6 @@ from warnd.engine.ingest import Ingestor
 from warnd.engine.outbox import Outbox
 from warnd.engine.roster import RosterCache
 from warnd.feeds.service import FeedService
-from warnd.policy import load_policy
-from warnd.roles import load_roles
-from warnd.templates import load_templates
 
 if TYPE_CHECKING:
     from warnd.speakers.service import SpeakerService

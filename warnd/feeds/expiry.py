@@ -11,9 +11,9 @@ import structlog
 from sqlmodel import col, select
 
 from warnd.clock import Clock
+from warnd.core.domain import AlertState
 from warnd.db.engine import Database
 from warnd.db.models import Alert
-from warnd.domain import AlertState
 from warnd.engine import events
 from warnd.engine.ingest import Ingestor
 

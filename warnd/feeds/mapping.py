@@ -24,7 +24,7 @@ from pathlib import Path
 
 from warnd.cap.classify import Vocabulary, classify_colour, explicit_step, normalise
 from warnd.cap.model import CapInfo, CapMessage
-from warnd.domain import MsgType, Step
+from warnd.core.domain import MsgType, Step
 from warnd.feeds.sources import Source
 from warnd.paths import default_config
 

@@ -39,8 +39,8 @@ from sqlmodel import select
 from warnd.cap.parser import CAP_NAMESPACES
 from warnd.clock import Clock
 from warnd.db.engine import Database
+from warnd.db.models import FeedEntry, FeedState
 from warnd.engine.ingest import IngestError, Ingestor
-from warnd.feeds.models import FeedEntry, FeedState
 from warnd.feeds.sources import Source
 
 log = structlog.get_logger("warnd.feeds")

@@ -18,8 +18,9 @@ from warnd.cap.classify import Vocabulary
 from warnd.cap.model import CapMessage
 from warnd.clock import Clock
 from warnd.config import ConfigError, County
+from warnd.core.domain import MsgType
 from warnd.db.engine import Database
-from warnd.domain import MsgType
+from warnd.db.models import FeedState
 from warnd.engine import events
 from warnd.engine.ingest import IngestError, Ingestor, IngestResult
 from warnd.feeds.expiry import ExpiryWorker
@@ -30,7 +31,6 @@ from warnd.feeds.mapping import (
     load_wording,
     prepare,
 )
-from warnd.feeds.models import FeedState
 from warnd.feeds.poller import Poller, health_row
 from warnd.feeds.sources import Source, Sources, SourcesError, load_sources
 from warnd.feeds.telemetry import Stations, TelemetryError, TelemetryService, load_stations

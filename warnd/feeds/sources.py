@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from warnd.domain import Colour, Step
+from warnd.core.domain import Colour, Step
 
 KINDS = ("cap_push", "cap_poll", "telemetry")
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")

@@ -10,7 +10,7 @@ bucket gauges report it); `level_m` is the water level in metres at `time`. A me
 be one object or a list of them.
 
 Each reading is stored (deduplicated by station, metric and time), the station's measures
-are computed as of the reading's time, and warnd.feeds.thresholds.decide says whether a
+are computed as of the reading's time, and warnd.core.thresholds.decide says whether a
 warning is raised. A warning is an ordinary CAP document (source "telemetry:<station>",
 hazard flash_flood, step warning for 准备转移 / imminent for 立即转移, area = the villages
 the station guards) submitted through the normal ingest path. Its identifier is derived
@@ -37,13 +37,8 @@ from sqlmodel import col, select
 
 from warnd.clock import Clock
 from warnd.config import County
-from warnd.db.engine import Database
-from warnd.db.models import Alert
-from warnd.domain import AlertState, Colour, Step
-from warnd.engine.ingest import IngestError, Ingestor, IngestResult
-from warnd.feeds.models import StationState, TelemetryReading
-from warnd.feeds.sources import Source
-from warnd.feeds.thresholds import (
+from warnd.core.domain import AlertState, Colour, Step
+from warnd.core.thresholds import (
     RAIN_WINDOWS,
     Decision,
     Measures,
@@ -54,6 +49,10 @@ from warnd.feeds.thresholds import (
     decide,
     rain_totals,
 )
+from warnd.db.engine import Database
+from warnd.db.models import Alert, StationState, TelemetryReading
+from warnd.engine.ingest import IngestError, Ingestor, IngestResult
+from warnd.feeds.sources import Source
 
 log = structlog.get_logger("warnd.telemetry")
 

@@ -11,7 +11,7 @@ import shapely.wkt
 from shapely.errors import ShapelyError
 from shapely.validation import explain_validity
 
-from warnd.domain import Level
+from warnd.core.domain import Level
 
 
 class CellError(ValueError):

@@ -24,10 +24,10 @@ from typing import Any
 from sqlalchemy import insert
 from sqlmodel import select
 
+from warnd.core.domain import Level
+from warnd.core.roles import Roles, load_roles
 from warnd.db.engine import Database
 from warnd.db.models import Event, Person, Region
-from warnd.domain import Level
-from warnd.roles import Roles, load_roles
 from warnd.roster.cells import (
     CellError,
     level_of,
@@ -663,7 +663,7 @@ async def import_roster(
 
 async def _import_speakers(s: Any, tables: list[Table], known: dict[str, _Known], rej: _Rejections,
                            report: ImportReport, now: datetime) -> None:
-    from warnd.speakers.roster import SpeakerRow, apply_speakers, parse_speaker
+    from warnd.roster.speakers import SpeakerRow, apply_speakers, parse_speaker
 
     levels = {c: k.level for c, k in known.items()}
     places: list[_PlaceIndex] = []

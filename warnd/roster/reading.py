@@ -33,7 +33,7 @@ PEOPLE_FIELDS = (
     "wecom",
     "active",
 )
-# Device sheet (loudspeakers, warnd.speakers.roster). Optional in roster-headers.toml: a file
+# Device sheet (loudspeakers, warnd.roster.speakers). Optional in roster-headers.toml: a file
 # without a [speakers] table uses these.
 SPEAKER_FIELDS = ("device_id", "region_code", "place", "capabilities", "lon", "lat", "active")
 SPEAKER_HEADERS: dict[str, tuple[str, ...]] = {

@@ -34,19 +34,18 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from channels.speaker_mqtt import DeviceMessage, MqttSettings, OutgoingCommand, SpeakerMqtt
 from warnd.clock import Clock
 from warnd.config import County, SpeakersCfg
+from warnd.core.domain import AlertState, AlertStatus, CallState, Colour, PersonView, Purpose
+from warnd.core.planner import ancestors
+from warnd.core.policy import Policy
+from warnd.core.replies import short_code_for
+from warnd.core.roles import Roles
+from warnd.core.templates import Templates
 from warnd.db.engine import Database
-from warnd.db.models import Alert, Call, Delivery, Event
-from warnd.domain import AlertState, AlertStatus, CallState, Colour, PersonView, Purpose
+from warnd.db.models import Alert, Call, Delivery, Event, Speaker, SpeakerCommand
 from warnd.engine import events
 from warnd.engine.ingest import delivery_row
 from warnd.engine.messages import MessageContext
 from warnd.engine.roster import RosterCache, RosterSnapshot
-from warnd.planner import ancestors
-from warnd.policy import Policy
-from warnd.replies import short_code_for
-from warnd.roles import Roles
-from warnd.speakers.models import Speaker, SpeakerCommand
-from warnd.templates import Templates
 
 log = structlog.get_logger("warnd.speakers")
 

@@ -6,10 +6,7 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 from sqlmodel import SQLModel
 
-import warnd.db.models  # (registers tables on the metadata)
-import warnd.speakers.models  # noqa: F401
-from warnd.confirm import models as _confirm_models  # noqa: F401  (0004_confirm)
-from warnd.feeds import models as _feeds_models  # noqa: F401
+import warnd.db.models  # noqa: F401  (registers every table on the metadata)
 
 config = context.config
 target_metadata = SQLModel.metadata

@@ -1,0 +1,293 @@
+"""`warnd-dev demo`: a heavy-rain 631 storm over a generated county, end to end, in under a minute.
+
+Everything runs through the real paths: CAP over HTTP into the API, the Tencent Cloud SMS SDK
+talking to a local server that speaks Tencent's API, officials answering through Tencent's
+uplink callback into our webhook, deadlines and escalations on an accelerated clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from sqlmodel import col, func, select
+
+from devtools.demo.capgen import cap_xml
+from devtools.demo.channels import ChannelOfficials, demo_policy
+from devtools.demo.county import COUNTY_CODE, generate_county
+from devtools.demo.loudspeakers import loudspeaker_summary, seed_speakers
+from devtools.demo.officials import Officials
+from devtools.demo.speakers import SpeakerFleetProcess, free_port
+from devtools.simulators.tencent_sms_api import TencentSmsApi
+from devtools.simulators.twilio_api import TwilioApi
+from devtools.simulators.wecom_api import WeComApi
+from warnd.api.app import make_app
+from warnd.clock import ScaledClock
+from warnd.config import (
+    ApiCfg,
+    County,
+    DatabaseCfg,
+    PolicyCfg,
+    ServerCfg,
+    Settings,
+    SmsCfg,
+    SpeakersCfg,
+    TencentCfg,
+    VoiceCfg,
+    WeComCfg,
+)
+from warnd.confirm.feedback import people_moved_by_township
+from warnd.db.models import Alert, Call, Delivery, Person
+from warnd.engine.service import Engine
+from warnd.feeds.telemetry import feed_readings, parse_stations, rain_series
+from warnd.logging import configure_logging
+
+STEP_ZH = {"forecast": "预报(6h)", "warning": "预警(3h)", "imminent": "临灾(1h)", "gauge": "雨量站"}
+VIA_ZH = {"sms_reply": "短信回复", "wecom": "企业微信", "link": "链接", "voice": "语音按键",
+          "duty_officer": "值班员代录"}
+IDLE_SPEED = 3000.0  # between a step's ladder running out and the next step
+SPEAKERS = 4365  # as many as the seed county (沅陵) has
+GAUGE = "YL001"
+GAUGE_PREPARE = timedelta(hours=4, minutes=50)
+GAUGE_VILLAGES = ["431222101200", "431222101201", "431222101202"]
+
+
+async def _leaders(engine: Engine) -> tuple[dict[str, str], list[str]]:
+    """WeCom userid → phone of everyone on WeCom, and the phones of county and township
+    officials (the ones the standard ladder calls by voice)."""
+    async with engine.db.read() as s:
+        people = (await s.exec(select(Person))).all()
+    return ({p.wecom_userid: p.phone for p in people if p.wecom_userid},
+            [p.phone for p in people if len(p.region_code) <= 9])
+
+
+async def _post(session: aiohttp.ClientSession, url: str, token: str, body: bytes) -> dict[str, Any]:
+    async with session.post(url, data=body, headers={"Authorization": f"Bearer {token}",
+                                                     "Content-Type": "application/cap+xml"}) as r:
+        data: dict[str, Any] = await r.json(content_type=None)
+        if r.status not in (200, 201):
+            raise RuntimeError(f"ingest refused: {r.status} {data}")
+        return data
+
+
+async def step_table(engine: Engine) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    async with engine.db.read() as s:
+        alerts = (await s.exec(select(Alert).where(Alert.msg_type != "Cancel").order_by(col(Alert.id)))).all()
+        for a in alerts:
+            calls = (await s.exec(select(Call).where(Call.alert_id == a.id))).all()
+            sent = dict((await s.exec(select(Delivery.call_id, func.min(Delivery.sent_at)).where(
+                Delivery.alert_id == a.id, Delivery.purpose == "warning").group_by(col(Delivery.call_id)))).all())
+            confirmed = [c for c in calls if c.state == "confirmed" and c.confirmed_via is not None]
+            waits = sorted((c.confirmed_at - (sent.get(c.id) or c.created_at)).total_seconds() / 60
+                           for c in confirmed if c.confirmed_at and not (c.note or "").startswith("carried"))
+            rows.append({
+                "alert_id": a.id, "step": a.step, "colour": a.colour, "state": a.state,
+                "called": len(calls),
+                "confirmed": len(confirmed),
+                "confirmed_in_time": sum(1 for c in confirmed if c.level == 0),
+                "escalated": sum(1 for c in calls if c.level > 0),
+                "still_silent": sum(1 for c in calls if c.state in ("open", "duty_room")),
+                "superseded_open": sum(1 for c in calls if c.state == "cancelled"),
+                "median_minutes_to_confirm": round(statistics.median(waits), 1) if waits else None,
+                "confirmed_via": dict(Counter(c.confirmed_via for c in confirmed)),
+            })
+    return rows
+
+
+async def _progress(engine: Engine, clock: ScaledClock, t0: datetime, stage: list[str]) -> None:
+    while True:
+        async with engine.db.read() as s:
+            sent = (await s.exec(select(func.count()).select_from(Delivery).where(
+                col(Delivery.state).in_(["sent", "delivered"])))).one()
+            states = dict((await s.exec(select(Call.state, func.count()).group_by(col(Call.state)))).all())
+        elapsed = engine.clock.now() - t0
+        hh, mm = divmod(int(elapsed.total_seconds() // 60), 60)
+        line = (f"\r[T+{hh:02d}:{mm:02d} ×{clock.speed:g}] {stage[0]:<10} 短信已发 {sent:>5}  已确认 {states.get('confirmed', 0):>5}"
+                f"  待确认 {states.get('open', 0):>5}  转值班室 {states.get('duty_room', 0):>4}")
+        print(line, end="", file=sys.stderr, flush=True)
+        await asyncio.sleep(0.5)  # display refresh only; nothing waits on it
+
+
+async def run_demo(out: Path, speed: float = 960.0, seed: int = 631, busy_speed: float = 60.0) -> int:
+    """`speed` runs the quiet hours; from the rain gauge's first crossing on (T+4:50) the clock
+    slows to `busy_speed` so that 3,000+ messages, replies and escalations fit on one core in
+    real time while the 5-minute red confirm window is still minutes long."""
+    configure_logging(level=30)
+    started = time.monotonic()
+    out.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (start-up, nothing else runs yet)
+    workdir = Path(tempfile.mkdtemp(prefix="warnd-demo-"))
+    clock = ScaledClock(speed)
+    sim = TencentSmsApi()
+    sim.callback_concurrency = 1000  # thousands of handsets answer within the same minutes
+    twilio, wecom = TwilioApi(), WeComApi()
+    for server in (sim, twilio, wecom):
+        await server.start()
+    speakers = await SpeakerFleetProcess.start_broker(workdir)
+    token, cb_token = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
+    port = free_port()  # links and voice callbacks carry the public URL: fixed before the build
+    base = f"http://127.0.0.1:{port}"
+    settings = Settings(
+        county=County(code=COUNTY_CODE, name="沅陵县", sender_name="沅陵县防汛抗旱指挥部"),
+        database=DatabaseCfg(f"sqlite:///{workdir / 'warnd.db'}", durable=False),
+        server=ServerCfg(host="127.0.0.1", port=port, public_base_url=base),
+        api=ApiCfg((token,)),
+        policy=PolicyCfg(path=str(demo_policy(workdir))),
+        sms=SmsCfg(provider="tencent", tencent=TencentCfg(
+            secret_id=sim.secret_id, secret_key=sim.secret_key, sdk_app_id=sim.sdk_app_id,
+            sign_name=sim.sign_name, template_id="100001", endpoint=sim.base_url.split("://", 1)[1],
+            callback_token=cb_token)),
+        voice=VoiceCfg(provider="twilio", account_sid=twilio.account_sid, auth_token=twilio.auth_token,
+                       from_number="+15005550006", api_base_url=twilio.base_url),
+        # The local WeCom server has no per-app quota; a real corp app is paced lower.
+        wecom=WeComCfg(enabled=True, corp_id=wecom.corp_id, corp_secret=wecom.corp_secret,
+                       agent_id=wecom.agent_id, token=wecom.token, encoding_aes_key=wecom.encoding_aes_key,
+                       api_base_url=wecom.base_url, max_per_second=500),
+        # Heartbeats run in real time while the demo clock races: judge speakers by their
+        # last-will state, not by heartbeat age.
+        speakers=SpeakersCfg(enabled=True, host="127.0.0.1", port=speakers.port, ack_window_seconds=900,
+                             stale_after_seconds=10**7),
+    )
+    engine = Engine.build(settings, clock=clock)
+    await engine.start()
+    county = await generate_county(engine.db, clock.now(), seed)
+    county["speakers"] = len(await seed_speakers(engine.db, total=SPEAKERS, now=clock.now()))
+    await speakers.start_fleet(settings.database.url, seed)  # connects while the quiet hours run
+    assert engine.feeds is not None
+    telemetry = engine.feeds.telemetry
+    telemetry.stations = parse_stations({"stations": {GAUGE: {
+        "name": "马底驿雨量站", "area_desc": "马底驿镇沿溪三村", "villages": GAUGE_VILLAGES, "rain_1h": [30, 50],
+        "max_age_minutes": 60}}})
+    runner = web.AppRunner(make_app(engine), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    print(f"warnd-dev demo: {county['townships']} townships, {county['villages']} villages, "
+          f"{county['officials']} officials; clock ×{speed:g}, ×{busy_speed:g} from the gauge's first crossing; "
+          f"SQLite in {workdir}", file=sys.stderr)
+    userids, leader_phones = await _leaders(engine)
+    channel_officials = ChannelOfficials(wecom, twilio, clock, random.Random(seed + 1))
+    not_by_sms = channel_officials.assign(userids, leader_phones, f"{base}/webhooks/wecom/callback")
+    officials = Officials(sim, clock, f"{base}/webhooks/tencent/sms/{cb_token}/reply", random.Random(seed),
+                          skip=not_by_sms)
+    stage = ["预报"]
+    tasks = [asyncio.create_task(officials.watch()), asyncio.create_task(channel_officials.watch_links()),
+             asyncio.create_task(_progress(engine, clock, clock.now(), stage))]
+    t0 = clock.now()
+    onset = t0 + timedelta(hours=6)
+    county_area = [f"{COUNTY_CODE}000000"]
+    plan = [
+        (timedelta(0), "forecast", cap_xml("431222-RS-001", t0, onset, "黄色",
+                                           "未来6小时沅陵县将出现暴雨", "请县防指成员和包乡领导做好部署。", county_area, step="forecast")),
+        (timedelta(hours=1), "idle", None),
+        (timedelta(hours=3), "warning", None),
+        (timedelta(hours=3, minutes=50), "idle", None),
+        (GAUGE_PREPARE, "gauge", None),
+        (GAUGE_PREPARE + timedelta(minutes=5), "gauge", None),
+        (timedelta(hours=5), "imminent", None),
+    ]
+    ingested: list[dict[str, Any]] = []
+    gauge: list[int] = []
+    async with aiohttp.ClientSession() as http:
+        for offset, step, body in plan:
+            await clock.wait_until(t0 + offset)
+            if step == "idle":  # the step's ladder has run out: nothing happens until the next
+                clock.set_speed(IDLE_SPEED)
+                continue
+            clock.set_speed(speed if offset < GAUGE_PREPARE else busy_speed)
+            stage[0] = STEP_ZH[step]
+            if offset == GAUGE_PREPARE:  # the busy hour starts: the speakers must be up
+                print("\n" + await speakers.wait_ready(), file=sys.stderr)
+            if step == "gauge":
+                # The rain gauge above three villages crosses 准备转移, then 立即转移: warnd raises
+                # the 山洪 warnings itself, for exactly those villages.
+                now = clock.now()
+                mm = [8, 12, 14] if offset == GAUGE_PREPARE else [18, 22, 24]
+                gauge.extend(o.alert_id for o in await feed_readings(
+                    telemetry, rain_series(GAUGE, now - timedelta(minutes=20), mm)) if o.alert_id)
+                continue
+            now = clock.now()
+            if step == "warning":
+                body = cap_xml("431222-RS-002", now, onset, "橙色", "3小时内沅陵县将出现大暴雨",
+                               "请乡镇做好转移准备。", county_area, msg_type="Update",
+                               references=[("431222-RS-001", t0)], step="warning")
+            elif step == "imminent":
+                body = cap_xml("431222-RS-003", now, onset, "红色", "1小时内沅陵县将出现特大暴雨，山洪风险极高",
+                               "请立即组织危险区群众转移，鸣锣吹哨，敲门入户。", county_area, msg_type="Update",
+                               references=[("431222-RS-002", t0 + timedelta(hours=3))], step="imminent")
+            assert body is not None
+            ingested.append(await _post(http, f"{base}/api/v1/alerts", token, body))
+            # A duplicate push (feeds retry): must be recognised, nothing sent twice.
+            again = await _post(http, f"{base}/api/v1/alerts", token, body)
+            assert not again["created"]
+        await clock.wait_until(t0 + timedelta(hours=5, minutes=20))  # the red ladder runs out
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    print(file=sys.stderr)
+    table = await step_table(engine)
+    moved = await people_moved_by_township(engine.db)
+    loudspeakers = await loudspeaker_summary(engine.db, now=clock.now(), stale_after_seconds=10**7)
+    dupes = [k for k, n in Counter((m.to, m.context) for m in sim.messages).items() if n > 1]
+    summary = {
+        "county": county, "clock_speed": speed, "busy_clock_speed": busy_speed, "wall_seconds": round(time.monotonic() - started, 1),
+        "steps": table, "ingest": ingested,
+        "sms": {"accepted_by_provider": len(sim.messages), "duplicate_sends": len(dupes),
+                "replies_from_officials": officials.replies},
+        "wecom_cards": len(wecom.messages), "voice_calls": len(twilio.calls),
+        "feedback_reports": channel_officials.feedback_sent, "people_moved_by_township": moved,
+        "gauge_alerts": sorted(set(gauge)), "loudspeakers": loudspeakers,
+    }
+    await officials.stop()
+    await channel_officials.stop()
+    await runner.cleanup()
+    await engine.stop()
+    for server in (sim, twilio, wecom):
+        await server.stop()
+    await speakers.stop()
+    (out / "summary.json").write_text(
+        json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
+    print_table(table, summary)
+    print(f"summary written to {out / 'summary.json'}")
+    return 0 if not dupes else 1
+
+
+def print_table(table: list[dict[str, Any]], summary: dict[str, Any]) -> None:
+    head = f"{'步骤 step':<14}{'颜色':<8}{'应叫':>6}{'已应':>6}{'按时':>6}{'升级':>6}{'仍未应':>7}{'中位(分)':>10}"
+    print(head)
+    print("-" * len(head))
+    for r in table:
+        med = "-" if r["median_minutes_to_confirm"] is None else f"{r['median_minutes_to_confirm']:.1f}"
+        print(f"{STEP_ZH.get(r['step'], r['step']):<14}{r['colour']:<8}{r['called']:>6}{r['confirmed']:>6}"
+              f"{r['confirmed_in_time']:>6}{r['escalated']:>6}{r['still_silent']:>7}{med:>10}")
+    sms = summary["sms"]
+    via = Counter[str]()
+    for r in table:
+        via.update(r["confirmed_via"])
+    print("确认方式 confirmed via: " + "、".join(f"{VIA_ZH.get(k, k)} {n}" for k, n in via.most_common()))
+    moved = summary["people_moved_by_township"]
+    if moved:
+        top = sorted(moved, key=lambda m: -m["people_moved"])[:5]
+        print(f"反馈 feedback: {summary['feedback_reports']} reports; people moved "
+              f"{sum(m['people_moved'] for m in moved)}: " + "、".join(f"{m['name']} {m['people_moved']}" for m in top))
+    for step, cov in summary["loudspeakers"]["steps"].items():
+        print(f"村村响 loudspeakers ({STEP_ZH.get(step, step)}): {cov['villages_reached']}/{cov['villages']} villages "
+              f"reached, {cov['played']} played, {cov['failed']} failed, {cov['no_ack']} silent, "
+              f"{cov['fallback_calls']} fallback calls (鸣锣吹哨/敲门入户), {cov['fallback_confirmed']} confirmed")
+    fleet = summary["loudspeakers"].get("fleet")
+    if fleet:
+        print(f"fleet: {fleet['total']} speakers, {fleet['online']} online, {fleet['offline']} offline")
+    print(f"SMS accepted by provider: {sms['accepted_by_provider']}, duplicates: {sms['duplicate_sends']}, "
+          f"replies: {sms['replies_from_officials']}; WeCom cards: {summary['wecom_cards']}; "
+          f"voice calls: {summary['voice_calls']}; wall time {summary['wall_seconds']} s")
