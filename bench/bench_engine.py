@@ -32,11 +32,11 @@ from channels.sms_tencent import TencentSms
 from devtools.demo.capgen import cap_xml
 from devtools.demo.county import generate_county
 from devtools.simulators.tencent_sms_api import TencentSmsApi
+from warnd.app import App
 from warnd.clock import ManualClock
 from warnd.config import DatabaseCfg, Settings, SmsCfg, TencentCfg
 from warnd.db.engine import Database
 from warnd.db.models import Event, Person
-from warnd.engine.service import Engine
 
 CB = "bench-callback-token-0123"
 
@@ -76,7 +76,7 @@ async def main() -> dict[str, float]:
             sign_name=sim.sign_name, template_id="100001", endpoint=sim.base_url.split("://")[1],
             callback_token=CB)),
     )
-    engine = Engine.build(settings, clock=clock)
+    engine = App.build(settings, clock=clock)
     await engine.db.upgrade()
     await generate_county(engine.db, clock.now())
     out: dict[str, float] = {}
@@ -106,7 +106,7 @@ async def main() -> dict[str, float]:
 
     await clock.advance(timedelta(hours=2))
     t, rungs = time.perf_counter(), 0
-    while n := await engine.calls.fire_due():
+    while n := await engine.escalation.fire_due():
         rungs += n
     out["escalation_rungs_per_s"] = rungs / (time.perf_counter() - t)
 

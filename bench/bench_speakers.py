@@ -47,8 +47,10 @@ from warnd.core.roles import load_roles
 from warnd.core.templates import load_templates
 from warnd.db.engine import Database
 from warnd.db.models import Alert, Region, Speaker
+from warnd.engine.module import run_module
 from warnd.engine.roster import RosterCache
-from warnd.speakers.service import SpeakerService, speaker_coverage
+from warnd.speakers.coverage import speaker_coverage
+from warnd.speakers.service import SpeakerService
 
 COUNTY = "431222"
 ROOT = str(Path(__file__).resolve().parents[1])  # the simulator runs from here (warnd installed in the venv)
@@ -168,7 +170,7 @@ async def warnd_run(mqtt: MqttSettings, ids: list[str], url: str) -> tuple[float
     await svc.plan_alert(alert.id)
     svc.channel.kick()
     published_at = 0.0
-    worker = asyncio.create_task(svc.run())
+    worker = asyncio.create_task(run_module(svc, SystemClock()))
     while True:
         if not published_at and svc.channel.stats.published - base >= len(ids):
             published_at = time.perf_counter() - t0

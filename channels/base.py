@@ -98,23 +98,36 @@ class ActionSink(InboundSink, Protocol):
         ...
 
 
-class BatchChannel(Protocol):
-    """Optional: one provider request carries the same text to many recipients (mass SMS).
-    `context` is echoed by the provider for every recipient; find_sent matches on it."""
-
-    max_batch: int
-
-    async def send_many(self, msgs: Sequence[OutboundMessage], context: str) -> list[SendReceipt | SendError]:
-        """All msgs share one body. One result per message, in order."""
-        ...
-
-
 class Channel(Protocol):
-    kind: str  # "sms", later "voice", "wecom", "speaker"
-    provider: str  # "twilio", "tencent", ...
+    """A delivery channel. Each channel module declares what it is — `kind`, `provider`,
+    `max_batch` (how many recipients one request may carry; 1: no batching), `rate_per_second`
+    (the provider's request rate, None: unknown) and `lookup` (whether `find_sent` can say a
+    send was accepted: "exact", or "none" when the provider has no such query) — and builds
+    itself from its settings (`from_settings`, used by channels.registry)."""
+
+    @property
+    def kind(self) -> str: ...  # "sms", "voice", "wecom"
+
+    @property
+    def provider(self) -> str: ...  # "twilio", "tencent", ...
+
+    @property
+    def max_batch(self) -> int: ...
+
+    @property
+    def rate_per_second(self) -> float | None: ...
+
+    @property
+    def lookup(self) -> str: ...
 
     async def send(self, msg: OutboundMessage) -> SendReceipt:
         """Send once. Raise TransientSendError or PermanentSendError."""
+        ...
+
+    async def send_many(self, msgs: Sequence[OutboundMessage], context: str) -> list[SendReceipt | SendError]:
+        """Only when max_batch > 1: one provider request carries the same text to many
+        recipients (all msgs share one body); `context` is echoed by the provider for every
+        recipient and find_sent matches on it. One result per message, in order."""
         ...
 
     async def find_sent(self, msg: OutboundMessage, since: datetime) -> SendReceipt | None:
@@ -128,3 +141,28 @@ class Channel(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class ChannelBase:
+    """Defaults for what most channels declare the same way."""
+
+    kind = ""
+    provider = ""
+    max_batch = 1
+    rate_per_second: float | None = None
+    lookup = "exact"
+
+    async def send(self, msg: OutboundMessage) -> SendReceipt:
+        raise NotImplementedError
+
+    async def send_many(self, msgs: Sequence[OutboundMessage], context: str) -> list[SendReceipt | SendError]:
+        raise NotImplementedError(f"{type(self).__name__} sends one recipient per request (max_batch = 1)")
+
+    async def find_sent(self, msg: OutboundMessage, since: datetime) -> SendReceipt | None:
+        return None
+
+    def webhook_routes(self, sink: InboundSink) -> list[web.RouteDef]:
+        return []
+
+    async def close(self) -> None:
+        return None

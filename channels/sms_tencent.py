@@ -38,6 +38,7 @@ from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.sms.v20210111 import models, sms_client
 
 from channels.base import (
+    ChannelBase,
     DeliveryReport,
     InboundReply,
     InboundSink,
@@ -113,9 +114,20 @@ def _http_profile(endpoint: str | None, timeout: float) -> HttpProfile:
     return HttpProfile(protocol=protocol, endpoint=host or None, reqTimeout=max(int(timeout), 1))
 
 
-class TencentSms:
+class TencentSms(ChannelBase):
     kind = "sms"
     provider = "tencent"
+    max_batch = 200  # SendSms accepts at most 200 numbers per request
+    rate_per_second = 3000.0  # SendSms default request-rate limit (per account)
+    lookup = "exact"  # PullSmsSendStatusByPhoneNumber echoes our SessionContext
+
+    @classmethod
+    def from_settings(cls, cfg: Any, *, public_base_url: str, fallback: Any = None) -> TencentSms:
+        """From [sms.tencent] (secret_id, secret_key, sdk_app_id, sign_name, template_id, region,
+        endpoint, callback_token)."""
+        return cls(secret_id=cfg.secret_id, secret_key=cfg.secret_key, sdk_app_id=cfg.sdk_app_id,
+                   sign_name=cfg.sign_name, template_id=cfg.template_id, region=cfg.region,
+                   endpoint=cfg.endpoint or None, callback_token=cfg.callback_token)
 
     def __init__(
         self,
@@ -189,8 +201,6 @@ class TencentSms:
         if status.Code == "Ok":
             return SendReceipt(provider=self.provider, provider_id=str(status.SerialNo))
         raise classify(str(status.Code), str(status.Message))
-
-    max_batch = 200  # SendSms accepts at most 200 numbers per request
 
     async def send_many(self, msgs: Sequence[OutboundMessage], context: str) -> list[SendReceipt | SendError]:
         """Mass SMS: one request, one text, up to 200 numbers; one status per number."""

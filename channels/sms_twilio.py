@@ -21,6 +21,7 @@ from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioS
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 
 from channels.base import (
+    ChannelBase,
     DeliveryReport,
     InboundReply,
     InboundSink,
@@ -41,9 +42,18 @@ _FAILED = {"failed", "undelivered", "canceled"}
 # Twilio stamps times by its own clock; tolerate skew against ours when matching.
 _CLOCK_SLACK = timedelta(minutes=2)
 
-class TwilioSms(TwilioAccount):
+class TwilioSms(TwilioAccount, ChannelBase):
     kind = "sms"
     provider = "twilio"
+    max_batch = 1  # one recipient per Messages request
+    rate_per_second = None  # per sender and account (Twilio queues what exceeds it)
+    lookup = "exact"  # the Messages list, filtered by recipient and time, names our text
+
+    @classmethod
+    def from_settings(cls, cfg: Any, *, public_base_url: str, fallback: Any = None) -> TwilioSms:
+        """From [sms.twilio] (account_sid, auth_token, from_number, api_base_url)."""
+        return cls(account_sid=cfg.account_sid, auth_token=cfg.auth_token, from_number=cfg.from_number,
+                   public_base_url=public_base_url, api_base_url=cfg.api_base_url or None)
 
     def __init__(
         self,

@@ -212,7 +212,8 @@ class SpeakerMqtt:
                 finally:
                     # Bounded: a dead connection may never confirm our DISCONNECT.
                     with contextlib.suppress(Exception):
-                        await asyncio.wait_for(client.__aexit__(None, None, None), 2)
+                        async with asyncio.timeout(2):
+                            await client.__aexit__(None, None, None)
             except aiomqtt.MqttError as e:
                 self.stats.last_error = str(e)
                 log.warning("mqtt connection lost; reconnecting", error=str(e), retry_in=round(delay, 2))
@@ -256,8 +257,9 @@ class SpeakerMqtt:
             self.wake.clear()
             cmds = await self.handler.pending(self.batch)
             if not cmds:
-                try:
-                    await asyncio.wait_for(self.wake.wait(), self.poll_seconds)
+                try:  # asyncio.timeout: wait_for can lose a cancellation on Python 3.11
+                    async with asyncio.timeout(self.poll_seconds):
+                        await self.wake.wait()
                 except TimeoutError:
                     pass
                 continue

@@ -26,6 +26,7 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from channels.base import (
     ActionSink,
+    ChannelBase,
     DeliveryReport,
     InboundAction,
     InboundSink,
@@ -49,9 +50,22 @@ MAX_TWIML = 4000  # Twilio's limit for the Twiml parameter
 _FAILED = {"busy", "no-answer", "failed", "canceled"}
 
 
-class TwilioVoice(TwilioAccount):
+class TwilioVoice(TwilioAccount, ChannelBase):
     kind = "voice"
     provider = "twilio_voice"
+    max_batch = 1
+    rate_per_second = None  # Twilio's calls-per-second limit is per account
+    lookup = "exact"  # the Calls list, filtered by recipient and time
+
+    @classmethod
+    def from_settings(cls, cfg: Any, *, public_base_url: str, fallback: Any = None) -> TwilioVoice:
+        """From [voice]; empty credentials fall back to [sms.twilio] (`fallback`)."""
+        def pick(name: str) -> str:
+            return str(getattr(cfg, name) or (getattr(fallback, name, "") if fallback is not None else ""))
+
+        return cls(account_sid=pick("account_sid"), auth_token=pick("auth_token"), from_number=pick("from_number"),
+                   public_base_url=public_base_url, api_base_url=pick("api_base_url") or None,
+                   ring_seconds=cfg.ring_seconds, gather_seconds=cfg.gather_seconds, attempts=cfg.attempts)
 
     def __init__(
         self,

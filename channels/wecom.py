@@ -37,6 +37,7 @@ from defusedxml.ElementTree import ParseError, fromstring
 
 from channels.base import (
     ActionSink,
+    ChannelBase,
     InboundAction,
     InboundSink,
     OutboundMessage,
@@ -126,9 +127,24 @@ def _error(path: str, data: Mapping[str, Any]) -> Exception:
     return PermanentSendError(text)
 
 
-class WeComApp:
+class WeComApp(ChannelBase):
     kind = "wecom"
     provider = "wecom"
+    max_batch = 1  # a card carries one official's task id
+    lookup = "none"  # WeCom cannot be asked; its duplicate check makes a resend safe (find_sent)
+
+    @classmethod
+    def from_settings(cls, cfg: Any, *, public_base_url: str, fallback: Any = None) -> WeComApp:
+        """From [wecom] (corp_id, corp_secret, agent_id, token, encoding_aes_key, ...)."""
+        missing = [k for k in ("corp_id", "corp_secret", "token", "encoding_aes_key") if not getattr(cfg, k)]
+        if missing or not cfg.agent_id:
+            raise ValueError(f"set {', '.join(missing + ([] if cfg.agent_id else ['agent_id']))}")
+        try:
+            return cls(corp_id=cfg.corp_id, corp_secret=cfg.corp_secret, agent_id=cfg.agent_id, token=cfg.token,
+                       encoding_aes_key=cfg.encoding_aes_key, api_base_url=cfg.api_base_url or None,
+                       max_per_second=cfg.max_per_second, per_user_per_minute=cfg.per_user_per_minute)
+        except ValueError as e:
+            raise ValueError(f"encoding_aes_key: {e}") from e
 
     def __init__(
         self, *, corp_id: str, corp_secret: str, agent_id: int, token: str, encoding_aes_key: str,
@@ -142,6 +158,7 @@ class WeComApp:
         self.token_fetches = 0
         self._client = _Client(api_base_url, timeout)
         self._pacer = _Pacer(max_per_second)
+        self.rate_per_second = max_per_second
         self._sent_to: dict[str, deque[float]] = defaultdict(deque)
         self._token: str | None = None
         self._token_until = 0.0
@@ -311,11 +328,12 @@ class WeComApp:
         await self._client.close()
 
 
-class WeComRobot:
+class WeComRobot(ChannelBase):
     """Group robot (群机器人): markdown to a work group's webhook key. `to` is the robot key."""
 
     kind = "wecom_group"
     provider = "wecom_robot"
+    lookup = "none"
 
     def __init__(self, *, api_base_url: str | None = None, timeout: float = 15.0, per_minute: int = 20):
         self._client = _Client(api_base_url, timeout)

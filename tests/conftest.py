@@ -77,3 +77,53 @@ async def db(db_url: str) -> AsyncIterator[Database]:
         yield database
     finally:
         await database.close()
+
+
+# A test that hangs prints where every asyncio task is waiting (faulthandler only shows
+# threads, and an event loop idling in select() says nothing about which await is stuck).
+# The watch covers a test's setup, call and teardown (a hung fixture teardown too).
+HANG_DUMP_SECONDS = float(os.environ.get("WARND_TEST_HANG_DUMP", "120"))
+_running: dict[str, object] = {"id": None, "since": 0.0, "dumped": None}
+
+
+def pytest_runtest_logstart(nodeid: str, location: object) -> None:
+    import time
+
+    _running.update(id=nodeid, since=time.monotonic())
+
+
+def pytest_runtest_logfinish(nodeid: str, location: object) -> None:
+    _running.update(id=None)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    import asyncio
+    import gc
+    import threading
+    import time
+
+    # pytest captures file descriptor 2 while a test runs: write to the terminal's own copy.
+    out = os.fdopen(os.dup(2), "w", buffering=1, encoding="utf-8", errors="replace")
+
+    def dump(nodeid: str) -> None:
+        print(f"\n--- {nodeid}: still running after {HANG_DUMP_SECONDS:g} s; asyncio tasks:", file=out)
+        for task in asyncio.all_tasks():
+            task.print_stack(limit=15, file=out)
+        out.flush()
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            nodeid, since = _running["id"], _running["since"]
+            if nodeid is None or _running["dumped"] == nodeid or time.monotonic() - float(since) < HANG_DUMP_SECONDS:  # type: ignore[arg-type]
+                continue
+            _running["dumped"] = nodeid
+            for obj in gc.get_objects():
+                try:  # some objects (lazy proxies) raise on a type check
+                    found = type(obj) is not type and isinstance(obj, asyncio.AbstractEventLoop) and obj.is_running()
+                except Exception:
+                    continue
+                if found:
+                    obj.call_soon_threadsafe(dump, str(nodeid))
+
+    threading.Thread(target=watch, daemon=True, name="hang-watch").start()

@@ -38,7 +38,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from warnd.api.app import make_app
-    from warnd.engine.service import Engine
+    from warnd.app import App
     from warnd.logging import configure_logging
 
     configure_logging()
@@ -47,9 +47,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     port = args.port if args.port is not None else settings.server.port
 
     async def main() -> None:
-        engine = Engine.build(settings)
-        await engine.start()
-        runner = web.AppRunner(make_app(engine), access_log=None)
+        app = App.build(settings)
+        await app.start()
+        runner = web.AppRunner(make_app(app), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, settings.server.host, port).start()
         print(f"warnd serving on http://{settings.server.host}:{port}", flush=True)
@@ -59,7 +59,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         await runner.cleanup()
-        await engine.stop()
+        await app.stop()
 
     asyncio.run(main())
     return 0

@@ -37,8 +37,11 @@ async def _wait_event(wake: asyncio.Event | None, seconds: float | None) -> None
         else:
             await asyncio.sleep(max(seconds, 0))
         return
+    # asyncio.timeout, not wait_for: on Python 3.11 wait_for loses a cancellation that arrives
+    # as the wait ends, and a stopping task would then wait forever.
     try:
-        await asyncio.wait_for(wake.wait(), timeout=None if seconds is None else max(seconds, 0))
+        async with asyncio.timeout(None if seconds is None else max(seconds, 0)):
+            await wake.wait()
     except TimeoutError:
         pass
 

@@ -3,7 +3,7 @@ generated county, start simulated speakers for it, and summarise coverage per st
 
     ids = await seed_speakers(db, total=4365, now=clock.now())
     fleet = await start_fleet(ids, host=..., port=..., failure_rate=0.03, offline_share=0.02)
-    ...  # Engine built with Settings(speakers=SpeakersCfg(enabled=True, ...))
+    ...  # App built with Settings(speakers=SpeakersCfg(enabled=True, ...))
     print(await loudspeaker_summary(db))
     await fleet.stop()
 """
@@ -20,7 +20,7 @@ from sqlmodel import select
 from devtools.simulators.speakers import SpeakerFleet, start_fleet
 from warnd.db.engine import Database
 from warnd.db.models import Region, Speaker
-from warnd.speakers.service import coverage_by_step, fleet_health
+from warnd.speakers.coverage import coverage_by_step, fleet_health
 
 __all__ = ["SpeakerFleet", "loudspeaker_summary", "seed_speakers", "start_fleet"]
 

@@ -34,6 +34,7 @@ from devtools.simulators.tencent_sms_api import TencentSmsApi
 from devtools.simulators.twilio_api import TwilioApi
 from devtools.simulators.wecom_api import WeComApi
 from warnd.api.app import make_app
+from warnd.app import App
 from warnd.clock import ScaledClock
 from warnd.config import (
     ApiCfg,
@@ -50,7 +51,6 @@ from warnd.config import (
 )
 from warnd.confirm.feedback import people_moved_by_township
 from warnd.db.models import Alert, Call, Delivery, Person
-from warnd.engine.service import Engine
 from warnd.feeds.telemetry import feed_readings, parse_stations, rain_series
 from warnd.logging import configure_logging
 
@@ -64,7 +64,7 @@ GAUGE_PREPARE = timedelta(hours=4, minutes=50)
 GAUGE_VILLAGES = ["431222101200", "431222101201", "431222101202"]
 
 
-async def _leaders(engine: Engine) -> tuple[dict[str, str], list[str]]:
+async def _leaders(engine: App) -> tuple[dict[str, str], list[str]]:
     """WeCom userid → phone of everyone on WeCom, and the phones of county and township
     officials (the ones the standard ladder calls by voice)."""
     async with engine.db.read() as s:
@@ -82,7 +82,7 @@ async def _post(session: aiohttp.ClientSession, url: str, token: str, body: byte
         return data
 
 
-async def step_table(engine: Engine) -> list[dict[str, Any]]:
+async def step_table(engine: App) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     async with engine.db.read() as s:
         alerts = (await s.exec(select(Alert).where(Alert.msg_type != "Cancel").order_by(col(Alert.id)))).all()
@@ -107,7 +107,7 @@ async def step_table(engine: Engine) -> list[dict[str, Any]]:
     return rows
 
 
-async def _progress(engine: Engine, clock: ScaledClock, t0: datetime, stage: list[str]) -> None:
+async def _progress(engine: App, clock: ScaledClock, t0: datetime, stage: list[str]) -> None:
     while True:
         async with engine.db.read() as s:
             sent = (await s.exec(select(func.count()).select_from(Delivery).where(
@@ -160,7 +160,7 @@ async def run_demo(out: Path, speed: float = 960.0, seed: int = 631, busy_speed:
         speakers=SpeakersCfg(enabled=True, host="127.0.0.1", port=speakers.port, ack_window_seconds=900,
                              stale_after_seconds=10**7),
     )
-    engine = Engine.build(settings, clock=clock)
+    engine = App.build(settings, clock=clock)
     await engine.start()
     county = await generate_county(engine.db, clock.now(), seed)
     county["speakers"] = len(await seed_speakers(engine.db, total=SPEAKERS, now=clock.now()))

@@ -39,7 +39,7 @@ import aiohttp
 import pytest
 from sqlmodel import select
 
-from channels.base import OutboundMessage, SendReceipt
+from channels.base import ChannelBase, OutboundMessage, SendReceipt
 from devtools.demo.capgen import cap_xml
 from devtools.simulators.tencent_sms_api import TencentSmsApi
 from warnd.clock import ManualClock, ScaledClock
@@ -412,7 +412,7 @@ callback_token = "{CB}"
     print(f"crash-restart timings (s): {timings}")
 
 
-class UnreachableSms:
+class UnreachableSms(ChannelBase):
     """A channel whose provider cannot be asked (in-doubt lookups fail)."""
 
     kind = "sms"

@@ -19,11 +19,11 @@ from channels.sms_twilio import INBOUND_PATH
 from devtools.demo.capgen import cap_xml
 from devtools.simulators.twilio_api import TwilioApi
 from warnd.api.app import make_app
+from warnd.app import App
 from warnd.clock import ManualClock
 from warnd.config import ApiCfg, County, DatabaseCfg, ServerCfg, Settings, SmsCfg, TwilioCfg
 from warnd.db.models import Delivery, Inbound, Person, Region
 from warnd.engine.reports import PARKED, apply_parked_reports
-from warnd.engine.service import Engine
 
 TOKEN = "test-token-0123456789"
 T0 = datetime(2026, 7, 1, 2, 0, tzinfo=UTC)
@@ -32,7 +32,7 @@ PHONES = ("+14155550101", "+14155550102")
 
 @dataclass
 class Stack:
-    engine: Engine
+    engine: App
     sim: TwilioApi
     http: TestClient
     base: str
@@ -57,7 +57,7 @@ async def stack(db_url: str) -> AsyncIterator[Stack]:
             account_sid=sim.account_sid, auth_token=sim.auth_token, from_number="+15005550006",
             api_base_url=sim.base_url)),
     )
-    engine = Engine.build(settings, clock=ManualClock(T0))
+    engine = App.build(settings, clock=ManualClock(T0))
     async with engine.db.session() as s, s.begin():
         s.add_all([
             Region(code="431222", name="沅陵县", level="county"),

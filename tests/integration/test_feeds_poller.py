@@ -225,17 +225,19 @@ async def test_untrusted_and_malformed_entries_are_refused_once(db_url: str, tmp
         assert r.already_seen == 3 and r.refused == 0
 
 
-async def test_rss_feed_and_scheduler_job(db_url: str, tmp_path: Path, server: FeedServer) -> None:
+async def test_rss_feed_and_the_poll_module(db_url: str, tmp_path: Path, server: FeedServer) -> None:
     server.rss = True
     server.add("d1", cap("D-1", onset=T0 + timedelta(hours=4)), T0)
     async with stack(db_url, tmp_path, sources=sources(server.url)) as st:
         feeds = st.engine.feeds
-        assert feeds is not None
-        # The APScheduler job (started with the engine) is what a deployment runs; the test
-        # calls the job function directly rather than waiting on wall-clock time.
-        assert feeds.scheduler is not None and feeds.scheduler.get_job("poll:hydro") is not None
-        await feeds.poll_job("hydro")
+        # The poll module (run by the engine) is what a deployment runs; the test steps it
+        # directly rather than waiting on wall-clock time.
+        assert feeds.polls in st.engine.runner.modules
+        feeds.polls.enabled = True
+        assert feeds.polls.poll_seconds == 0.05  # never polled: due at once
+        await feeds.polls.step()
         assert [a.identifier for a in await st.alerts()] == ["D-1"]
+        assert feeds.polls.poll_seconds is not None and feeds.polls.poll_seconds > 30  # next in a minute
 
 
 def test_parse_feed_orders_oldest_first_and_refuses_junk() -> None:

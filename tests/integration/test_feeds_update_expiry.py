@@ -44,7 +44,7 @@ async def test_update_calls_new_areas_stops_dropped_and_keeps_confirmations(st: 
     assert new["辰书记"].state == "confirmed" and "carried over" in (new["辰书记"].note or "")
     assert new["麻书记"].state == "open" and new["辰主任"].state == "open"
     await st.clock.advance(timedelta(hours=1))
-    await st.engine.calls.fire_due()
+    await st.engine.escalation.fire_due()
     async with st.engine.db.session() as s:
         from sqlmodel import select
 
@@ -69,11 +69,10 @@ async def test_expiry_ends_the_warning_like_a_cancel(st: Stack) -> None:
     _, body = await st.post_cap(cap("E-1", onset=ONSET, geocodes=(V1,), expires=T0 + timedelta(minutes=8)))
     await sent_to(st, 3)
     await st.engine.calls.confirm((await st.calls_by_name(body["id"]))["辰书记"].id, _via())
-    feeds = st.engine.feeds
-    assert feeds is not None
+    expiry = st.engine.expiry
     await all_sent(st, body["id"])
-    assert await feeds.expiry.expire_due() == []  # not yet
-    assert await feeds.expiry.next_expiry() == T0 + timedelta(minutes=8)
+    assert await expiry.expire_due() == []  # not yet
+    assert await expiry.next_due() == T0 + timedelta(minutes=8)
     # The worker runs on the manual clock: moving the clock past `expires` ends it (before
     # the 10-minute confirm window runs out, so no escalation races it).
     await st.clock.advance(timedelta(minutes=8))
@@ -92,7 +91,7 @@ async def test_expiry_ends_the_warning_like_a_cancel(st: Stack) -> None:
     await st.clock.advance(timedelta(seconds=30))
     msgs = await st.sim.wait_for_messages(6, timeout=30)
     assert sum("预警解除" in m.body for m in msgs) == 3  # everyone reached is told
-    assert await st.engine.calls.fire_due() == 0
+    assert await st.engine.escalation.fire_due() == 0
     # A Cancel after expiry has nothing left to cancel.
     status, problem = await st.post_cap(cap("E-2", sent=T0 + timedelta(minutes=20), msg_type="Cancel",
                                             references=[("E-1", T0)]))

@@ -29,16 +29,17 @@ from support.speaker_support import (
     speaker,
     tag,
 )
+from warnd.app import App
 from warnd.clock import SystemClock
 from warnd.config import County, DatabaseCfg, DeliveryCfg, Settings, SpeakersCfg
 from warnd.db.models import Alert, Call, Delivery, Speaker, SpeakerCommand
-from warnd.engine.service import Engine
-from warnd.speakers.service import FALLBACK_TASK, SpeakerService, fleet_health, speaker_coverage
+from warnd.speakers.coverage import fleet_health, speaker_coverage
+from warnd.speakers.service import FALLBACK_TASK, SpeakerService
 
 
 @dataclass
 class Stack:
-    engine: Engine
+    engine: App
     sms: RecordingSms
     speakers: SpeakerService
     mqtt: MqttSettings
@@ -82,7 +83,7 @@ async def make_stack(db_url: str, broker: tuple[str, int], layout: dict[str, str
     settings = Settings(county=County(code="431222"), database=DatabaseCfg(db_url), speakers=cfg,
                         delivery=DeliveryCfg(recipient_min_interval_seconds=0))
     sms = RecordingSms()
-    engine = Engine.build(settings, clock=SystemClock(), channels={"sms": sms})
+    engine = App.build(settings, clock=SystemClock(), channels={"sms": sms})
     now = datetime.now(UTC)
     regions, people = county_rows(now)
     async with engine.db.session() as s, s.begin():

@@ -19,10 +19,10 @@ from channels.sms_twilio import TwilioSms
 from devtools.demo.capgen import cap_xml
 from devtools.simulators.twilio_api import TwilioApi
 from warnd.api.app import make_app
+from warnd.app import App
 from warnd.clock import ManualClock
 from warnd.config import ApiCfg, County, DatabaseCfg, PolicyCfg, ServerCfg, Settings
 from warnd.db.models import Person, Region
-from warnd.engine.service import Engine
 from warnd.paths import default_config
 
 TOKEN = "test-token-0123456789"
@@ -55,7 +55,7 @@ PEOPLE = [
 
 @dataclass
 class Stack:
-    engine: Engine
+    engine: App
     clock: ManualClock
     twilio: TwilioApi
     http: TestClient
@@ -122,7 +122,7 @@ async def build_stack(db_url: str, tmp: Path, *, policy: Path | None = None, tem
                                                   api_base_url=twilio.base_url)}
     if channels is not None:
         chans.update(channels(base, twilio))
-    engine = Engine.build(settings, clock=clock, channels=chans)
+    engine = App.build(settings, clock=clock, channels=chans)
     async with engine.db.session() as s, s.begin():
         s.add_all([
             Region(code="431222", name="沅陵县", level="county"),

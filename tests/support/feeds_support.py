@@ -15,10 +15,10 @@ from sqlmodel import col, func, select
 
 from devtools.simulators.tencent_sms_api import TencentSmsApi
 from warnd.api.app import make_app
+from warnd.app import App
 from warnd.clock import ManualClock
 from warnd.config import ApiCfg, County, DatabaseCfg, FeedsCfg, Settings, SmsCfg, TencentCfg
 from warnd.db.models import Alert, Call, Delivery, Event, Person, Region
-from warnd.engine.service import Engine
 
 TOKEN = "test-token-0123456789"
 CB = "callback-secret-0123456789"
@@ -58,7 +58,7 @@ def roster_people() -> list[Person]:
 
 @dataclass
 class Stack:
-    engine: Engine
+    engine: App
     clock: ManualClock
     sim: TencentSmsApi
     http: TestClient
@@ -94,7 +94,7 @@ class Stack:
             return list((await s.exec(select(Delivery).where(Delivery.alert_id == alert_id))).all())
 
 
-async def seed(engine: Engine) -> None:
+async def seed(engine: App) -> None:
     async with engine.db.session() as s, s.begin():
         s.add_all([Region(**r.model_dump()) for r in ROSTER_REGIONS])
         s.add_all(roster_people())
@@ -123,11 +123,11 @@ async def stack(db_url: str, tmp_path: Path, sources: str = "", stations: str = 
             callback_token=CB)),
         feeds=feeds,
     )
-    engine = Engine.build(settings, clock=clock)
+    engine = App.build(settings, clock=clock)
     if seed_roster:
         await seed(engine)
     assert engine.feeds is not None
-    engine.feeds.autopoll = False  # polls are driven by the tests on the manual clock
+    engine.feeds.polls.enabled = False  # polls are driven by the tests on the manual clock
     await engine.start()
     http = TestClient(TestServer(make_app(engine)))
     await http.start_server()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from channels.base import InboundSink, OutboundMessage, SendReceipt
+from channels.base import ChannelBase, InboundSink, OutboundMessage, SendReceipt
 from warnd.db.models import Person, Region, Speaker
 
 MAIN_BROKER = ("127.0.0.1", 1883)
@@ -66,7 +66,7 @@ class PrivateBroker:
 
 
 @dataclass
-class RecordingSms:
+class RecordingSms(ChannelBase):
     """An SMS channel that records what it is asked to send (the SMS path has its own tests)."""
 
     kind: str = "sms"

@@ -8,8 +8,8 @@ import pytest
 
 from channels.voice_twilio import TwilioVoice
 from channels.wecom import WeComApp
+from warnd.app import build_channels
 from warnd.config import ConfigError, load_settings
-from warnd.engine.service import build_channels
 from warnd.paths import default_config
 
 KEY = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C"

@@ -12,14 +12,13 @@ from sqlalchemy import text
 
 from warnd.api.feeds import feed_routes
 from warnd.api.problems import problem
-from warnd.confirm.pages import ConfirmPages
+from warnd.app import App
 from warnd.core.domain import ConfirmVia
-from warnd.engine.board import alert_calls, alert_summary
 from warnd.engine.ingest import IngestError, IngestResult
-from warnd.engine.service import Engine
+from warnd.views.board import alert_calls, alert_summary
 
 MAX_CAP_BYTES = 5 * 1024 * 1024  # real CAP can carry embedded audio: keep the limit well above 1 MB
-ENGINE = web.AppKey("engine", Engine)
+APP = web.AppKey("warnd", App)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -28,7 +27,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     # Feed push routes authenticate with their source's own token (warnd.api.feeds).
     if request.path.startswith("/api/") and not (request.match_info.route.name or "").startswith("feed_push"):
-        tokens = request.app[ENGINE].settings.api.tokens
+        tokens = request.app[APP].settings.api.tokens
         header = request.headers.get("Authorization", "")
         given = header[7:] if header.startswith("Bearer ") else ""
         if not given or not any(hmac.compare_digest(given, t) for t in tokens):
@@ -50,7 +49,7 @@ def _ingest_problem(e: IngestError) -> web.Response:
 
 
 async def post_alert(request: web.Request) -> web.StreamResponse:
-    engine = request.app[ENGINE]
+    engine = request.app[APP]
     if request.content_length is not None and request.content_length > MAX_CAP_BYTES:
         return problem(413, "Too large", f"a CAP message is limited to {MAX_CAP_BYTES} bytes")
     try:
@@ -73,7 +72,7 @@ def _int(request: web.Request, name: str) -> int:
 
 
 async def get_alert(request: web.Request) -> web.StreamResponse:
-    engine = request.app[ENGINE]
+    engine = request.app[APP]
     body = await alert_summary(engine.db, _int(request, "id"), engine.clock.now())
     if body is None:
         return problem(404, "Not found", "no such alert")
@@ -81,8 +80,8 @@ async def get_alert(request: web.Request) -> web.StreamResponse:
 
 
 async def get_calls(request: web.Request) -> web.StreamResponse:
-    engine = request.app[ENGINE]
-    rows = await alert_calls(engine.db, _int(request, "id"), engine.clock.now(), engine.ingestor.roles)
+    engine = request.app[APP]
+    rows = await alert_calls(engine.db, _int(request, "id"), engine.clock.now(), engine.roles)
     if rows is None:
         return problem(404, "Not found", "no such alert")
     return web.json_response({"calls": rows}, dumps=lambda o: json.dumps(o, ensure_ascii=False))
@@ -99,7 +98,7 @@ async def _json(request: web.Request) -> dict[str, Any]:
 
 
 async def ack_call(request: web.Request) -> web.StreamResponse:
-    engine = request.app[ENGINE]
+    engine = request.app[APP]
     try:
         body = await _json(request)
     except web.HTTPBadRequest:
@@ -115,7 +114,7 @@ async def ack_call(request: web.Request) -> web.StreamResponse:
 
 
 async def cancel_alert(request: web.Request) -> web.StreamResponse:
-    engine = request.app[ENGINE]
+    engine = request.app[APP]
     try:
         body = await _json(request)
     except web.HTTPBadRequest:
@@ -128,7 +127,7 @@ async def cancel_alert(request: web.Request) -> web.StreamResponse:
 
 
 async def healthz(request: web.Request) -> web.StreamResponse:
-    engine = request.app[ENGINE]
+    engine = request.app[APP]
     try:
         async with engine.db.read() as s:
             await s.exec(text("SELECT 1"))  # type: ignore[call-overload]
@@ -137,18 +136,16 @@ async def healthz(request: web.Request) -> web.StreamResponse:
     return web.json_response({"status": "ok", "now": engine.clock.now().isoformat()})
 
 
-def make_app(engine: Engine) -> web.Application:
-    app = web.Application(middlewares=[auth], client_max_size=MAX_CAP_BYTES + 1024)
-    app[ENGINE] = engine
-    app.router.add_post("/api/v1/alerts", post_alert)
-    app.router.add_get("/api/v1/alerts/{id}", get_alert)
-    app.router.add_get("/api/v1/alerts/{id}/calls", get_calls)
-    app.router.add_post("/api/v1/alerts/{id}/cancel", cancel_alert)
-    app.router.add_post("/api/v1/calls/{id}/ack", ack_call)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_routes(feed_routes(engine, _ingest_body))
-    for channel in engine.channels.values():
-        app.router.add_routes(channel.webhook_routes(engine.inbound))
-    if engine.links is not None:  # the mobile confirm page: /c/{token}, /f/{token} (no bearer token)
-        app.router.add_routes(ConfirmPages(engine, engine.links).routes())
-    return app
+def make_app(app: App) -> web.Application:
+    web_app = web.Application(middlewares=[auth], client_max_size=MAX_CAP_BYTES + 1024)
+    web_app[APP] = app
+    web_app.router.add_post("/api/v1/alerts", post_alert)
+    web_app.router.add_get("/api/v1/alerts/{id}", get_alert)
+    web_app.router.add_get("/api/v1/alerts/{id}/calls", get_calls)
+    web_app.router.add_post("/api/v1/alerts/{id}/cancel", cancel_alert)
+    web_app.router.add_post("/api/v1/calls/{id}/ack", ack_call)
+    web_app.router.add_get("/healthz", healthz)
+    web_app.router.add_routes(feed_routes(app.feeds, _ingest_body))
+    # Provider webhooks and the mobile confirm pages (/c/{token}, /f/{token}): no bearer token.
+    web_app.router.add_routes(app.web_routes())
+    return web_app

@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
@@ -18,9 +18,6 @@ from warnd.api.problems import problem
 from warnd.engine.ingest import IngestError
 from warnd.feeds.service import FeedService, PushRejected
 from warnd.feeds.telemetry import TelemetryError
-
-if TYPE_CHECKING:
-    from warnd.engine.service import Engine
 
 MAX_PUSH_BYTES = 5 * 1024 * 1024
 MAX_TELEMETRY_BYTES = 2 * 1024 * 1024
@@ -42,10 +39,9 @@ async def _body(request: web.Request, limit: int) -> bytes | web.Response:
     return data
 
 
-def feed_routes(engine: Engine, ingest_body: Any) -> list[web.RouteDef]:
+def feed_routes(service: FeedService, ingest_body: Any) -> list[web.RouteDef]:
     def feeds() -> FeedService:
-        assert engine.feeds is not None
-        return engine.feeds
+        return service
 
     async def push_cap(request: web.Request) -> web.StreamResponse:
         data = await _body(request, MAX_PUSH_BYTES)

@@ -9,21 +9,21 @@ A guessed, expired or reused token gets a clear page and changes nothing.
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 from sqlalchemy import update
 from sqlmodel import col, select
 
+from warnd.clock import Clock
 from warnd.confirm.links import CONFIRM, FEEDBACK, LinkIssuer, plausible, token_hash
 from warnd.core.domain import AlertState, CallState, ConfirmVia
+from warnd.db.engine import Database
 from warnd.db.models import Alert, Call, ConfirmLink, Feedback, Person, Region
 from warnd.engine import events
-
-if TYPE_CHECKING:
-    from warnd.engine.service import Engine
+from warnd.engine.calls import Calls
 
 ACTIONS = {"transferred": "已转移", "gong": "已鸣锣吹哨", "door_knock": "已敲门入户", "other": "其他"}
 MAX_PEOPLE = 100_000
@@ -81,8 +81,9 @@ class Loaded:
 
 
 class ConfirmPages:
-    def __init__(self, engine: Engine, links: LinkIssuer):
-        self.engine, self.links = engine, links
+    def __init__(self, db: Database, clock: Clock, calls: Calls, links: LinkIssuer,
+                 kick: Callable[[], None] = lambda: None):
+        self.db, self.clock, self.calls, self.links, self.kick = db, clock, calls, links, kick
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -93,7 +94,7 @@ class ConfirmPages:
     async def _load(self, token: str, purpose: str, now: datetime) -> Loaded | web.Response:
         if not plausible(token):
             return _notice(*INVALID)
-        async with self.engine.db.session() as s:
+        async with self.db.session() as s:
             link = (await s.exec(select(ConfirmLink).where(ConfirmLink.token_hash == token_hash(token)))).first()
             if link is None or link.purpose != purpose:
                 return _notice(*INVALID)
@@ -109,7 +110,7 @@ class ConfirmPages:
         return Loaded(link, call, alert)
 
     async def _header(self, x: Loaded) -> str:
-        async with self.engine.db.session() as s:
+        async with self.db.session() as s:
             official = await s.get(Person, x.call.person_id)
             recipient = await s.get(Person, x.link.person_id)
             region = await s.get(Region, x.call.region_code)
@@ -128,7 +129,7 @@ class ConfirmPages:
                 f'{for_whom}</div>')
 
     async def get_confirm(self, request: web.Request) -> web.StreamResponse:
-        x = await self._load(request.match_info["token"], CONFIRM, self.engine.clock.now())
+        x = await self._load(request.match_info["token"], CONFIRM, self.clock.now())
         if isinstance(x, web.Response):
             return x
         done = x.call.state == CallState.CONFIRMED
@@ -139,14 +140,13 @@ class ConfirmPages:
             + '<button type="submit" name="ok" value="1">收到</button></form></div>'))
 
     async def post_confirm(self, request: web.Request) -> web.StreamResponse:
-        engine = self.engine
-        now = engine.clock.now()
+        now = self.clock.now()
         x = await self._load(request.match_info["token"], CONFIRM, now)
         if isinstance(x, web.Response):
             return x
         assert x.call.id is not None and x.alert.id is not None
-        out = await engine.calls.confirm(x.call.id, ConfirmVia.LINK, x.link.person_id)
-        async with engine.db.session() as s, s.begin():
+        out = await self.calls.confirm(x.call.id, ConfirmVia.LINK, x.link.person_id)
+        async with self.db.session() as s, s.begin():
             res = await s.exec(update(ConfirmLink).where(
                 col(ConfirmLink.id) == x.link.id, col(ConfirmLink.used_at).is_(None)).values(used_at=now))
             if res.rowcount != 1:  # a concurrent tap won
@@ -156,20 +156,19 @@ class ConfirmPages:
             await self.links.insert_rows(s, [row])
             events.record(s, now, "link_confirmed", alert_id=x.alert.id, call_id=x.call.id,
                           person_id=x.link.person_id, changed=out.confirmed)
-        engine.outbox.wake.set()
+        self.kick()  # the feedback link and any moot escalation messages
         return _page("已确认收到", await self._header(x) + '<div class="card"><p class="ok">✓ 已确认收到</p>'
                      '<p class="meta">请按预案立即落实。完成后请填写反馈（可选）：</p></div>'
                      + _feedback_form(f"../f/{ftoken}"))
 
     async def get_feedback(self, request: web.Request) -> web.StreamResponse:
-        x = await self._load(request.match_info["token"], FEEDBACK, self.engine.clock.now())
+        x = await self._load(request.match_info["token"], FEEDBACK, self.clock.now())
         if isinstance(x, web.Response):
             return x
         return _page("反馈", await self._header(x) + _feedback_form(None))
 
     async def post_feedback(self, request: web.Request) -> web.StreamResponse:
-        engine = self.engine
-        now = engine.clock.now()
+        now = self.clock.now()
         x = await self._load(request.match_info["token"], FEEDBACK, now)
         if isinstance(x, web.Response):
             return x
@@ -190,7 +189,7 @@ class ConfirmPages:
             return _page("反馈", await self._header(x) + f'<div class="card"><p class="err">{html.escape(error)}</p></div>'
                          + _feedback_form(None), status=400)
         people = int(raw_people)
-        async with engine.db.session() as s, s.begin():
+        async with self.db.session() as s, s.begin():
             res = await s.exec(update(ConfirmLink).where(
                 col(ConfirmLink.id) == x.link.id, col(ConfirmLink.used_at).is_(None)).values(used_at=now))
             if res.rowcount != 1:

@@ -110,6 +110,43 @@ class ConfirmVia(enum.StrEnum):
     DUTY_OFFICER = "duty_officer"  # the duty officer phoned and recorded it
 
 
+class DeliveryState(enum.StrEnum):
+    """One outbox row's life: pending → sending (claimed, leased) → sent (the provider accepted
+    it) → delivered | failed (final report); pending | sending → cancelled (moot) or failed."""
+
+    PENDING = "pending"
+    SENDING = "sending"  # claimed by one sender; after a crash: in doubt until looked up
+    SENT = "sent"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def final(self) -> bool:
+        return self in (DeliveryState.DELIVERED, DeliveryState.FAILED, DeliveryState.CANCELLED)
+
+
+# A warning may already be with the recipient in these states (a lifted notice must follow it).
+REACHED_STATES = (DeliveryState.SENDING, DeliveryState.SENT, DeliveryState.DELIVERED)
+
+
+class CommandState(enum.StrEnum):
+    """One loudspeaker play command: pending (not yet accepted by the broker) → sent (PUBACK)
+    → received → playing → played; or failed (the device said so), no_ack (no `played` inside
+    the ack window), expired (never published: the warning expired first), cancelled (the
+    warning was lifted before publishing)."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    RECEIVED = "received"
+    PLAYING = "playing"
+    PLAYED = "played"
+    FAILED = "failed"
+    NO_ACK = "no_ack"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+
+
 class Purpose(enum.StrEnum):
     """Why a delivery exists."""
 

@@ -140,6 +140,24 @@ def _merge(
     return (window, ladder, channels)
 
 
+def nearest_holders(
+    region_code: str,
+    roles: Sequence[str],
+    people_index: PeopleIndex,
+    regions: Mapping[str, RegionView],
+    exclude: int | None = None,
+) -> tuple[PersonView, ...]:
+    """Whoever holds one of `roles` nearest to `region_code`: the region itself first, then its
+    parent, and so on; within a region, the first role in `roles` that has someone (a nearer
+    official knows the place; preference order breaks ties there). Empty: nobody."""
+    for code in [region_code, *ancestors(region_code, regions)]:
+        for role in roles:
+            found = tuple(p for p in people_index.at(code, role) if p.id != exclude)
+            if found:
+                return found
+    return ()
+
+
 def escalation_recipients(
     action: Action,
     person: PersonView,
@@ -155,14 +173,7 @@ def escalation_recipients(
         return (deputy,) if deputy is not None and deputy.id != person.id else ()
     if action is Action.SUPERIOR:
         superiors = roles[person.role].superiors if person.role in roles else ()
-        # Nearest region first; within a region, the first role in `superiors` that has
-        # someone. A nearer superior knows the place; preference order breaks ties there.
-        for code in [person.region_code, *ancestors(person.region_code, regions)]:
-            for role in superiors:
-                found = tuple(p for p in people_index.at(code, role) if p.id != person.id)
-                if found:
-                    return found
-        return ()
+        return nearest_holders(person.region_code, superiors, people_index, regions, exclude=person.id)
     if action is Action.DUTY_ROOM:
         chain = [person.region_code, *ancestors(person.region_code, regions)]
         known = [c for c in chain if c in regions]

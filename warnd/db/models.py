@@ -88,6 +88,7 @@ class Alert(SQLModel, table=True):
     unknown_codes: list[Any] = json_list()
     state: str = Field(default="active", index=True)  # domain.AlertState
     supersedes_id: int | None = None
+    fallback_for_id: int | None = Field(default=None, index=True)  # a loudspeaker fallback: the warning it stands for
     received_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     raw_xml: str = Field(default="", sa_column=Column(Text, nullable=False))
 
@@ -113,6 +114,7 @@ class Call(SQLModel, table=True):
     window_seconds: int = 0  # confirm window; the clock restarts when the warning is sent
     level: int = 0  # ladder rungs fired so far
     fence: int = 0  # bumped on every transition: stale timers/webhooks compare against it
+    claim: str | None = Field(default=None, max_length=32)  # token of the pass that last moved it
     short_code: str = Field(index=True, max_length=12)
     confirmed_at: datetime | None = ts()
     confirmed_via: str | None = None
@@ -138,8 +140,9 @@ class Delivery(SQLModel, table=True):
     rung: int | None = None
     to_address: str
     body: str = Field(sa_column=Column(Text, nullable=False))
-    state: str = "pending"  # pending | sending | sent | delivered | failed
+    state: str = "pending"  # domain.DeliveryState
     send_context: str | None = None  # what the provider echoes for it (batch key or own key)
+    claim: str | None = Field(default=None, max_length=32)  # the sender holding it in `sending`
     provider: str | None = None
     provider_id: str | None = Field(default=None, index=True)
     attempts: int = 0

@@ -1,60 +1,189 @@
-"""叫应 transitions applied to the database.
+"""The one owner of the `calls` table's rows and state transitions (叫应 obligations).
 
-Each transition reads the call, asks the pure state machine (warnd.core.callstate) what to do,
-and writes the result with a compare-and-swap on the call's fence. A stale timer, a second
-instance or a duplicate webhook that read an older fence updates zero rows and does nothing.
+Every transition asks the pure state machine (warnd.core.callstate) what to do and writes
+the result as a compare-and-swap on the call's fence, stamped with the claim token of the
+pass that made it. A stale timer, a second instance or a duplicate webhook that read an
+older fence updates zero rows and does nothing; reading back "rows carrying my token" tells
+this pass exactly which calls it moved (a read-back of state, level and fence could not tell
+them from the same move made by another instance).
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import structlog
 from sqlalchemy import bindparam, insert, update
-from sqlalchemy.orm import defer
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from warnd.clock import Clock
-from warnd.confirm.links import LinkIssuer
-from warnd.core.callstate import CallSnapshot, on_confirm, on_deadline
-from warnd.core.domain import Action, CallState, ConfirmVia, PersonView, Purpose
-from warnd.core.planner import escalation_recipients
-from warnd.core.policy import Policy
-from warnd.core.roles import Roles
-from warnd.core.templates import Templates
+from warnd.core.callstate import CallSnapshot, on_confirm
+from warnd.core.domain import CallState, ConfirmVia, DeliveryState, PlannedCall, Purpose
+from warnd.core.replies import short_code_for
 from warnd.db.engine import Database
-from warnd.db.models import Alert, Call, Delivery
-from warnd.engine import events
-from warnd.engine.ingest import Ingestor, delivery_row
-from warnd.engine.messages import MessageContext, address_for, render
-from warnd.engine.roster import RosterCache, RosterSnapshot
+from warnd.db.models import Call, Delivery
+from warnd.engine import deliveries, events
 
-ERROR_BACKOFF_SECONDS = 1.0
+C = Call.__table__  # type: ignore[attr-defined]  # Core table for bulk statements
+OPEN_STATES = (CallState.OPEN.value, CallState.DUTY_ROOM.value)
+# Until the warning has actually left, the confirm window gets this on top (a backed-up
+# gateway must not eat the official's time); replaced by the real window at send.
+SEND_GRACE = timedelta(minutes=10)
 
-log = structlog.get_logger("warnd.calls")
 
-RUNG_TEMPLATE = {Action.RESEND: "resend", Action.DEPUTY: "deputy", Action.SUPERIOR: "superior"}
+def new_token() -> str:
+    return uuid.uuid4().hex
 
 
 def snapshot(call: Call) -> CallSnapshot:
     return CallSnapshot(CallState(call.state), call.level, call.fence, call.deadline)
 
 
+def new_row(alert_id: int, step: str, planned: PlannedCall, now: datetime, *,
+            grace: timedelta = SEND_GRACE) -> dict[str, Any]:
+    """A call row to open: waiting for 应 until the planned deadline (plus the send grace)."""
+    return dict(
+        alert_id=alert_id, person_id=planned.person_id, step=step, role=planned.role,
+        region_code=planned.region_code, ladder=planned.ladder, channels=list(planned.channels),
+        state=CallState.OPEN.value, level=0, fence=0, short_code="", created_at=now,
+        deadline=planned.deadline + grace, window_seconds=int((planned.deadline - now).total_seconds()),
+        confirmed_at=None, confirmed_via=None, confirmed_by_id=None, note=None, claim=None,
+    )
+
+
+def carried_over(row: dict[str, Any], old: Call) -> dict[str, Any]:
+    """The official confirmed the warning this one updates (and neither colour nor step rose):
+    the new call starts confirmed."""
+    return {**row, "state": CallState.CONFIRMED.value, "deadline": None, "confirmed_at": old.confirmed_at,
+            "confirmed_via": old.confirmed_via, "confirmed_by_id": old.confirmed_by_id,
+            "note": f"carried over from alert {old.alert_id}"}
+
+
+async def open_calls(s: AsyncSession, rows: Sequence[dict[str, Any]]) -> dict[int, int]:
+    """Insert calls and give each its short code (derived from its id). Returns
+    person id → call id."""
+    if not rows:
+        return {}
+    conn = await s.connection()
+    res = await conn.execute(insert(Call).returning(col(Call.id), col(Call.person_id)), list(rows))
+    ids = {pid: cid for cid, pid in res.all() if cid is not None}
+    await conn.execute(update(C).where(C.c.id == bindparam("cid")).values(short_code=bindparam("code")),
+                       [{"cid": cid, "code": short_code_for(cid)} for cid in ids.values()])
+    return ids
+
+
+async def confirm_many(s: AsyncSession, items: Sequence[tuple[Call, int | None]], via: ConfirmVia,
+                       now: datetime, note: str | None = None, actor: str | None = None) -> set[int]:
+    """Confirm many calls in a few statements (a reply storm at the imminent step). Returns
+    the ids this caller really confirmed: a call already confirmed, cancelled or moved by
+    someone else first is left alone."""
+    wanted: dict[int, tuple[Call, int | None, CallSnapshot]] = {}
+    for call, by in items:
+        t = on_confirm(snapshot(call), now)
+        if t.changed and call.id is not None and call.id not in wanted:
+            wanted[call.id] = (call, by, t.call)
+    if not wanted:
+        return set()
+    token = new_token()
+    conn = await s.connection()
+    await conn.execute(
+        update(C).where(C.c.id == bindparam("cid"), C.c.fence == bindparam("old")).values(
+            state=CallState.CONFIRMED.value, fence=bindparam("new"), deadline=None, confirmed_at=now,
+            confirmed_via=via.value, confirmed_by_id=bindparam("by"), note=note, claim=token),
+        [{"cid": cid, "old": call.fence, "new": snap.fence, "by": by} for cid, (call, by, snap) in wanted.items()])
+    moved = {r[0] for r in await conn.execute(select(C.c.id).where(C.c.id.in_(list(wanted)), C.c.claim == token))}
+    # Escalation messages not yet sent are moot now.
+    await deliveries.cancel_pending(s, call_ids=moved, purposes=[Purpose.ESCALATION])
+    for cid in sorted(moved):
+        call, by, _ = wanted[cid]
+        events.record(s, now, "call_confirmed", alert_id=call.alert_id, call_id=cid, person_id=call.person_id,
+                      via=via.value, by=by, level=call.level, late=call.state == CallState.DUTY_ROOM, note=note,
+                      actor=actor)
+    return moved
+
+
+async def cancel_open(s: AsyncSession, alert_id: int, now: datetime, *, event: str | None = None,
+                      **data: Any) -> list[tuple[int, int]]:
+    """Every call of the alert still waiting for 应 (open or with the duty room) is cancelled:
+    the warning was lifted, expired or superseded. Returns (call id, person id) of each;
+    `event`, when given, is recorded per call."""
+    res = await (await s.connection()).execute(update(C).where(
+        C.c.alert_id == alert_id, C.c.state.in_(OPEN_STATES)).values(
+        state=CallState.CANCELLED.value, deadline=None, fence=C.c.fence + 1, claim=new_token()).returning(
+        C.c.id, C.c.person_id))
+    moved = sorted((int(cid), int(pid)) for cid, pid in res.all())
+    if event is not None:
+        for cid, pid in moved:
+            events.record(s, now, event, alert_id=alert_id, call_id=cid, person_id=pid, **data)
+    return moved
+
+
 @dataclass(frozen=True)
-class _Rung:
-    """A rung the state machine says should fire, before the compare-and-swap."""
+class Move:
+    """A transition the state machine decided, to be applied with a compare-and-swap."""
 
     call: Call
-    person: PersonView | None
-    action: Action
-    channels: tuple[str, ...]
-    recipients: tuple[PersonView, ...]
     new: CallSnapshot
+
+
+async def apply_moves(s: AsyncSession, moves: Sequence[Move]) -> set[int]:
+    """Apply rung transitions (state, level, fence, deadline) as compare-and-swaps on the fence
+    read. Returns the ids this caller moved."""
+    if not moves:
+        return set()
+    token = new_token()
+    conn = await s.connection()
+    await conn.execute(
+        update(C).where(C.c.id == bindparam("cid"), C.c.fence == bindparam("old")).values(
+            state=bindparam("state"), level=bindparam("level"), fence=bindparam("new"),
+            deadline=bindparam("deadline"), claim=token),
+        [{"cid": m.call.id, "old": m.call.fence, "new": m.new.fence, "state": m.new.state.value,
+          "level": m.new.level, "deadline": m.new.deadline} for m in moves])
+    return {r[0] for r in await conn.execute(select(C.c.id).where(
+        C.c.id.in_([m.call.id for m in moves]), C.c.claim == token))}
+
+
+async def restart_windows(s: AsyncSession, sent: Sequence[Delivery], at: datetime) -> None:
+    """The confirm window counts from when the warning actually left, not from when it was
+    planned: the send grace added at planning is replaced by the real window. Only calls
+    still open at level 0 move (no rung fired, not confirmed), so this never races a rung."""
+    ids = sorted({d.call_id for d in sent if d.call_id is not None and d.purpose == Purpose.WARNING})
+    if not ids:
+        return
+    conn = await s.connection()
+    windows = (await conn.execute(select(C.c.id, C.c.window_seconds).where(C.c.id.in_(ids)))).all()
+    await conn.execute(update(C).where(C.c.id == bindparam("cid"), C.c.level == 0,
+                                       C.c.state == CallState.OPEN.value).values(deadline=bindparam("dl")),
+                       [{"cid": cid, "dl": at + timedelta(seconds=w)} for cid, w in windows])
+
+
+async def bring_forward_if_rung_failed(s: AsyncSession, d: Delivery, now: datetime) -> bool:
+    """Every message of the call's current rung has failed (三断: a voice call nobody answered
+    at night, an SMS the carrier could not deliver): the call does not sit out its confirm
+    window; its deadline comes forward to now so the next rung (another channel, the deputy,
+    the duty room) fires at once. Call inside the transaction that marked `d` failed."""
+    if d.call_id is None or d.purpose not in (Purpose.WARNING, Purpose.ESCALATION):
+        return False
+    call = await s.get(Call, d.call_id)
+    rung = d.rung or 0
+    if call is None or call.state != CallState.OPEN or call.level != rung:
+        return False  # confirmed, closed, or the ladder already moved past this rung
+    if call.deadline is None or call.deadline <= now:
+        return False
+    dead = (DeliveryState.FAILED.value, DeliveryState.CANCELLED.value)
+    if any(st not in dead for st in await deliveries.rung_states(s, call.id or 0, rung)):
+        return False  # another channel of this rung may still reach them
+    res = await (await s.connection()).execute(update(C).where(C.c.id == call.id, C.c.fence == call.fence).values(
+        deadline=now, fence=call.fence + 1, claim=new_token()))
+    if res.rowcount != 1:
+        return False
+    events.record(s, now, "call_channels_failed", alert_id=call.alert_id, call_id=call.id,
+                  person_id=call.person_id, level=call.level, was_deadline=call.deadline.isoformat())
+    return True
 
 
 @dataclass
@@ -64,208 +193,26 @@ class ConfirmOutcome:
     state: str
 
 
-class CallService:
-    def __init__(self, db: Database, clock: Clock, policy: Policy, templates: Templates, roles: Roles,
-                 roster: RosterCache, ingestor: Ingestor, on_change: Callable[[], None] = lambda: None):
-        self.db, self.clock, self.policy, self.templates, self.roles = db, clock, policy, templates, roles
-        self.roster, self.ingestor, self.on_change = roster, ingestor, on_change
-        self.links: LinkIssuer | None = None  # signed confirm links for templates using {link}
+class Calls:
+    """Call transitions that run in their own transaction (a confirmation from a webhook, a
+    link, the duty room), and the queries the escalation module waits on."""
+
+    def __init__(self, db: Database, clock: Clock, on_change: Callable[[], None] = lambda: None):
+        self.db, self.clock, self.on_change = db, clock, on_change
 
     async def confirm(self, call_id: int, via: ConfirmVia, by_person_id: int | None = None,
-                      note: str | None = None) -> ConfirmOutcome:
+                      note: str | None = None, actor: str | None = None) -> ConfirmOutcome:
         async with self.db.session() as s, s.begin():
             call = await s.get(Call, call_id)
             if call is None:
                 raise KeyError(call_id)
-            changed = await self.confirm_in(s, call, via, by_person_id, note, self.clock.now())
+            changed = call.id in await confirm_many(s, [(call, by_person_id)], via, self.clock.now(), note, actor)
             state = CallState.CONFIRMED.value if changed else call.state
         if changed:
             self.on_change()
         return ConfirmOutcome(call_id, changed, state)
 
-    @staticmethod
-    async def confirm_in(s: AsyncSession, call: Call, via: ConfirmVia, by_person_id: int | None,
-                         note: str | None, now: datetime) -> bool:
-        """The one place a call becomes confirmed, inside the caller's transaction. False when
-        it was already confirmed or cancelled, or moved under us (fence): nothing changes."""
-        return call.id in await CallService.confirm_many(s, [(call, by_person_id)], via, now, note)
-
-    @staticmethod
-    async def confirm_many(s: AsyncSession, items: list[tuple[Call, int | None]], via: ConfirmVia,
-                           now: datetime, note: str | None = None) -> set[int]:
-        """Confirm many calls in three statements (a reply storm at the imminent step).
-        Each row is a compare-and-swap on its fence; the ids that really moved are read
-        back, so a row another instance changed first is simply not confirmed here."""
-        wanted = {}
-        for call, by in items:
-            t = on_confirm(snapshot(call), now)
-            if t.changed and call.id is not None and call.id not in wanted:
-                wanted[call.id] = (call, by, t.call)
-        if not wanted:
-            return set()
-        c = Call.__table__  # type: ignore[attr-defined]
-        d = Delivery.__table__  # type: ignore[attr-defined]
-        conn = await s.connection()
-        await conn.execute(
-            update(c).where(c.c.id == bindparam("cid"), c.c.fence == bindparam("old")).values(
-                state=CallState.CONFIRMED.value, fence=bindparam("new"), deadline=None, confirmed_at=now,
-                confirmed_via=via.value, confirmed_by_id=bindparam("by"), note=note),
-            [{"cid": cid, "old": call.fence, "new": snap.fence, "by": by} for cid, (call, by, snap) in wanted.items()])
-        rows = (await conn.execute(select(c.c.id, c.c.fence).where(
-            c.c.id.in_(list(wanted)), c.c.state == CallState.CONFIRMED.value, c.c.confirmed_at == now))).all()
-        moved = {cid for cid, fence in rows if wanted[cid][2].fence == fence}
-        if moved:
-            # Escalation messages not yet sent are moot now.
-            await conn.execute(update(d).where(
-                d.c.call_id.in_(moved), d.c.state == "pending", d.c.purpose == Purpose.ESCALATION.value,
-            ).values(state="cancelled"))
-        for cid in moved:
-            call, by, _ = wanted[cid]
-            events.record(s, now, "call_confirmed", alert_id=call.alert_id, call_id=cid,
-                          person_id=call.person_id, via=via.value, by=by, level=call.level,
-                          late=call.state == CallState.DUTY_ROOM, note=note)
-        return moved
-
-    async def fire_due(self, limit: int = 500) -> int:
-        """Fire every deadline that has passed, a batch per transaction. Returns how many
-        rungs fired. The transitions are decided by the pure state machine, written as one
-        compare-and-swap per call (executemany), and read back: a call another worker or a
-        confirmation moved first is left alone, and only rungs that really fired send."""
-        now = self.clock.now()
-        async with self.db.read() as s:
-            due = (await s.exec(select(Call.id, Call.fence).where(
-                Call.state == CallState.OPEN, col(Call.deadline) <= now).order_by(
-                col(Call.deadline), col(Call.id)).limit(limit))).all()
-        if not due:
-            return 0
-        roster = await self.roster.get()  # before the transaction: SQLite has one writer
-        async with self.db.session() as s, s.begin():
-            ids = [cid for cid, _ in due if cid is not None]
-            calls = {c.id: c for c in (await s.exec(select(Call).where(col(Call.id).in_(ids)))).all()}
-            planned = [p for cid, fence in due if (call := calls.get(cid)) is not None
-                       and (p := self._plan_rung(call, fence, now, roster)) is not None]
-            fired = await self._apply_rungs(s, planned, now, roster)
-        if fired:
-            self.on_change()
-        return fired
-
-    def _plan_rung(self, call: Call, fence: int, now: datetime, roster: RosterSnapshot) -> _Rung | None:
-        t = on_deadline(snapshot(call), fence, now, self.policy.ladders[call.ladder])
-        if not t.changed or t.fired is None:
-            return None
-        rung = t.fired
-        person = roster.by_id.get(call.person_id)
-        recipients = (escalation_recipients(rung.action, person, roster.index, roster.regions, self.roles)
-                      if person is not None and rung.action != Action.DUTY_ROOM else ())
-        new = t.call
-        if rung.action != Action.DUTY_ROOM and not recipients and new.deadline is not None:
-            # Nobody to escalate to on this rung (no deputy on file): go straight on.
-            new = CallSnapshot(new.state, new.level, new.fence, min(new.deadline, now))
-        return _Rung(call, person, rung.action, rung.channels or tuple(call.channels), recipients, new)
-
-    async def _apply_rungs(self, s: AsyncSession, planned: list[_Rung], now: datetime,
-                           roster: RosterSnapshot) -> int:
-        if not planned:
-            return 0
-        c = Call.__table__  # type: ignore[attr-defined]
-        conn = await s.connection()
-        await conn.execute(
-            update(c).where(c.c.id == bindparam("cid"), c.c.fence == bindparam("old")).values(
-                state=bindparam("state"), level=bindparam("level"), fence=bindparam("new"),
-                deadline=bindparam("deadline")),
-            [{"cid": p.call.id, "old": p.call.fence, "new": p.new.fence, "state": p.new.state.value,
-              "level": p.new.level, "deadline": p.new.deadline} for p in planned])
-        got = {cid: (state, level, fence) for cid, state, level, fence in (await conn.execute(
-            select(c.c.id, c.c.state, c.c.level, c.c.fence).where(c.c.id.in_([p.call.id for p in planned])))).all()}
-        alerts = await self._alerts(s, {p.call.alert_id for p in planned})
-        contexts = {aid: MessageContext.of(a, self.templates) for aid, a in alerts.items()}
-        rows: list[dict[str, Any]] = []
-        link_rows: list[dict[str, Any]] = []
-        fired = 0
-        for p in planned:
-            if got.get(p.call.id) != (p.new.state.value, p.new.level, p.new.fence):
-                continue  # somebody else moved this call first
-            fired += 1
-            call, person = p.call, p.person
-            region = roster.regions.get(call.region_code)
-            for r in p.recipients:
-                for channel in p.channels:
-                    if not address_for(r, channel):
-                        continue  # no address on this channel (e.g. no WeCom account)
-                    template = self.templates.pick(RUNG_TEMPLATE[p.action], channel)
-                    link = ""
-                    if self.links is not None and self.templates.uses(template, "link") and call.id is not None:
-                        token, lrow = self.links.row(call_id=call.id, alert_id=call.alert_id, person_id=r.id,
-                                                     expires_at=self.links.expiry(alerts[call.alert_id], now),
-                                                     now=now)
-                        link_rows.append(lrow)
-                        link = self.links.url(token)
-                    body = render(contexts[call.alert_id], template, r, roles=self.roles, call=call,
-                                  official=person, region_name=region.name if region else call.region_code,
-                                  link=link)
-                    rows.append(delivery_row(call.alert_id, call.id, call.step, r, channel, Purpose.ESCALATION,
-                                             p.new.level, body, now))
-            events.record(s, now, "call_escalated" if p.action != Action.DUTY_ROOM else "call_to_duty_room",
-                          alert_id=call.alert_id, call_id=call.id, person_id=call.person_id,
-                          level=p.new.level, action=p.action.value, recipients=[r.id for r in p.recipients],
-                          fence=p.new.fence)
-            if p.action != Action.DUTY_ROOM and not p.recipients:
-                events.record(s, now, "escalation_gap", alert_id=call.alert_id, call_id=call.id,
-                              action=p.action.value)
-        if rows:
-            await conn.execute(insert(Delivery), rows)
-        if link_rows and self.links is not None:
-            await self.links.insert_rows(s, link_rows)
-        return fired
-
-    async def _alerts(self, s: AsyncSession, alert_ids: set[int]) -> dict[int, Alert]:
-        """The batch's alerts, loaded once and without the heavy columns (covered codes, raw
-        XML) that a county-wide warning makes large."""
-        alerts = (await s.exec(select(Alert).where(col(Alert.id).in_(alert_ids)).options(
-            defer(Alert.region_codes), defer(Alert.raw_xml), defer(Alert.description)))).all()  # type: ignore[arg-type]
-        return {a.id: a for a in alerts if a.id is not None}
-
     async def next_deadline(self) -> datetime | None:
         async with self.db.read() as s:
             return (await s.exec(select(Call.deadline).where(Call.state == CallState.OPEN,
                                  col(Call.deadline).is_not(None)).order_by(col(Call.deadline)).limit(1))).first()
-
-    @staticmethod
-    async def restart_windows(s: AsyncSession, sent: list[Delivery], at: datetime) -> None:
-        """The confirm window counts from when the warning actually left, not from when it
-        was planned: a backed-up gateway must not eat the official's time, and the send
-        grace added at planning is replaced by the real window. Only calls still open at
-        level 0 move (no rung fired, not confirmed), so this never races an escalation."""
-        ids = sorted({d.call_id for d in sent if d.call_id is not None})
-        if not ids:
-            return
-        c = Call.__table__  # type: ignore[attr-defined]
-        conn = await s.connection()
-        windows = (await conn.execute(select(c.c.id, c.c.window_seconds).where(c.c.id.in_(ids)))).all()
-        await conn.execute(update(c).where(c.c.id == bindparam("cid"), c.c.level == 0,
-                                           c.c.state == CallState.OPEN.value).values(deadline=bindparam("dl")),
-                           [{"cid": cid, "dl": at + timedelta(seconds=w)} for cid, w in windows])
-
-
-class EscalationWorker:
-    """Sleeps until the earliest deadline in the database (or until woken), fires what is due.
-    Deadlines live only in the database, so a restart fires every overdue one exactly once."""
-
-    def __init__(self, calls: CallService, clock: Clock):
-        self.calls, self.clock = calls, clock
-        self.wake = asyncio.Event()
-
-    async def run(self) -> None:
-        while True:
-            self.wake.clear()
-            try:
-                while await self.calls.fire_due():
-                    pass
-                nxt = await self.calls.next_deadline()
-            except Exception:
-                # A database hiccup: back off in real time (clock time may be frozen in
-                # tests or racing in drills), then try the whole pass again.
-                log.exception("escalation pass failed; retrying")
-                await asyncio.sleep(ERROR_BACKOFF_SECONDS)
-                continue
-            await self.clock.wait_until(nxt, self.wake)

@@ -9,9 +9,9 @@ Each inbound message is stored once (dedupe key); a duplicate webhook changes no
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from sqlalchemy import insert
@@ -22,14 +22,22 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from channels.base import DeliveryReport, InboundAction, InboundReply
 from warnd.clock import Clock
 from warnd.config import DeliveryCfg
-from warnd.core.domain import CallState, ConfirmVia, Purpose
+from warnd.core.domain import CallState, ConfirmVia, PersonView, Purpose
 from warnd.core.replies import parse_reply
 from warnd.core.templates import Templates
 from warnd.db.engine import Database
 from warnd.db.models import Call, Delivery, Inbound, Person
-from warnd.engine import events
-from warnd.engine.calls import CallService
+from warnd.engine import calls, deliveries, events
+from warnd.engine.calls import Calls
 from warnd.engine.reports import PARKED, apply_parked_reports, apply_report, report_provider
+
+
+class SendLog(Protocol):
+    """How many sends the outbox has recorded, and a wait for more (warnd.engine.outbox.Outbox)."""
+
+    recorded: int
+
+    async def wait_records_after(self, seen: int) -> None: ...
 
 log = structlog.get_logger("warnd.inbound")
 
@@ -46,14 +54,11 @@ class InboundHandler:
     after the commit. The provider still hears 200 only once the reply is durable, and a
     storm of thousands of 收到 costs a handful of transactions instead of thousands."""
 
-    def __init__(self, db: Database, clock: Clock, calls: CallService, templates: Templates,
-                 cfg: DeliveryCfg, on_change: Callable[[], None] = lambda: None):
-        self.db, self.clock, self.calls, self.templates, self.cfg = db, clock, calls, templates, cfg
-        self.on_change = on_change
+    def __init__(self, db: Database, clock: Clock, calls_: Calls, templates: Templates, cfg: DeliveryCfg,
+                 sends: SendLog, on_change: Callable[[], None] = lambda: None):
+        self.db, self.clock, self.calls, self.templates, self.cfg = db, clock, calls_, templates, cfg
+        self.sends, self.on_change = sends, on_change
         self._queue: list[tuple[InboundReply, asyncio.Future[str]]] = []
-        # Wired to the outbox by Engine.build: how many sends are recorded, and a wait for more.
-        self.sends_recorded: Callable[[], int] = lambda: 0
-        self.wait_records_after: Callable[[int], Awaitable[None]] = lambda n: asyncio.sleep(ACTION_WAIT)
         self._worker: asyncio.Task[None] | None = None
 
     async def on_reply(self, reply: InboundReply) -> None:
@@ -106,7 +111,7 @@ class InboundHandler:
                                  from_address=reply.from_address, text=reply.text[:2000],
                                  received_at=now, outcome=outcome))
             # The first reply for a call confirms it; a later one in the same batch is a no-op.
-            await self.calls.confirm_many(s, confirmations, ConfirmVia.SMS_REPLY, now)
+            await calls.confirm_many(s, confirmations, ConfirmVia.SMS_REPLY, now)
             if rows:
                 await (await s.connection()).execute(insert(Inbound), rows)
         return outcomes
@@ -149,11 +154,11 @@ class InboundHandler:
         person = people[0]
         if person.id is not None and person.id not in helped:
             helped.add(person.id)  # rate limit: one instruction per interval
-            await (await s.connection()).execute(insert(Delivery).values(
-                idempotency_key=f"help:{reply.provider}:{reply.dedupe_key}", person_id=person.id,
-                channel="sms", purpose=Purpose.REPLY_HELP.value, to_address=person.phone,
-                body=self.templates.render("reply_help"), state="pending", attempts=0,
-                next_attempt_at=now, created_at=now))
+            view = PersonView(id=person.id, name=person.name, phone=person.phone, role=person.role,
+                              region_code=person.region_code)
+            await deliveries.insert_rows(s, [deliveries.new_row(
+                None, None, None, view, "sms", Purpose.REPLY_HELP, None, self.templates.render("reply_help"), now,
+                key=f"help:{reply.provider}:{reply.dedupe_key}", to_address=reply.from_address)])
         return "not understood" if not parsed.confirm else "no open call"
 
     async def on_report(self, report: DeliveryReport) -> None:
@@ -161,8 +166,7 @@ class InboundHandler:
             return
         now = self.clock.now()
         async with self.db.session() as s, s.begin():
-            d = (await s.exec(select(Delivery).where(Delivery.provider == report.provider,
-                                                     Delivery.provider_id == report.provider_id))).first()
+            d = await deliveries.by_provider_id(s, report.provider, report.provider_id)
             if d is None:
                 # The report overtook the send's receipt (a fast provider): park it; the outbox
                 # applies it when it records the send. A retried report parks once (dedupe key).
@@ -176,8 +180,7 @@ class InboundHandler:
         if d is None:
             # Parked and committed: if the send was recorded meanwhile, apply it now.
             async with self.db.session() as s, s.begin():
-                d = (await s.exec(select(Delivery).where(Delivery.provider == report.provider,
-                                                         Delivery.provider_id == report.provider_id))).first()
+                d = await deliveries.by_provider_id(s, report.provider, report.provider_id)
                 if d is not None and d.id is not None:
                     await apply_parked_reports(s, [(d.id, report.provider, report.provider_id)], now)
         self.on_change()
@@ -190,15 +193,15 @@ class InboundHandler:
         timer), up to ACTION_WAIT seconds of real time."""
         deadline = asyncio.get_running_loop().time() + ACTION_WAIT
         while True:
-            seen = self.sends_recorded()
+            seen = self.sends.recorded
             async with self.db.read() as s:
-                d = (await s.exec(select(Delivery).where(Delivery.provider == provider,
-                                                         Delivery.provider_id == provider_id))).first()
+                d = await deliveries.by_provider_id(s, provider, provider_id)
             remaining = deadline - asyncio.get_running_loop().time()
             if d is not None or remaining <= 0:
                 return d
             try:
-                await asyncio.wait_for(self.wait_records_after(seen), remaining)
+                async with asyncio.timeout(remaining):
+                    await self.sends.wait_records_after(seen)
             except TimeoutError:
                 pass
 

@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, insert, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
+from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from warnd.cap.classify import Vocabulary, classify, explicit_step
@@ -22,7 +21,6 @@ from warnd.cap.model import CapInfo, CapMessage
 from warnd.cap.parser import CapError, parse_cap
 from warnd.clock import Clock
 from warnd.config import County
-from warnd.confirm.links import LinkIssuer
 from warnd.core.domain import (
     AlertFacts,
     AlertState,
@@ -31,7 +29,6 @@ from warnd.core.domain import (
     Colour,
     CoverageGap,
     MsgType,
-    PersonView,
     Purpose,
     Step,
 )
@@ -42,10 +39,14 @@ from warnd.core.roles import Roles
 from warnd.core.targeting import resolve_area
 from warnd.core.templates import Templates
 from warnd.db.engine import Database
-from warnd.db.models import Alert, Call, Delivery
-from warnd.engine import events
-from warnd.engine.messages import MessageContext, address_for, render
+from warnd.db.models import Alert, Call
+from warnd.engine import alerts, calls, deliveries, events
+from warnd.engine.messages import Composer, Links, address_for
 from warnd.engine.roster import RosterCache, RosterSnapshot
+
+# A hook that checks and normalises a parsed message before anything is stored (the feeds'
+# source trust and mapping); raises IngestError to refuse it.
+Prepare = Callable[[CapMessage, str], Awaitable[CapMessage]]
 
 
 class IngestError(Exception):
@@ -78,20 +79,21 @@ def _pick_info(msg: CapMessage) -> CapInfo | None:
     return msg.infos[0] if msg.infos else None
 
 
+
+
 class Ingestor:
     def __init__(
         self, db: Database, clock: Clock, policy: Policy, vocabulary: Vocabulary,
-        templates: Templates, roles: Roles, roster: RosterCache, county: County,
-        on_change: Callable[[], None] = lambda: None,
+        templates: Templates, roles: Roles, roster: RosterCache, county: County, *,
+        links: Links | None = None, prepare: Prepare | None = None,
+        on_change: Callable[[], None] = lambda: None, send_grace: timedelta = calls.SEND_GRACE,
     ):
         self.db, self.clock, self.policy, self.vocab = db, clock, policy, vocabulary
         self.templates, self.roles, self.roster, self.county = templates, roles, roster, county
-        self.on_change = on_change
-        self.send_grace = timedelta(minutes=10)
-        # Optional hook (warnd.feeds): trust check and normalisation of a parsed message
-        # before anything is stored; raises IngestError to refuse it.
-        self.prepare: Callable[[CapMessage, str], Awaitable[CapMessage]] | None = None
-        self.links: LinkIssuer | None = None  # signed confirm links for templates using {link}
+        self.links, self.prepare, self.on_change, self.send_grace = links, prepare, on_change, send_grace
+
+    def composer(self, links: bool = True) -> Composer:
+        return Composer(self.templates, self.roles, self.links if links else None)
 
     async def submit_cap(self, data: bytes, source: str = "api") -> IngestResult:
         try:
@@ -150,6 +152,7 @@ class Ingestor:
                 "info.area", unknown_codes=list(area.unknown_codes), out_of_area=list(area.out_of_area),
             )
         now = self.clock.now()
+        composer = self.composer()
         async with self.db.session() as s, s.begin():
             alert = Alert(
                 sender=msg.sender, identifier=msg.identifier, sent=msg.sent, status=msg.status,
@@ -172,99 +175,63 @@ class Ingestor:
                           regions=len(area.codes), unknown_codes=list(area.unknown_codes))
             carried: dict[int, Call] = {}
             if msg.msg_type == MsgType.UPDATE:
-                carried = await self._supersede(s, msg, alert, area.codes, roster, now, result)
+                carried = await self._supersede(s, msg, alert, now, result)
             facts = AlertFacts(alert.id, hazard, colour, step, msg.status, area.codes, msg.sent, onset, info.expires)
             plan = plan_alert(facts, roster.regions, roster.people, self.policy, now)
-            ctx = MessageContext.of(alert, self.templates)
-            # Core bulk inserts: a county-wide imminent step is thousands of rows, and ORM
-            # object construction would cost seconds while the storm is coming.
-            call_rows: list[dict[str, Any]] = []
+            rows = []
             for pc in plan.calls:
-                row: dict[str, Any] = dict(
-                    alert_id=alert.id, person_id=pc.person_id, step=step, role=pc.role,
-                    region_code=pc.region_code, ladder=pc.ladder, channels=list(pc.channels),
-                    state=CallState.OPEN.value, level=0, fence=0, short_code="", created_at=now,
-                    # Until the warning has actually left, allow the send grace on top.
-                    deadline=pc.deadline + self.send_grace,
-                    window_seconds=int((pc.deadline - now).total_seconds()),
-                    confirmed_at=None, confirmed_via=None, confirmed_by_id=None, note=None,
-                )
+                row = calls.new_row(alert.id, step, pc, now, grace=self.send_grace)
                 old = carried.get(pc.person_id)
-                if old is not None:
-                    # Confirmed the warning this one updates, and neither colour nor step rose.
-                    row.update(state=CallState.CONFIRMED.value, deadline=None, confirmed_at=old.confirmed_at,
-                               confirmed_via=old.confirmed_via, confirmed_by_id=old.confirmed_by_id,
-                               note=f"carried over from alert {old.alert_id}")
-                call_rows.append(row)
-            call_ids: dict[int, int] = {}
-            if call_rows:
-                res = await (await s.connection()).execute(insert(Call).returning(col(Call.id), col(Call.person_id)), call_rows)
-                call_ids = {pid: cid for cid, pid in res.all() if cid is not None}
-                conn = await s.connection()
-                await conn.execute(update(Call.__table__).where(  # type: ignore[attr-defined]
-                    Call.__table__.c.id == bindparam("cid")).values(short_code=bindparam("code")),  # type: ignore[attr-defined]
-                    [{"cid": cid, "code": short_code_for(cid)} for cid in call_ids.values()])
-            state_of = {r["person_id"]: r["state"] for r in call_rows}
+                rows.append(calls.carried_over(row, old) if old is not None else row)
+            call_ids = await calls.open_calls(s, rows)
+            state_of = {r["person_id"]: r["state"] for r in rows}
             delivery_rows = []
-            link_rows: list[dict[str, Any]] = []
             for pd in plan.deliveries:
                 person = roster.by_id[pd.person_id]
                 if not address_for(person, pd.channel):
                     continue  # e.g. no WeCom account on file: the other channels carry it
                 owner = pd.call_person_id or pd.person_id
                 cid = call_ids[owner]
-                template = self.templates.pick(
-                    "update_info" if state_of[owner] == CallState.CONFIRMED else "warning", pd.channel)
-                link = ""
-                if self.links is not None and self.templates.uses(template, "link"):
-                    token, lrow = self.links.row(call_id=cid, alert_id=alert.id, person_id=person.id,
-                                                 expires_at=self.links.expiry(alert, now), now=now)
-                    link_rows.append(lrow)
-                    link = self.links.url(token)
-                body = render(ctx, template, person, roles=self.roles, code=short_code_for(cid), link=link)
-                delivery_rows.append(delivery_row(alert.id, cid, step, person, pd.channel, pd.purpose, 0, body, now))
-            if delivery_rows:
-                await (await s.connection()).execute(insert(Delivery), delivery_rows)
-            if link_rows and self.links is not None:
-                await self.links.insert_rows(s, link_rows)
-            result.deliveries += len(delivery_rows)
-            calls_by_person = call_ids
-            result.calls = len(calls_by_person)
+                template = "update_info" if state_of[owner] == CallState.CONFIRMED else "warning"
+                body = composer.body(alert, template, pd.channel, person, now, call_id=cid,
+                                     code=short_code_for(cid))
+                delivery_rows.append(deliveries.new_row(alert.id, cid, step, person, pd.channel, pd.purpose, 0,
+                                                        body, now))
+            result.deliveries += await deliveries.insert_rows(s, delivery_rows)
+            await composer.flush_links(s)
+            result.calls = len(call_ids)
             result.gaps = list(plan.gaps)
             if plan.gaps:
-                result.deliveries += await self._gap_notices(s, alert, ctx, plan.gaps, roster, now)
+                result.deliveries += await self._gap_notices(s, alert, composer, plan.gaps, roster, now)
         return result
 
-    async def _supersede(
-        self, s: AsyncSession, msg: CapMessage, alert: Alert, codes: frozenset[str],
-        roster: RosterSnapshot, now: datetime, result: IngestResult,
-    ) -> dict[int, Call]:
+    async def _supersede(self, s: AsyncSession, msg: CapMessage, alert: Alert, now: datetime,
+                         result: IngestResult) -> dict[int, Call]:
         """Close the calls of the alerts this Update replaces. Returns the confirmed calls whose
         confirmation carries over (same or lower colour and step)."""
         carried: dict[int, Call] = {}
         for old in await self._referenced(s, msg):
             if old.state != AlertState.ACTIVE:
                 continue
-            old.state = AlertState.SUPERSEDED
+            confirmed = (await s.exec(select(Call).where(Call.alert_id == old.id,
+                                                         Call.state == CallState.CONFIRMED))).all()
+            cancelled = await alerts.supersede(s, old, alert, now)
+            if cancelled is None:
+                continue  # lifted or superseded meanwhile
             alert.supersedes_id = old.id
             result.superseded.append(old.id or 0)
+            result.cancelled_calls += len(cancelled)
             rose = (Colour(alert.colour).rank > Colour(old.colour).rank
                     or Step(alert.step).rank > Step(old.step).rank)
-            for call in (await s.exec(select(Call).where(Call.alert_id == old.id))).all():
-                if call.state == CallState.CONFIRMED and not rose:
+            if not rose:
+                for call in confirmed:
                     carried[call.person_id] = call
-                elif call.state in (CallState.OPEN, CallState.DUTY_ROOM):
-                    call.state, call.deadline, call.fence = CallState.CANCELLED, None, call.fence + 1
-                    events.record(s, now, "call_superseded", alert_id=old.id, call_id=call.id,
-                                  person_id=call.person_id, by_alert=alert.id)
-                    result.cancelled_calls += 1
-            await self._cancel_pending(s, old.id)
-            events.record(s, now, "alert_superseded", alert_id=old.id, by_alert=alert.id)
         return carried
 
     async def _cancel_message(self, msg: CapMessage, raw: bytes, source: str) -> IngestResult:
         now = self.clock.now()
         roster = await self.roster.get()  # before the transaction: SQLite has one writer
+        composer = self.composer(links=False)
         async with self.db.session() as s, s.begin():
             targets = [a for a in await self._referenced(s, msg) if a.state == AlertState.ACTIVE]
             if not targets:
@@ -285,13 +252,14 @@ class Ingestor:
             assert alert.id is not None
             result = IngestResult(alert.id, True, step=first.step, colour=first.colour)
             for target in targets:
-                cancelled, notices = await self.cancel_in_session(s, target, roster, now,
-                                                                  reason=f"CAP Cancel {msg.identifier}")
-                result.cancelled_calls += cancelled
-                result.deliveries += notices
+                lifted = await alerts.lift(s, target, AlertState.CANCELLED, now, reason=f"CAP Cancel {msg.identifier}",
+                                           roster=roster, composer=composer)
+                if lifted is not None:
+                    result.cancelled_calls += lifted[0]
+                    result.deliveries += lifted[1]
         return result
 
-    async def cancel(self, alert_id: int, reason: str) -> IngestResult:
+    async def cancel(self, alert_id: int, reason: str, actor: str | None = None) -> IngestResult:
         """Duty-room cancel (POST /alerts/{id}/cancel)."""
         now = self.clock.now()
         roster = await self.roster.get()
@@ -301,47 +269,17 @@ class Ingestor:
                 raise IngestError(404, "Not found", f"no alert {alert_id}")
             if alert.state != AlertState.ACTIVE:
                 raise IngestError(409, "Not active", f"alert {alert_id} is {alert.state}")
-            cancelled, notices = await self.cancel_in_session(s, alert, roster, now, reason=reason)
+            lifted = await alerts.lift(s, alert, AlertState.CANCELLED, now, reason=reason, roster=roster,
+                                       composer=self.composer(links=False), actor=actor)
+            if lifted is None:
+                raise IngestError(409, "Not active", f"alert {alert_id} is no longer active")
         self.on_change()
         return IngestResult(alert_id, False, step=alert.step, colour=alert.colour,
-                            cancelled_calls=cancelled, deliveries=notices)
+                            cancelled_calls=lifted[0], deliveries=lifted[1])
 
-    async def cancel_in_session(self, s: AsyncSession, alert: Alert, roster: RosterSnapshot, now: datetime,
-                                reason: str) -> tuple[int, int]:
-        """Stop every pending escalation and tell everyone already reached that it is lifted."""
-        alert.state = AlertState.CANCELLED
-        cancelled = 0
-        for call in (await s.exec(select(Call).where(Call.alert_id == alert.id,
-                                                     col(Call.state).in_([CallState.OPEN, CallState.DUTY_ROOM])))).all():
-            call.state, call.deadline, call.fence = CallState.CANCELLED, None, call.fence + 1
-            cancelled += 1
-        await self._cancel_pending(s, alert.id)
-        reached = (await s.exec(select(Delivery.person_id, Delivery.channel).where(
-            # "sending": the provider may already have it; a lifted notice must follow it.
-            Delivery.alert_id == alert.id, col(Delivery.state).in_(["sending", "sent", "delivered"]),
-            col(Delivery.purpose).in_([Purpose.WARNING, Purpose.ESCALATION])).distinct())).all()
-        ctx = MessageContext.of(alert, self.templates)
-        notices = 0
-        for person_id, channel in sorted(set(reached)):
-            person = roster.by_id.get(person_id)
-            if person is None:
-                continue
-            assert alert.id is not None
-            await (await s.connection()).execute(insert(Delivery).values(delivery_row(
-                alert.id, None, None, person, channel, Purpose.CANCEL_NOTICE, None,
-                render(ctx, "cancel_notice", person, roles=self.roles), now)))
-            notices += 1
-        events.record(s, now, "alert_cancelled", alert_id=alert.id, reason=reason,
-                      calls_cancelled=cancelled, notices=notices)
-        return cancelled, notices
-
-    async def _cancel_pending(self, s: AsyncSession, alert_id: int | None) -> None:
-        for d in (await s.exec(select(Delivery).where(Delivery.alert_id == alert_id, Delivery.state == "pending",
-                                                      Delivery.purpose != Purpose.CANCEL_NOTICE))).all():
-            d.state = "cancelled"
-
-    async def _gap_notices(self, s: AsyncSession, alert: Alert, ctx: MessageContext,
-                     gaps: list[CoverageGap] | tuple[CoverageGap, ...], roster: RosterSnapshot, now: datetime) -> int:
+    async def _gap_notices(self, s: AsyncSession, alert: Alert, composer: Composer,
+                           gaps: list[CoverageGap] | tuple[CoverageGap, ...], roster: RosterSnapshot,
+                           now: datetime) -> int:
         assert alert.id is not None
         details = "、".join(
             f"{roster.regions[g.region_code].name if g.region_code in roster.regions else g.region_code}"
@@ -349,22 +287,8 @@ class Ingestor:
         ) + ("等" if len(gaps) > 8 else "")
         events.record(s, now, "coverage_gap", alert_id=alert.id,
                       gaps=[{"region": g.region_code, "role": g.role, "level": g.level} for g in gaps])
-        rows: list[dict[str, Any]] = []
-        for officer in roster.duty_officers():
-            body = render(ctx, "gap_notice", officer, roles=self.roles, count=len(gaps), details=details)
-            rows.append(delivery_row(alert.id, None, None, officer, "sms", Purpose.GAP_NOTICE, None, body, now))
-        if rows:
-            await (await s.connection()).execute(insert(Delivery), rows)
-        return len(rows)
-
-def delivery_row(alert_id: int, call_id: int | None, step: str | None, person: PersonView, channel: str,
-                 purpose: Purpose, rung: int | None, body: str, now: datetime) -> dict[str, Any]:
-    """One outbox row. The idempotency key names exactly one message: alert, call, recipient,
-    channel, purpose and ladder rung; the unique index makes a second plan of it impossible."""
-    return dict(
-        idempotency_key=(f"a{alert_id}:c{call_id if call_id is not None else '-'}:p{person.id}:{channel}:"
-                         f"{purpose.value}:{rung if rung is not None else '-'}"),
-        alert_id=alert_id, call_id=call_id, person_id=person.id, channel=channel, purpose=purpose.value,
-        step=step, rung=rung, to_address=address_for(person, channel), body=body, state="pending",
-        attempts=0, next_attempt_at=now, created_at=now,
-    )
+        rows = [deliveries.new_row(alert.id, None, None, officer, "sms", Purpose.GAP_NOTICE, None,
+                                   composer.body(alert, "gap_notice", "sms", officer, now, count=len(gaps),
+                                                 details=details), now)
+                for officer in roster.duty_officers()]
+        return await deliveries.insert_rows(s, rows)

@@ -1,16 +1,39 @@
-"""Rendering message bodies from the operator's templates."""
+"""Rendering message bodies from the operator's templates, for every path that writes
+deliveries (first sends, escalation rungs, lifted notices, loudspeaker fallbacks).
+
+Confirm links (/c/{token}) are minted here when a template uses {link}: the engine only
+knows the `Links` protocol; warnd.confirm.links.LinkIssuer implements it and is handed in by
+the composition root.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
 
-from warnd.core.domain import AlertStatus, PersonView
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from warnd.core.domain import AlertStatus, Colour, PersonView
 from warnd.core.roles import Roles
 from warnd.core.templates import Templates
 from warnd.db.models import Alert, Call
 
 DRILL_TAGS = {AlertStatus.EXERCISE.value: "【演练】", AlertStatus.TEST.value: "【测试】"}
 MAX_INSTRUCTION = 120  # keeps an SMS within a few segments; the full text is in the console
+
+
+class Links(Protocol):
+    """Single-use confirm links bound to one call and one recipient."""
+
+    def expiry(self, alert: Alert, now: datetime) -> datetime: ...
+
+    def row(self, *, call_id: int, alert_id: int, person_id: int, expires_at: datetime, now: datetime,
+            purpose: str = ...) -> tuple[str, dict[str, Any]]: ...
+
+    def url(self, token: str, purpose: str = ...) -> str: ...
+
+    async def insert_rows(self, s: AsyncSession, rows: list[dict[str, Any]]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -31,17 +54,19 @@ class MessageContext:
             instruction = instruction[: MAX_INSTRUCTION - 1] + "…"
         return cls(
             templates=templates, tag=DRILL_TAGS.get(alert.status, ""), sender=alert.sender_name,
-            headline=alert.headline, step=templates.step_label(alert.step), colour=alert.colour,
+            headline=alert.headline, step=templates.step_label(alert.step),
+            colour=Colour(alert.colour).zh if alert.colour in set(Colour) else alert.colour,
             instruction=instruction, area=alert.area_desc,
         )
 
 
-def render(ctx: MessageContext, template: str, recipient: PersonView, *, roles: Roles,
+def render(ctx: MessageContext, template: str, recipient: PersonView | None, *, roles: Roles,
            call: Call | None = None, official: PersonView | None = None,
            region_name: str = "", **extra: object) -> str:
     return ctx.templates.render(
         template, tag=ctx.tag, sender=ctx.sender, headline=ctx.headline, step=ctx.step,
-        colour=ctx.colour, instruction=ctx.instruction, area=ctx.area, name=recipient.name,
+        colour=ctx.colour, instruction=ctx.instruction, area=ctx.area,
+        name=recipient.name if recipient is not None else "",
         code=call.short_code if call else extra.pop("code", ""), official=official.name if official else "",
         role=roles.label(official.role) if official else "", region=region_name, **extra,
     )
@@ -51,3 +76,41 @@ def address_for(person: PersonView, channel: str) -> str:
     if channel == "wecom":
         return person.wecom_userid or ""
     return person.phone  # sms, voice
+
+
+class Composer:
+    """Message bodies for one transaction's worth of deliveries. Links minted on the way are
+    collected and stored with `flush_links` in the same transaction as the deliveries."""
+
+    def __init__(self, templates: Templates, roles: Roles, links: Links | None):
+        self.templates, self.roles, self.links = templates, roles, links
+        self._contexts: dict[int, MessageContext] = {}
+        self._link_rows: list[dict[str, Any]] = []
+
+    def context(self, alert: Alert) -> MessageContext:
+        key = alert.id or 0
+        ctx = self._contexts.get(key)
+        if ctx is None:
+            ctx = self._contexts[key] = MessageContext.of(alert, self.templates)
+        return ctx
+
+    def body(self, alert: Alert, template: str, channel: str, recipient: PersonView, now: datetime, *,
+             call_id: int | None = None, call: Call | None = None, official: PersonView | None = None,
+             region_name: str = "", **values: object) -> str:
+        """Render `template` (or its per-channel override) for `recipient`; a {link} is a fresh
+        token bound to the call and this recipient."""
+        name = self.templates.pick(template, channel)
+        link = ""
+        cid = call.id if call is not None else call_id
+        if self.links is not None and cid is not None and alert.id is not None and self.templates.uses(name, "link"):
+            token, row = self.links.row(call_id=cid, alert_id=alert.id, person_id=recipient.id,
+                                        expires_at=self.links.expiry(alert, now), now=now)
+            self._link_rows.append(row)
+            link = self.links.url(token)
+        return render(self.context(alert), name, recipient, roles=self.roles, call=call, official=official,
+                      region_name=region_name, link=link, **values)
+
+    async def flush_links(self, s: AsyncSession) -> None:
+        if self._link_rows and self.links is not None:
+            rows, self._link_rows = self._link_rows, []
+            await self.links.insert_rows(s, rows)

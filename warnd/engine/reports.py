@@ -17,8 +17,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from warnd.db.models import Delivery, Inbound
-from warnd.engine import events
-from warnd.engine.failover import after_failed_delivery
+from warnd.engine import calls, deliveries
 
 PARKED = "parked report"
 
@@ -28,18 +27,11 @@ def report_provider(provider: str) -> str:
 
 
 async def apply_report(s: AsyncSession, d: Delivery, delivered: bool, error: str | None, now: datetime) -> None:
-    """A final report for `d` (attached to `s`); a duplicate (already final) changes nothing."""
-    if d.state in ("delivered", "failed"):
-        return
-    if delivered:
-        d.state, d.delivered_at = "delivered", now
-    else:
-        d.state, d.last_error = "failed", error or "undelivered"
-    events.record(s, now, "delivery_delivered" if delivered else "delivery_undelivered",
-                  alert_id=d.alert_id, call_id=d.call_id, delivery_id=d.id, person_id=d.person_id, error=error)
-    if not delivered:
-        await s.flush()
-        await after_failed_delivery(s, d, now)  # every channel of the rung failed: escalate now
+    """A final report for `d` (attached to `s`); a duplicate (already final) changes nothing.
+    When it says the handset could not be reached and every channel of the call's rung is
+    now dead, the call escalates at once."""
+    if await deliveries.apply_report(s, d, delivered, error, now) and not delivered:
+        await calls.bring_forward_if_rung_failed(s, d, now)
 
 
 async def apply_parked_reports(s: AsyncSession, receipts: list[tuple[int, str, str]], now: datetime) -> int:

@@ -1,6 +1,7 @@
 """Polling CAP Atom/RSS feeds.
 
-Each `cap_poll` source is polled on an APScheduler (3.x) interval job. A poll:
+Each `cap_poll` source is polled every `interval_seconds` (real time) by the `FeedPolls`
+engine module. A poll:
 
 1. skips if the source is backing off (`next_poll_at`, clock time);
 2. GETs the feed with `If-None-Match` / `If-Modified-Since` from the last good poll;
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -41,7 +43,8 @@ from warnd.clock import Clock
 from warnd.db.engine import Database
 from warnd.db.models import FeedEntry, FeedState
 from warnd.engine.ingest import IngestError, Ingestor
-from warnd.feeds.sources import Source
+from warnd.engine.module import ModuleBase
+from warnd.feeds.sources import Source, Sources
 
 log = structlog.get_logger("warnd.feeds")
 
@@ -307,3 +310,35 @@ def health_row(source: Source, st: FeedState | None, now: datetime) -> dict[str,
         "lag_seconds": st.last_lag_seconds, "last_entry_at": iso(st.last_entry_at),
         "entries_ingested": st.entries_ingested,
     }
+
+
+class FeedPolls(ModuleBase):
+    """Polls every enabled `cap_poll` source on its interval. Intervals are real time: a feed is
+    a service on the wall clock, even while a drill runs the engine on a scaled one. The
+    poll's own backoff after failures (`next_poll_at`) is kept by `Poller.poll`."""
+
+    name = "feed_polls"
+
+    def __init__(self, poller: Poller, sources: Sources):
+        super().__init__()
+        self.poller, self.sources = poller, sources
+        self.enabled = True  # False: tests drive polls themselves on a manual clock
+        self._next: dict[str, float] = {}  # source name → monotonic time of its next poll
+
+    @property
+    def poll_seconds(self) -> float | None:  # type: ignore[override]
+        polls = self.sources.of_kind("cap_poll")
+        if not polls or not self.enabled:
+            return None
+        now = time.monotonic()
+        return max(min(self._next.get(s.name, now) for s in polls) - now, 0.05)
+
+    async def step(self) -> bool:
+        if not self.enabled:
+            return False
+        now = time.monotonic()
+        for src in self.sources.of_kind("cap_poll"):
+            if self._next.get(src.name, now) <= now:
+                self._next[src.name] = now + src.interval_seconds
+                await self.poller.poll(src)
+        return False

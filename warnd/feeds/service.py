@@ -1,17 +1,15 @@
-"""The automated feeds, wired: trust and mapping on the ingest path, CAP push, CAP polling
-on APScheduler, telemetry (HTTP and MQTT), expiry of warnings, and the health view."""
+"""The automated feeds: source trust and mapping on the ingest path (`SourceTrust.prepare`,
+handed to the Ingestor by the composition root), CAP push, CAP polling and telemetry
+evaluation (engine modules), telemetry over MQTT, and the health view."""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import structlog
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.interval import IntervalTrigger
 from sqlmodel import select
 
 from warnd.cap.classify import Vocabulary
@@ -23,17 +21,21 @@ from warnd.db.engine import Database
 from warnd.db.models import FeedState
 from warnd.engine import events
 from warnd.engine.ingest import IngestError, Ingestor, IngestResult
-from warnd.feeds.expiry import ExpiryWorker
 from warnd.feeds.mapping import (
-    DEFAULT_WORDING,
     LiftWithoutReferences,
     Wording,
     load_wording,
     prepare,
 )
-from warnd.feeds.poller import Poller, health_row
+from warnd.feeds.poller import FeedPolls, Poller, health_row
 from warnd.feeds.sources import Source, Sources, SourcesError, load_sources
-from warnd.feeds.telemetry import Stations, TelemetryError, TelemetryService, load_stations
+from warnd.feeds.telemetry import (
+    Stations,
+    TelemetryError,
+    TelemetryEvaluation,
+    TelemetryService,
+    load_stations,
+)
 
 log = structlog.get_logger("warnd.feeds")
 
@@ -45,85 +47,33 @@ class PushRejected(Exception):
     detail: str
 
 
-class FeedService:
-    def __init__(self, db: Database, clock: Clock, ingestor: Ingestor, sources: Sources,
-                 vocab: Vocabulary, county: County, wording: Wording = DEFAULT_WORDING,
-                 stations: Stations | None = None):
-        self.db, self.clock, self.ingestor, self.sources = db, clock, ingestor, sources
-        self.vocab, self.wording = vocab, wording
-        self.poller = Poller(db, clock, ingestor)
-        self.expiry = ExpiryWorker(db, clock, ingestor)
-        self.telemetry = TelemetryService(db, clock, ingestor, stations or Stations({}), county, self.record)
-        self.telemetry.on_source = self._note_telemetry
-        self.scheduler: AsyncIOScheduler | None = None
-        self.autopoll = True  # False: jobs are scheduled but paused (tests drive polls directly)
-        self._tasks: list[asyncio.Task[None]] = []
-        ingestor.prepare = self.prepare
+class FeedLog:
+    """Events about the feeds (refusals, health) and each source's health row (feed_state)."""
 
-    @classmethod
-    def build(cls, *, db: Database, clock: Clock, ingestor: Ingestor, vocab: Vocabulary, county: County,
-              sources_path: str = "", stations_path: str = "", vocabulary_path: str = "") -> FeedService:
-        try:
-            sources = load_sources(Path(sources_path), known_hazards=vocab.codes) if sources_path else Sources({})
-            stations = load_stations(Path(stations_path)) if stations_path else Stations({})
-        except (SourcesError, TelemetryError) as e:
-            raise ConfigError(str(e)) from None
-        wording = load_wording(Path(vocabulary_path) if vocabulary_path else None)
-        return cls(db, clock, ingestor, sources, vocab, county, wording, stations)
-
-    # -- ingest hook ---------------------------------------------------------------------
-
-    async def prepare(self, msg: CapMessage, source: str) -> CapMessage:
-        """Called by Ingestor.submit_cap after parsing, before anything is stored."""
-        src: Source | None = None
-        if source.startswith("feed:"):
-            src = self.sources.for_ingest_name(source)
-            if src is None or not src.enabled:
-                await self.record("feed_rejected", source=source, reason="unknown source",
-                                  sender=msg.sender, identifier=msg.identifier)
-                raise IngestError(403, "Unknown source", f"no enabled feed source {source[5:]!r}", "source")
-            if not src.sender_allowed(msg.sender):
-                await self.record("feed_rejected", source=src.name, reason="untrusted sender",
-                                  sender=msg.sender, identifier=msg.identifier)
-                await self._note_error(src.name, f"untrusted sender {msg.sender!r}")
-                raise IngestError(403, "Untrusted sender",
-                                  f"sender {msg.sender!r} is not on the allow-list of source {src.name!r}",
-                                  "alert.sender")
-            now = self.clock.now()
-            if msg.msg_type in (MsgType.ALERT, MsgType.UPDATE) and msg.infos and all(
-                    i.expires is not None and i.expires <= now for i in msg.infos):
-                await self.record("feed_rejected", source=src.name, reason="expired",
-                                  sender=msg.sender, identifier=msg.identifier)
-                raise IngestError(422, "Expired", "every <info> of the message has expired: not disseminated",
-                                  "info.expires")
-        try:
-            return prepare(msg, src, self.vocab, self.wording)
-        except LiftWithoutReferences as e:
-            await self.record("feed_rejected", source=source, reason="lifting without references",
-                              sender=msg.sender, identifier=msg.identifier)
-            raise IngestError(422, "Lifting without references", str(e), "alert.references") from None
+    def __init__(self, db: Database, clock: Clock):
+        self.db, self.clock = db, clock
 
     async def record(self, kind: str, **data: Any) -> None:
         async with self.db.session() as s, s.begin():
             events.record(s, self.clock.now(), kind, **data)
         log.warning(kind.replace("_", " "), **data)
 
-    async def _note_error(self, name: str, error: str) -> None:
+    async def note_error(self, name: str, error: str) -> None:
         async with self.db.session() as s, s.begin():
             st = await s.get(FeedState, name) or FeedState(source=name)
             st.last_error, st.last_error_at = error[:1000], self.clock.now()
             await s.merge(st)
 
-    async def _note_telemetry(self, name: str, error: str | None) -> None:
+    async def note_telemetry(self, name: str, error: str | None) -> None:
         if error is not None:
-            await self._note_error(name, error)
+            await self.note_error(name, error)
             return
         async with self.db.session() as s, s.begin():
             st = await s.get(FeedState, name) or FeedState(source=name)
             st.last_success_at = self.clock.now()
             await s.merge(st)
 
-    async def _note_success(self, name: str, result: IngestResult) -> None:
+    async def note_success(self, name: str, result: IngestResult) -> None:
         async with self.db.session() as s, s.begin():
             st = await s.get(FeedState, name) or FeedState(source=name)
             now = self.clock.now()
@@ -133,6 +83,83 @@ class FeedService:
                 st.last_entry_at = now
             await s.merge(st)
 
+
+@dataclass(frozen=True)
+class FeedConfig:
+    sources: Sources
+    stations: Stations
+    wording: Wording
+
+    @classmethod
+    def load(cls, *, sources_path: str = "", stations_path: str = "", vocabulary_path: str = "",
+             known_hazards: tuple[str, ...] | None = None) -> FeedConfig:
+        try:
+            sources = load_sources(Path(sources_path), known_hazards=known_hazards) if sources_path else Sources({})
+            stations = load_stations(Path(stations_path)) if stations_path else Stations({})
+        except (SourcesError, TelemetryError) as e:
+            raise ConfigError(str(e)) from None
+        wording = load_wording(Path(vocabulary_path) if vocabulary_path else None)
+        return cls(sources, stations, wording)
+
+
+class SourceTrust:
+    """The ingest hook (`Ingestor(prepare=...)`): which source may send what, and the
+    source's mapping of its own codes. Runs after parsing, before anything is stored."""
+
+    def __init__(self, sources: Sources, vocab: Vocabulary, wording: Wording, feed_log: FeedLog, clock: Clock):
+        self.sources, self.vocab, self.wording, self.log, self.clock = sources, vocab, wording, feed_log, clock
+
+    async def prepare(self, msg: CapMessage, source: str) -> CapMessage:
+        src: Source | None = None
+        if source.startswith("feed:"):
+            src = self.sources.for_ingest_name(source)
+            if src is None or not src.enabled:
+                await self.log.record("feed_rejected", source=source, reason="unknown source",
+                                      sender=msg.sender, identifier=msg.identifier)
+                raise IngestError(403, "Unknown source", f"no enabled feed source {source[5:]!r}", "source")
+            if not src.sender_allowed(msg.sender):
+                await self.log.record("feed_rejected", source=src.name, reason="untrusted sender",
+                                      sender=msg.sender, identifier=msg.identifier)
+                await self.log.note_error(src.name, f"untrusted sender {msg.sender!r}")
+                raise IngestError(403, "Untrusted sender",
+                                  f"sender {msg.sender!r} is not on the allow-list of source {src.name!r}",
+                                  "alert.sender")
+            now = self.clock.now()
+            if msg.msg_type in (MsgType.ALERT, MsgType.UPDATE) and msg.infos and all(
+                    i.expires is not None and i.expires <= now for i in msg.infos):
+                await self.log.record("feed_rejected", source=src.name, reason="expired",
+                                      sender=msg.sender, identifier=msg.identifier)
+                raise IngestError(422, "Expired", "every <info> of the message has expired: not disseminated",
+                                  "info.expires")
+        try:
+            return prepare(msg, src, self.vocab, self.wording)
+        except LiftWithoutReferences as e:
+            await self.log.record("feed_rejected", source=source, reason="lifting without references",
+                                  sender=msg.sender, identifier=msg.identifier)
+            raise IngestError(422, "Lifting without references", str(e), "alert.references") from None
+
+
+class FeedService:
+    """CAP push, the poll and telemetry modules, MQTT telemetry subscriptions, health."""
+
+    def __init__(self, db: Database, clock: Clock, ingestor: Ingestor, config: FeedConfig, county: County,
+                 feed_log: FeedLog):
+        self.db, self.clock, self.ingestor, self.log = db, clock, ingestor, feed_log
+        self.sources, self.stations = config.sources, config.stations
+        self.poller = Poller(db, clock, ingestor)
+        self.polls = FeedPolls(self.poller, config.sources)
+        self.telemetry = TelemetryService(db, clock, ingestor, config.stations, county, feed_log.record,
+                                          on_source=feed_log.note_telemetry)
+        self.evaluation = TelemetryEvaluation(self.telemetry)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def modules(self) -> list[Any]:
+        """The engine modules the feeds contribute (the composition root runs them)."""
+        return [self.polls, self.evaluation]
+
+    async def record(self, kind: str, **data: Any) -> None:
+        await self.log.record(kind, **data)
+
     # -- push ----------------------------------------------------------------------------
 
     async def push(self, name: str, body: bytes, authorization: str | None,
@@ -140,22 +167,22 @@ class FeedService:
         """POST /api/v1/feeds/{name}/cap. Raises PushRejected / IngestError."""
         src = self.sources.get(name)
         if src is None or src.kind != "cap_push" or not src.enabled:
-            await self.record("feed_rejected", source=name, reason="no such push source")
+            await self.log.record("feed_rejected", source=name, reason="no such push source")
             raise PushRejected(404, "Unknown source", f"no enabled CAP push source {name!r}")
         if not src.check_auth(authorization, signature, body):
-            await self.record("feed_rejected", source=name, reason="bad credentials")
-            await self._note_error(name, "push with bad credentials")
+            await self.log.record("feed_rejected", source=name, reason="bad credentials")
+            await self.log.note_error(name, "push with bad credentials")
             raise PushRejected(401, "Unauthorized",
                                "this source needs its bearer token or an X-Warnd-Signature HMAC")
         result = await self.ingestor.submit_cap(body, source=src.ingest_name)
-        await self._note_success(name, result)
+        await self.log.note_success(name, result)
         return result
 
     # -- health --------------------------------------------------------------------------
 
     async def health(self) -> list[dict[str, Any]]:
         now = self.clock.now()
-        async with self.db.session() as s:
+        async with self.db.read() as s:
             states = {st.source: st for st in (await s.exec(select(FeedState))).all()}
         rows = [health_row(src, states.get(name), now) for name, src in sorted(self.sources.by_name.items())]
         if self.telemetry.stations.by_id:
@@ -163,39 +190,18 @@ class FeedService:
                          "stations": await self.telemetry.health()})
         return rows
 
-    # -- lifecycle -----------------------------------------------------------------------
-
-    def kick(self) -> None:
-        self.expiry.wake.set()
-
-    async def poll_job(self, name: str) -> None:
-        src = self.sources.get(name)
-        if src is not None and src.enabled:
-            await self.poller.poll(src)
+    # -- lifecycle (the MQTT telemetry subscriptions; modules run in the engine) ------------
 
     async def start(self) -> None:
-        self._tasks.append(asyncio.create_task(self.expiry.run(), name="expiry"))
-        polls = self.sources.of_kind("cap_poll")
-        if polls:
-            self.scheduler = AsyncIOScheduler(timezone=UTC)
-            for src in polls:
-                self.scheduler.add_job(
-                    self.poll_job, IntervalTrigger(seconds=src.interval_seconds), args=[src.name],
-                    id=f"poll:{src.name}", max_instances=1, coalesce=True,
-                    next_run_time=datetime.now(UTC))
-            self.scheduler.start(paused=not self.autopoll)
         for src in self.sources.of_kind("telemetry"):
             if src.mqtt_url:
                 self._tasks.append(asyncio.create_task(
                     self.telemetry.run_mqtt(src), name=f"mqtt:{src.name}"))
-        log.info("feeds started", poll=[s.name for s in polls],
+        log.info("feeds started", poll=[s.name for s in self.sources.of_kind("cap_poll")],
                  push=[s.name for s in self.sources.of_kind("cap_push")],
                  stations=len(self.telemetry.stations.by_id))
 
     async def stop(self) -> None:
-        if self.scheduler is not None:
-            self.scheduler.shutdown(wait=False)
-            self.scheduler = None
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

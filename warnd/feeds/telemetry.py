@@ -52,6 +52,7 @@ from warnd.core.thresholds import (
 from warnd.db.engine import Database
 from warnd.db.models import Alert, StationState, TelemetryReading
 from warnd.engine.ingest import IngestError, Ingestor, IngestResult
+from warnd.engine.module import ModuleBase
 from warnd.feeds.sources import Source
 
 log = structlog.get_logger("warnd.telemetry")
@@ -290,12 +291,11 @@ Recorder = Callable[..., Awaitable[None]]
 
 class TelemetryService:
     def __init__(self, db: Database, clock: Clock, ingestor: Ingestor, stations: Stations, county: County,
-                 record: Recorder):
+                 record: Recorder, on_source: Callable[[str, str | None], Awaitable[None]] | None = None):
         self.db, self.clock, self.ingestor, self.stations, self.county = db, clock, ingestor, stations, county
         self.record = record
+        self.on_source = on_source  # source health (last success / last error) per message
         self._locks: dict[str, asyncio.Lock] = {}
-        # Set by FeedService: source health (last success / last error) per message.
-        self.on_source: Callable[[str, str | None], Awaitable[None]] | None = None
 
     async def submit_json(self, body: bytes | str, source: Source | None = None,
                           topic_station: str | None = None) -> list[ReadingOutcome]:
@@ -373,8 +373,39 @@ class TelemetryService:
         return row, st
 
     async def _submit(self, station: Station, r: Reading) -> ReadingOutcome:
+        stored = await self._store(r, self.clock.now())
+        return await self._evaluate(station, r, stored)
+
+    async def evaluate_pending(self, limit: int = 100) -> int:
+        """Evaluate readings that were stored but never evaluated (the process died in between,
+        or another instance stored them), oldest first per station. Returns how many."""
+        done = 0
+        for station in self.stations.by_id.values():
+            lock = self._locks.setdefault(station.id, asyncio.Lock())
+            async with lock:
+                now = self.clock.now()
+                th = station.thresholds
+                async with self.db.read() as s:
+                    st = await s.get(StationState, station.id)
+                    # Only what the inline path would have evaluated: not stale now, and not
+                    # dated in the future when it arrived (both were reported as ignored then).
+                    q = select(TelemetryReading).where(
+                        TelemetryReading.station == station.id, col(TelemetryReading.at) >= now - th.max_age)
+                    if st is not None and st.evaluated_at is not None:
+                        q = q.where(col(TelemetryReading.at) > st.evaluated_at)
+                    rows = [r for r in (await s.exec(q.order_by(col(TelemetryReading.at)).limit(limit))).all()
+                            if r.at <= r.received_at + th.max_skew]
+                by_time: dict[datetime, dict[str, float]] = {}
+                for row in rows:
+                    by_time.setdefault(row.at, {})[row.metric] = row.value
+                for at, values in sorted(by_time.items()):
+                    await self._evaluate(station, Reading(station.id, at, values.get("rain_mm"), values.get("level_m")),
+                                         stored=True)
+                    done += 1
+        return done
+
+    async def _evaluate(self, station: Station, r: Reading, stored: bool) -> ReadingOutcome:
         now = self.clock.now()
-        stored = await self._store(r, now)
         row, status = await self._state(station)
         if not stored and status.evaluated_at is not None and r.at <= status.evaluated_at:
             return ReadingOutcome(station.id, r.at, False, "duplicate")
@@ -478,3 +509,21 @@ def rain_series(station: str, start: datetime, mm: Iterable[float],
     """Readings of a simulated rain gauge: `mm[i]` fell in the interval ending at
     start + i × every. E.g. rain_series("YL001", now, [5, 12, 18, 25]) for a storm building."""
     return [Reading(station, start + i * every, rain_mm=float(v)) for i, v in enumerate(mm)]
+
+
+class TelemetryEvaluation(ModuleBase):
+    """Evaluates stored readings nobody evaluated yet: a crash between storing a reading and
+    evaluating it, or a reading stored by another instance, still raises its warning."""
+
+    name = "telemetry"
+    poll_seconds = 30.0
+
+    def __init__(self, telemetry: TelemetryService):
+        super().__init__()
+        self.telemetry = telemetry
+
+    async def step(self) -> bool:
+        if not self.telemetry.stations.by_id:
+            return False
+        limit = 100
+        return await self.telemetry.evaluate_pending(limit) >= limit  # a full batch: more may wait

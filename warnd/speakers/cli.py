@@ -24,7 +24,7 @@ def add_cli(sub: Any, settings_of: Callable[[argparse.Namespace], Any]) -> None:
 async def _status(settings: Any) -> int:
     from warnd.clock import utcnow
     from warnd.db.engine import Database
-    from warnd.speakers.service import coverage_by_step, fleet_health
+    from warnd.speakers.coverage import coverage_by_step, fleet_health
 
     db = Database(settings.database.url)
     try:

@@ -1,0 +1,161 @@
+"""The composition root: the one place that builds every part of a running warnd and hands
+each its collaborators through its constructor — configuration, database, clock, channels,
+the engine modules, feeds, loudspeakers, confirm links and pages, and the HTTP application.
+
+    app = App.build(settings)            # or App.build(settings, clock=ManualClock(), channels={...})
+    await app.start()                    # migrations, then every module's loop
+    web_app = make_app(app)              # warnd.api.app
+    ...
+    await app.stop()
+
+Nothing else wires parts together: no module reaches for another through a shared object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+from aiohttp import web
+
+from channels import registry
+from channels.base import Channel
+from warnd.cap.classify import Vocabulary, load_vocabulary
+from warnd.clock import Clock, clock_from_spec
+from warnd.config import ConfigError, Settings
+from warnd.confirm.links import LinkIssuer
+from warnd.confirm.pages import ConfirmPages
+from warnd.core.policy import Policy, load_policy
+from warnd.core.roles import Roles, load_roles
+from warnd.core.templates import Templates, load_templates
+from warnd.db.engine import Database
+from warnd.engine.calls import Calls, restart_windows
+from warnd.engine.escalation import Escalation
+from warnd.engine.expiry import Expiry
+from warnd.engine.inbound import InboundHandler
+from warnd.engine.ingest import Ingestor
+from warnd.engine.module import Runner
+from warnd.engine.outbox import Outbox
+from warnd.engine.roster import RosterCache
+from warnd.feeds.service import FeedConfig, FeedLog, FeedService, SourceTrust
+from warnd.speakers.service import SpeakerService
+
+log = structlog.get_logger("warnd")
+
+
+def _path(p: str) -> Path | None:
+    return Path(p) if p else None
+
+
+def channel_specs(settings: Settings) -> list[registry.ChannelSpec]:
+    """The channels the settings ask for: SMS always, voice and WeCom when configured."""
+    sms = settings.sms
+    specs = [registry.ChannelSpec("sms", "sms", sms.provider, getattr(sms, sms.provider, None), f"sms.{sms.provider}")]
+    if settings.voice.provider:
+        specs.append(registry.ChannelSpec("voice", "voice", settings.voice.provider, settings.voice, "voice",
+                                          fallback=sms.twilio))
+    if settings.wecom.enabled:
+        specs.append(registry.ChannelSpec("wecom", "wecom", "wecom", settings.wecom, "wecom"))
+    return specs
+
+
+def build_channels(settings: Settings) -> dict[str, Channel]:
+    try:
+        return registry.build(channel_specs(settings), settings.server.public_base_url)
+    except registry.ChannelConfigError as e:
+        raise ConfigError(str(e)) from None
+
+
+@dataclass
+class App:
+    settings: Settings
+    clock: Clock
+    db: Database
+    policy: Policy
+    roles: Roles
+    templates: Templates
+    vocab: Vocabulary
+    roster: RosterCache
+    channels: Mapping[str, Channel]
+    links: LinkIssuer
+    runner: Runner
+    ingestor: Ingestor
+    calls: Calls
+    outbox: Outbox
+    escalation: Escalation
+    expiry: Expiry
+    inbound: InboundHandler
+    feeds: FeedService
+    confirm_pages: ConfirmPages
+    speakers: SpeakerService | None = None
+    _started: bool = field(default=False, repr=False)
+
+    @classmethod
+    def build(cls, settings: Settings, clock: Clock | None = None,
+              channels: Mapping[str, Channel] | None = None) -> App:
+        clock = clock or clock_from_spec(settings.clock.spec)
+        roles = load_roles(_path(settings.policy.roles))
+        policy = load_policy(_path(settings.policy.path), roles)
+        templates = load_templates(_path(settings.policy.templates))
+        vocab = load_vocabulary(_path(settings.policy.vocabulary))
+        feed_config = FeedConfig.load(sources_path=settings.feeds.sources, stations_path=settings.feeds.stations,
+                                      vocabulary_path=settings.policy.vocabulary, known_hazards=vocab.codes)
+        chans = dict(channels) if channels is not None else build_channels(settings)
+        db = Database(settings.database.url, durable=settings.database.durable)
+        roster = RosterCache(db)
+        links = LinkIssuer(settings.server.public_base_url)
+        runner = Runner(clock)
+        kick = runner.kick
+
+        feed_log = FeedLog(db, clock)
+        trust = SourceTrust(feed_config.sources, vocab, feed_config.wording, feed_log, clock)
+        ingestor = Ingestor(db, clock, policy, vocab, templates, roles, roster, settings.county,
+                            links=links, prepare=trust.prepare, on_change=kick)
+        calls = Calls(db, clock, on_change=kick)
+        outbox = Outbox(db, clock, chans, settings.delivery, after_sent=restart_windows, on_change=kick,
+                        single_instance=db.is_sqlite)
+        escalation = Escalation(db, clock, calls, policy, templates, roles, roster, links, on_change=kick)
+        expiry = Expiry(db, clock, roster, templates, roles, on_change=kick)
+        inbound = InboundHandler(db, clock, calls, templates, settings.delivery, outbox, on_change=kick)
+        feeds = FeedService(db, clock, ingestor, feed_config, settings.county, feed_log)
+        speakers = (SpeakerService(db, clock, settings.speakers, settings.county, policy, templates, roles, roster,
+                                   on_change=kick) if settings.speakers.enabled else None)
+        runner.add(outbox, escalation, expiry, *feeds.modules())
+        if speakers is not None:
+            runner.add(speakers)
+        pages = ConfirmPages(db, clock, calls, links, kick)
+        return cls(settings, clock, db, policy, roles, templates, vocab, roster, chans, links, runner, ingestor,
+                   calls, outbox, escalation, expiry, inbound, feeds, pages, speakers)
+
+    def kick(self) -> None:
+        """Wake every module: something changed that may have made work due."""
+        self.runner.kick()
+        if self.speakers is not None:
+            self.speakers.channel.kick()
+
+    async def start(self) -> None:
+        await self.db.upgrade()
+        self.runner.start()
+        await self.feeds.start()
+        if self.speakers is not None:
+            self.runner.start_task(self.speakers.channel.run(), "speakers-mqtt")
+        self._started = True
+        log.info("engine started", database=self.db.url.split("@")[-1], clock=type(self.clock).__name__,
+                 modules=[m.name for m in self.runner.modules])
+
+    async def stop(self) -> None:
+        await self.feeds.stop()
+        await self.runner.stop()
+        for ch in self.channels.values():
+            await ch.close()
+        await self.db.close()
+
+    def web_routes(self) -> list[web.RouteDef]:
+        """Provider webhooks and the confirm pages (the API itself is warnd.api.app)."""
+        routes: list[web.RouteDef] = []
+        for channel in self.channels.values():
+            routes += channel.webhook_routes(self.inbound)
+        routes += self.confirm_pages.routes()
+        return routes
