@@ -11,13 +11,9 @@ from typing import TYPE_CHECKING
 import structlog
 
 from channels.base import Channel
-from warnd.cap.classify import load_vocabulary
 from warnd.clock import Clock, clock_from_spec
-from warnd.config import Settings
+from warnd.config import Settings, load_policy, load_roles, load_templates, load_vocabulary
 from warnd.confirm.links import LinkIssuer
-from warnd.core.policy import load_policy
-from warnd.core.roles import load_roles
-from warnd.core.templates import load_templates
 from warnd.db.engine import Database
 from warnd.engine.calls import CallService, EscalationWorker
 from warnd.engine.inbound import InboundHandler

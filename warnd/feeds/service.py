@@ -17,7 +17,7 @@ from sqlmodel import select
 from warnd.cap.classify import Vocabulary
 from warnd.cap.model import CapMessage
 from warnd.clock import Clock
-from warnd.config import ConfigError, County
+from warnd.config import County, load_sources, load_stations, load_wording
 from warnd.core.domain import MsgType
 from warnd.db.engine import Database
 from warnd.db.models import FeedState
@@ -28,12 +28,12 @@ from warnd.feeds.mapping import (
     DEFAULT_WORDING,
     LiftWithoutReferences,
     Wording,
-    load_wording,
     prepare,
 )
 from warnd.feeds.poller import Poller, health_row
-from warnd.feeds.sources import Source, Sources, SourcesError, load_sources
-from warnd.feeds.telemetry import Stations, TelemetryError, TelemetryService, load_stations
+from warnd.feeds.sources import Source, Sources
+from warnd.feeds.stations import Stations
+from warnd.feeds.telemetry import TelemetryService
 
 log = structlog.get_logger("warnd.feeds")
 
@@ -63,11 +63,8 @@ class FeedService:
     @classmethod
     def build(cls, *, db: Database, clock: Clock, ingestor: Ingestor, vocab: Vocabulary, county: County,
               sources_path: str = "", stations_path: str = "", vocabulary_path: str = "") -> FeedService:
-        try:
-            sources = load_sources(Path(sources_path), known_hazards=vocab.codes) if sources_path else Sources({})
-            stations = load_stations(Path(stations_path)) if stations_path else Stations({})
-        except (SourcesError, TelemetryError) as e:
-            raise ConfigError(str(e)) from None
+        sources = load_sources(Path(sources_path), known_hazards=vocab.codes) if sources_path else Sources({})
+        stations = load_stations(Path(stations_path)) if stations_path else Stations({})
         wording = load_wording(Path(vocabulary_path) if vocabulary_path else None)
         return cls(db, clock, ingestor, sources, vocab, county, wording, stations)
 
