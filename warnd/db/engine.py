@@ -16,6 +16,7 @@ A task that holds the writer lock may open nested read() sessions, never a neste
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -146,11 +147,20 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
-def upgrade(url: str, revision: str = "heads") -> None:
+def upgrade(url: str, revision: str = "heads", *, verbose: bool = False) -> None:
     """Bring the schema to `revision` (synchronous; Alembic drives a sync engine). "heads":
-    feature branches of the migration graph may each add their own revision off 0001."""
+    feature branches of the migration graph may each add their own revision off 0001.
+    Alembic's INFO lines ("Context impl …", "Running upgrade …") are held back unless
+    `verbose`: `warnd serve` migrates on every start and should not chatter."""
     if make_url(url).get_backend_name() == "sqlite":
         db = make_url(url).database
         if db and db != ":memory:":
             Path(db).parent.mkdir(parents=True, exist_ok=True)
-    command.upgrade(alembic_config(url), revision)
+    alembic_log = logging.getLogger("alembic")
+    level = alembic_log.level
+    if not verbose:
+        alembic_log.setLevel(max(logging.WARNING, level))
+    try:
+        command.upgrade(alembic_config(url), revision)
+    finally:
+        alembic_log.setLevel(level)
