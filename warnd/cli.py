@@ -18,7 +18,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from warnd.config import ConfigError, Settings
+from warnd.config import ConfigError, Settings, SettingsError
 from warnd.config.settings import load_config
 
 # aiosqlite runs each connection in a thread; with the default 5 ms GIL switch interval every
@@ -32,7 +32,7 @@ class StartupError(Exception):
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
-    settings, _ = load_config(getattr(args, "config", None))
+    settings, args.where = load_config(getattr(args, "config", None))
     if getattr(args, "database", None):
         settings = settings.model_copy(update={"database": settings.database.model_copy(
             update={"url": args.database})})
@@ -230,6 +230,10 @@ def explain_failure(e: BaseException, args: argparse.Namespace) -> tuple[int, li
     """(exit status, lines) for an error that stopped a command."""
     from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+    if isinstance(e, SettingsError):
+        where = getattr(args, "where", None)
+        source = where.settings_file if where is not None and where.settings_file else "built-in settings"
+        return 2, [f"configuration error: {source}: {line}" for line in e.lines]
     if isinstance(e, ConfigError):
         return 2, [f"configuration error: {line}" for line in e.lines]
     if isinstance(e, StartupError):

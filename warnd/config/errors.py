@@ -18,6 +18,11 @@ class ConfigError(ValueError):
         return str(self).splitlines() or [type(self).__name__]
 
 
+class SettingsError(ConfigError):
+    """A setting of warnd.toml refused where it is used (a channel checking its credentials);
+    the message starts with the key path, the command line adds the settings file."""
+
+
 class PolicyError(ConfigError):
     """policy.toml"""
 

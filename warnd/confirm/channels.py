@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from channels.base import Channel
-from warnd.config import ConfigError, Settings
+from warnd.config import Settings, SettingsError
 
 
 def confirm_channels(settings: Settings) -> dict[str, Channel]:
@@ -20,19 +20,19 @@ def confirm_channels(settings: Settings) -> dict[str, Channel]:
             api_base_url=(v.api_base_url or t.api_base_url) or None, ring_seconds=v.ring_seconds,
             gather_seconds=v.gather_seconds, attempts=v.attempts)
     elif v.provider:
-        raise ConfigError(f"voice.provider: unknown provider {v.provider!r} (use twilio, or leave empty)")
+        raise SettingsError(f"voice.provider: unknown provider {v.provider!r} (use twilio, or leave empty)")
     w = settings.wecom
     if w.enabled:
         from channels.wecom import WeComApp
 
         missing = [k for k in ("corp_id", "corp_secret", "token", "encoding_aes_key") if not getattr(w, k)]
         if missing or not w.agent_id:
-            raise ConfigError(f"wecom: set {', '.join(missing + ([] if w.agent_id else ['agent_id']))}")
+            raise SettingsError(f"wecom: set {', '.join(missing + ([] if w.agent_id else ['agent_id']))}")
         try:
             out["wecom"] = WeComApp(corp_id=w.corp_id, corp_secret=w.corp_secret, agent_id=w.agent_id,
                                     token=w.token, encoding_aes_key=w.encoding_aes_key,
                                     api_base_url=w.api_base_url or None, max_per_second=w.max_per_second,
                                     per_user_per_minute=w.per_user_per_minute)
         except ValueError as e:
-            raise ConfigError(f"wecom.encoding_aes_key: {e}") from e
+            raise SettingsError(f"wecom.encoding_aes_key: {e}") from e
     return out

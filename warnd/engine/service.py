@@ -12,7 +12,14 @@ import structlog
 
 from channels.base import Channel
 from warnd.clock import Clock, clock_from_spec
-from warnd.config import Settings, load_policy, load_roles, load_templates, load_vocabulary
+from warnd.config import (
+    Settings,
+    SettingsError,
+    load_policy,
+    load_roles,
+    load_templates,
+    load_vocabulary,
+)
 from warnd.confirm.links import LinkIssuer
 from warnd.db.engine import Database
 from warnd.engine.calls import CallService, EscalationWorker
@@ -36,7 +43,11 @@ def build_channels(settings: Settings) -> dict[str, Channel]:
     """SMS, plus voice and WeCom when configured ([voice], [wecom])."""
     from warnd.confirm.channels import confirm_channels
 
-    return {**_sms_channels(settings), **confirm_channels(settings)}
+    try:
+        sms = _sms_channels(settings)
+    except Exception as e:  # the provider's client (or its SDK) refused its settings
+        raise SettingsError(f"sms.{settings.sms.provider}: {e}") from None
+    return {**sms, **confirm_channels(settings)}
 
 
 def _sms_channels(settings: Settings) -> dict[str, Channel]:
