@@ -4,7 +4,9 @@ JSON, on both backends."""
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -83,3 +85,11 @@ async def test_migration_reads_stored_naive_times_as_utc_whatever_the_session_zo
     finally:
         await db.close()
     assert ev.at == AT and ev.at.tzinfo is UTC
+
+
+def test_upgrade_does_not_chatter(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    upgrade(f"sqlite:///{tmp_path / 'quiet.db'}")
+    assert not [r for r in caplog.records if r.name.startswith("alembic")]
+    upgrade(f"sqlite:///{tmp_path / 'loud.db'}", verbose=True)
+    assert any("Running upgrade" in r.getMessage() for r in caplog.records if r.name.startswith("alembic"))
