@@ -23,6 +23,7 @@ from warnd.config.validation import (
     NamesOrNone,
     Positive,
     Strict,
+    context,
     enum_check,
     names,
     parse_toml,
@@ -50,13 +51,9 @@ LevelT = Annotated[Level, BeforeValidator(enum_check(Level))]
 StepT = Annotated[Step, BeforeValidator(enum_check(Step))]
 
 
-def _ctx(info: ValidationInfo) -> dict[str, Any]:
-    return info.context if isinstance(info.context, dict) else {}
-
-
 def _channels(v: Any, info: ValidationInfo) -> tuple[str, ...]:
     out = names(v)
-    declared = _ctx(info).get("channels", DEFAULT_CHANNELS)
+    declared = context(info).get("channels", DEFAULT_CHANNELS)
     for i, ch in enumerate(out):
         if ch not in declared:
             raise problem(f"unknown channel {ch!r} (declared channels: {', '.join(declared)})", i)
@@ -160,7 +157,7 @@ class TargetSpec(Strict):
             raise problem("must not be empty", "roles")
         if not self.roles and not self.optional_roles:
             raise problem("name at least one role", "roles")
-        roles: Roles | None = _ctx(info).get("roles")
+        roles: Roles | None = context(info).get("roles")
         for key, codes in (("roles", self.roles), ("optional_roles", self.optional_roles)):
             for i, code in enumerate(codes):
                 if roles is None:
@@ -174,7 +171,7 @@ class TargetSpec(Strict):
         if both:
             raise problem(f"{sorted(both)} also listed in roles; list each role once", "optional_roles")
         self._per_colour("confirm_minutes", positive)
-        ladders = _ctx(info).get("ladders", set())
+        ladders = context(info).get("ladders", set())
 
         def ladder_name(v: Any) -> str:
             if not isinstance(v, str) or v not in ladders:
@@ -240,7 +237,7 @@ class PolicySpec(Strict):
     @classmethod
     def _declare(cls, data: Any, info: ValidationInfo) -> Any:
         """What the parts refer to: the declared channels and the ladders' names."""
-        ctx = _ctx(info)
+        ctx = context(info)
         if isinstance(data, dict):
             try:
                 ctx["channels"] = names(data.get("channels", list(DEFAULT_CHANNELS)))

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 
 from warnd.config.errors import SourcesError
-from warnd.config.validation import Strict, Strs, enum_check, problem, read_toml, validate
+from warnd.config.validation import Strict, Strs, context, enum_check, problem, read_toml, validate
 from warnd.core.domain import Colour, Step
 from warnd.feeds.sources import Source, SourceMapping, Sources
 
@@ -20,13 +20,9 @@ _NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _STEP_WORDS = {"6": Step.FORECAST, "3": Step.WARNING, "1": Step.IMMINENT}
 
 
-def _ctx(info: ValidationInfo) -> dict[str, Any]:
-    return info.context if isinstance(info.context, dict) else {}
-
-
 def _from_env(value: str, info: ValidationInfo) -> str:
     name = value[4:]
-    env: Mapping[str, str] = _ctx(info).get("env", os.environ)
+    env: Mapping[str, str] = context(info).get("env", os.environ)
     got = env.get(name, "")
     if not got:
         raise problem(f"environment variable {name} is not set")
@@ -65,7 +61,7 @@ def _step(v: Any) -> Step:
 def _hazard(v: Any, info: ValidationInfo) -> str:
     if not isinstance(v, str):
         raise problem("must be a hazard code")
-    known = _ctx(info).get("known_hazards")
+    known = context(info).get("known_hazards")
     if known is not None and v not in known:
         raise problem(f"{v!r} is not a hazard of the vocabulary")
     return v

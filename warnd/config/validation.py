@@ -15,7 +15,14 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from warnd.config.errors import ConfigError
@@ -48,6 +55,12 @@ class Strict(BaseModel):
             if key not in allowed:
                 raise problem(f"unknown key (allowed: {', '.join(sorted(allowed))})", key)
         return data
+
+
+def context(info: ValidationInfo) -> dict[str, Any]:
+    """The validation context: what a file's parts may refer to (declared names, roles,
+    the environment), filled by the caller or by a model before its parts are validated."""
+    return info.context if isinstance(info.context, dict) else {}
 
 
 # -- field types ---------------------------------------------------------------------------
