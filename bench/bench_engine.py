@@ -70,7 +70,7 @@ async def main() -> dict[str, float]:
     await sim.start()
     clock = ManualClock()
     settings = Settings(
-        database=DatabaseCfg(f"sqlite:///{work / 'bench.db'}", durable=False),
+        database=DatabaseCfg(url=f"sqlite:///{work / 'bench.db'}", durable=False),
         sms=SmsCfg(provider="tencent", tencent=TencentCfg(
             secret_id=sim.secret_id, secret_key=sim.secret_key, sdk_app_id=sim.sdk_app_id,
             sign_name=sim.sign_name, template_id="100001", endpoint=sim.base_url.split("://")[1],

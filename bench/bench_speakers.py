@@ -29,22 +29,18 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from channels.mqtt import MqttSettings
 from channels.speaker_mqtt import (
     TOPIC_ROOT,
-    MqttSettings,
     cmd_topic,
     make_client,
     publish_properties,
 )
 from warnd.clock import SystemClock
-from warnd.config import County, SpeakersCfg
-from warnd.core.policy import load_policy
-from warnd.core.roles import load_roles
-from warnd.core.templates import load_templates
+from warnd.config import County, SpeakersCfg, load_policy, load_roles, load_templates
 from warnd.db.engine import Database
 from warnd.db.models import Alert, Region, Speaker
 from warnd.engine.module import run_module
@@ -153,11 +149,10 @@ async def warnd_run(mqtt: MqttSettings, ids: list[str], url: str) -> tuple[float
     assert alert.id is not None
     roles = load_roles()
     cfg = SpeakersCfg(enabled=True, host=mqtt.host, port=mqtt.port, client_id=f"bench-warnd-{uuid.uuid4().hex[:6]}",
-                      ack_window_seconds=600, stale_after_seconds=3600)
+                      ack_window_seconds=600, stale_after_seconds=3600, max_inflight=mqtt.max_inflight,
+                      publish_timeout_seconds=mqtt.publish_timeout_seconds)
     svc = SpeakerService(db, SystemClock(), cfg, County(code=COUNTY), load_policy(None, roles), load_templates(),
                          roles, RosterCache(db))
-    svc.channel.cfg = replace(svc.channel.cfg, max_inflight=mqtt.max_inflight,
-                              publish_timeout_seconds=mqtt.publish_timeout_seconds)
     transport = asyncio.create_task(svc.channel.run())
     await asyncio.wait_for(svc.channel.connected.wait(), 30)
     # Retained acks and states of every device arrive on subscribe: let them drain first.

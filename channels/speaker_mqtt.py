@@ -27,6 +27,8 @@ import structlog
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from channels.mqtt import MqttSettings
+
 log = structlog.get_logger("warnd.speakers.mqtt")
 
 TOPIC_ROOT = "warnd/v1/dev"
@@ -43,28 +45,6 @@ def cmd_topic(device_id: str) -> str:
 
 def device_topic(device_id: str, kind: str) -> str:
     return f"{TOPIC_ROOT}/{device_id}/{kind}"
-
-
-@dataclass(frozen=True)
-class MqttSettings:
-    host: str = "127.0.0.1"
-    port: int = 1883
-    client_id: str = "warnd"
-    username: str = ""
-    password: str = ""
-    tls: bool = False
-    ca_file: str = ""
-    cert_file: str = ""
-    key_file: str = ""
-    tls_insecure: bool = False
-    keepalive: int = 60
-    session_expiry_seconds: int = 86400
-    reconnect_min_seconds: float = 1.0
-    reconnect_max_seconds: float = 30.0
-    # QoS 1 publishes in flight on the one connection. Mosquitto's default Receive Maximum is 20
-    # (max_inflight_messages); paho does not read it from CONNACK, so set this to the broker's.
-    max_inflight: int = 20
-    publish_timeout_seconds: float = 30.0
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     from devtools.simulators.speakers import add_cli as add_speakers_cli
 
     p = argparse.ArgumentParser(prog="warnd-dev", description="warnd's demo and simulators.")
-    p.add_argument("--config", help="settings file (default: ./warnd.toml if present, else built-in defaults)")
+    p.add_argument("--config", help="warnd.toml or its folder (default: $WARND_CONFIG, else /etc/warnd/, "
+                   "else built-in defaults)")
     sub = p.add_subparsers(dest="command", required=True)
     d = sub.add_parser("demo", help="a whole 631 storm on a generated county, in under a minute")
     d.add_argument("--out", default="warnd-demo", help="output folder (default ./warnd-demo/)")
@@ -44,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except ConfigError as e:
-        print(f"configuration error: {e}", file=sys.stderr)
+        for line in e.lines:
+            print(f"configuration error: {line}", file=sys.stderr)
         return 2
 
 

@@ -71,6 +71,12 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
+def pg_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A URL to a freshly migrated, empty PostgreSQL database (PostgreSQL-only tests)."""
+    yield from fresh_db_url("postgres", request, tmp_path)
+
+
+@pytest.fixture
 async def db(db_url: str) -> AsyncIterator[Database]:
     database = Database(db_url)
     try:

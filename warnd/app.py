@@ -22,14 +22,21 @@ from aiohttp import web
 
 from channels import registry
 from channels.base import Channel
-from warnd.cap.classify import Vocabulary, load_vocabulary
+from warnd.cap.classify import Vocabulary
 from warnd.clock import Clock, clock_from_spec
-from warnd.config import ConfigError, Settings
+from warnd.config import (
+    Settings,
+    SettingsError,
+    load_policy,
+    load_roles,
+    load_templates,
+    load_vocabulary,
+)
 from warnd.confirm.links import LinkIssuer
 from warnd.confirm.pages import ConfirmPages
-from warnd.core.policy import Policy, load_policy
-from warnd.core.roles import Roles, load_roles
-from warnd.core.templates import Templates, load_templates
+from warnd.core.policy import Policy
+from warnd.core.roles import Roles
+from warnd.core.templates import Templates
 from warnd.db.engine import Database
 from warnd.engine.calls import Calls, restart_windows
 from warnd.engine.escalation import Escalation
@@ -65,7 +72,7 @@ def build_channels(settings: Settings) -> dict[str, Channel]:
     try:
         return registry.build(channel_specs(settings), settings.server.public_base_url)
     except registry.ChannelConfigError as e:
-        raise ConfigError(str(e)) from None
+        raise SettingsError(str(e)) from None
 
 
 @dataclass

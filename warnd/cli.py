@@ -1,37 +1,71 @@
-"""`warnd` command line: serve, db upgrade, roster import, alert submit, speakers status.
+"""`warnd` command line: init, config show, serve, db upgrade, roster import, alert submit,
+speakers status.
 
-The demo and the simulators are `warnd-dev` (devtools/), not part of the product."""
+Every configuration or start-up error is printed as one line per problem (file, key, what is
+wrong) and exits 2; no traceback unless --traceback. The demo and the simulators are
+`warnd-dev` (devtools/), not part of the product."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
+import traceback
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-from warnd.config import ConfigError, Settings, load_settings
+from warnd.config import ConfigError, Settings, SettingsError
+from warnd.config.settings import load_config
 
 # aiosqlite runs each connection in a thread; with the default 5 ms GIL switch interval every
 # database round trip can wait that long for a busy event loop to let go.
 SWITCH_INTERVAL = 0.0005
 
 
-def settings_from_args(args: argparse.Namespace) -> Settings:
-    path = Path(args.config) if getattr(args, "config", None) else None
-    if path is None and Path("warnd.toml").exists():
-        path = Path("warnd.toml")
-    settings = load_settings(path)
-    from dataclasses import replace
+class StartupError(Exception):
+    """A start-up failure outside the configuration files (database, port, input file),
+    already worded as one line."""
 
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    settings, args.where = load_config(getattr(args, "config", None))
     if getattr(args, "database", None):
-        settings = replace(settings, database=replace(settings.database, url=args.database))
+        settings = settings.model_copy(update={"database": settings.database.model_copy(
+            update={"url": args.database})})
     if getattr(args, "clock", None):
-        settings = replace(settings, clock=replace(settings.clock, spec=args.clock))
+        settings = settings.model_copy(update={"clock": settings.clock.model_copy(update={"spec": args.clock})})
+    args.settings = settings  # for error messages that name the database
     return settings
+
+
+def _path(p: str) -> Path | None:
+    return Path(p) if p else None
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from warnd.config.show import init
+
+    directory = Path(args.directory)
+    written = init(directory, force=args.force)
+    for p in written:
+        print(f"wrote {p}")
+    print(f"edit {directory / 'warnd.toml'}, then: warnd --config {directory} config show")
+    return 0
+
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    from warnd.config.show import show
+
+    settings, where = load_config(args.config)
+    text, problems = show(settings, where, os.environ)
+    sys.stdout.write(text)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -51,7 +85,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         await app.start()
         runner = web.AppRunner(make_app(app), access_log=None)
         await runner.setup()
-        await web.TCPSite(runner, settings.server.host, port).start()
+        try:
+            await web.TCPSite(runner, settings.server.host, port).start()
+        except OSError as e:
+            await runner.cleanup()
+            await app.stop()
+            raise StartupError(f"server: cannot listen on {settings.server.host}:{port}: "
+                               f"{e.strerror or e}") from None
         print(f"warnd serving on http://{settings.server.host}:{port}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -69,23 +109,36 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from warnd.db.engine import upgrade
 
     settings = settings_from_args(args)
-    upgrade(settings.database.url)
+    if args.verbose:
+        import logging
+
+        logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
+    upgrade(settings.database.url, verbose=args.verbose)
     print(f"database at head: {settings.database.url.split('@')[-1]}")
     return 0
 
 
 def cmd_roster_import(args: argparse.Namespace) -> int:
     from warnd.clock import utcnow
+    from warnd.config import load_roles
     from warnd.db.engine import Database
-    from warnd.roster import RosterError, format_report, import_roster
+    from warnd.roster import RosterError, format_report, import_roster, load_header_aliases
 
     settings = settings_from_args(args)
+    roles = load_roles(_path(settings.policy.roles))
+    try:
+        headers = load_header_aliases(_path(settings.roster.headers))
+    except RosterError as e:
+        raise ConfigError(str(e)) from None
+    path = Path(args.file)
+    if not path.is_file():
+        raise StartupError(f"{path}: no such file")
 
     async def main() -> int:
         db = Database(settings.database.url)
         try:
             await db.upgrade()
-            report = await import_roster(db, Path(args.file), now=utcnow())
+            report = await import_roster(db, path, roles=roles, headers=headers, now=utcnow())
         except RosterError as e:
             print(f"roster not imported: {e}", file=sys.stderr)
             return 2
@@ -101,7 +154,10 @@ def cmd_alert_submit(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     url = (args.url or f"http://{settings.server.host}:{settings.server.port}").rstrip("/") + "/api/v1/alerts"
     token = args.token or (settings.api.tokens[0] if settings.api.tokens else "")
-    data = Path(args.file).read_bytes()
+    try:
+        data = Path(args.file).read_bytes()
+    except OSError as e:
+        raise StartupError(f"{args.file}: cannot read: {e.strerror or e}") from None
     req = urllib.request.Request(url, data=data, method="POST", headers={
         "Content-Type": "application/cap+xml", "Authorization": f"Bearer {token}"})
     try:
@@ -121,8 +177,20 @@ def cmd_alert_submit(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="warnd", description="Early-warning dissemination and 叫应 engine.")
-    p.add_argument("--config", help="settings file (default: ./warnd.toml if present, else built-in defaults)")
+    p.add_argument("--config", help="warnd.toml, or a folder holding it and the policy files "
+                   "(default: $WARND_CONFIG, else /etc/warnd/, else the built-in defaults)")
+    p.add_argument("--traceback", action="store_true", help="show the traceback of an unexpected error")
     sub = p.add_subparsers(dest="command", required=True)
+
+    i = sub.add_parser("init", help="write an editable copy of the default configuration into DIR")
+    i.add_argument("directory", metavar="DIR")
+    i.add_argument("--force", action="store_true", help="overwrite files that exist")
+    i.set_defaults(func=cmd_init)
+
+    c = sub.add_parser("config", help="configuration")
+    cs = c.add_subparsers(dest="config_command", required=True)
+    show = cs.add_parser("show", help="what is loaded from where (secrets masked), checking every file")
+    show.set_defaults(func=cmd_config_show)
 
     s = sub.add_parser("serve", help="run the engine and its HTTP API")
     s.add_argument("--port", type=int)
@@ -134,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     dbs = db.add_subparsers(dest="db_command", required=True)
     up = dbs.add_parser("upgrade", help="apply migrations")
     up.add_argument("--database")
+    up.add_argument("-v", "--verbose", action="store_true", help="show each migration applied")
     up.set_defaults(func=cmd_db_upgrade)
 
     r = sub.add_parser("roster", help="regions and officials")
@@ -157,13 +226,43 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def explain_failure(e: BaseException, args: argparse.Namespace) -> tuple[int, list[str]]:
+    """(exit status, lines) for an error that stopped a command."""
+    from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+    if isinstance(e, SettingsError):
+        where = getattr(args, "where", None)
+        source = where.settings_file if where is not None and where.settings_file else "built-in settings"
+        return 2, [f"configuration error: {source}: {line}" for line in e.lines]
+    if isinstance(e, ConfigError):
+        return 2, [f"configuration error: {line}" for line in e.lines]
+    if isinstance(e, StartupError):
+        return 2, [f"error: {e}"]
+    if isinstance(e, SQLAlchemyError):
+        settings = getattr(args, "settings", None)
+        where = settings.database.url.split("@")[-1] if settings is not None else "the database"
+        cause = e.orig if isinstance(e, DBAPIError) else e
+        reason = " ".join(str(cause).split())  # drivers' messages span lines
+        return 2, [f"error: database {where}: {reason}"]
+    if isinstance(e, OSError):
+        what = f"{e.filename}: " if e.filename else ""
+        return 2, [f"error: {what}{e.strerror or e}"]
+    return 1, [f"error: unexpected {type(e).__name__}: {e} (run with --traceback for details)"]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except ConfigError as e:
-        print(f"configuration error: {e}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:
+        if args.traceback:
+            traceback.print_exc()
+        status, lines = explain_failure(e, args)
+        for line in lines:
+            print(line, file=sys.stderr)
+        return status
 
 
 if __name__ == "__main__":

@@ -17,17 +17,17 @@ from devtools.simulators.official_link import answer_link
 from devtools.simulators.twilio_api import TwilioApi
 from devtools.simulators.wecom_api import WeComApi
 from warnd.clock import Clock
-from warnd.paths import default_config
+from warnd.config import package_default
 
 
 def demo_policy(workdir: Path) -> Path:
     """The shipped policy with WeCom next to SMS on every first send, and a voice call as the
     first escalation rung of the standard ladder (county and township officials)."""
-    text = default_config("policy.toml").read_text(encoding="utf-8")
+    text = package_default("policy.toml").read_text(encoding="utf-8")
     text = text.replace('channels = ["sms"]', 'channels = ["sms", "voice", "wecom"]', 1)
     text = text.replace("\nroles = [", '\nchannels = ["sms", "wecom"]\nroles = [')
     rung = '{ action = "resend", wait_minutes = 5 }'
-    assert rung in text, "config/policy.toml changed: update the demo policy"
+    assert rung in text, "warnd/defaults/policy.toml changed: update the demo policy"
     text = text.replace(rung, '{ action = "resend", wait_minutes = 5, channels = ["voice"] }', 1)
     path = workdir / "policy.toml"
     path.write_text(text, encoding="utf-8")

@@ -48,10 +48,11 @@ from warnd.config import (
     TencentCfg,
     VoiceCfg,
     WeComCfg,
+    parse_stations,
 )
 from warnd.confirm.feedback import people_moved_by_township
 from warnd.db.models import Alert, Call, Delivery, Person
-from warnd.feeds.telemetry import feed_readings, parse_stations, rain_series
+from warnd.feeds.telemetry import feed_readings, rain_series
 from warnd.logging import configure_logging
 
 STEP_ZH = {"forecast": "预报(6h)", "warning": "预警(3h)", "imminent": "临灾(1h)", "gauge": "雨量站"}
@@ -141,9 +142,9 @@ async def run_demo(out: Path, speed: float = 960.0, seed: int = 631, busy_speed:
     base = f"http://127.0.0.1:{port}"
     settings = Settings(
         county=County(code=COUNTY_CODE, name="沅陵县", sender_name="沅陵县防汛抗旱指挥部"),
-        database=DatabaseCfg(f"sqlite:///{workdir / 'warnd.db'}", durable=False),
+        database=DatabaseCfg(url=f"sqlite:///{workdir / 'warnd.db'}", durable=False),
         server=ServerCfg(host="127.0.0.1", port=port, public_base_url=base),
-        api=ApiCfg((token,)),
+        api=ApiCfg(tokens=(token,)),
         policy=PolicyCfg(path=str(demo_policy(workdir))),
         sms=SmsCfg(provider="tencent", tencent=TencentCfg(
             secret_id=sim.secret_id, secret_key=sim.secret_key, sdk_app_id=sim.sdk_app_id,

@@ -21,7 +21,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -30,7 +30,8 @@ import structlog
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
-from channels.speaker_mqtt import MqttSettings, cmd_topic, device_topic, make_client
+from channels.mqtt import MqttSettings
+from channels.speaker_mqtt import cmd_topic, device_topic, make_client
 from warnd.clock import Clock, SystemClock
 
 log = structlog.get_logger("warnd.sim.speakers")
@@ -257,7 +258,8 @@ class SpeakerFleet:
     def __init__(self, device_ids: Sequence[str], mqtt: MqttSettings, cfg: SimConfig | None = None,
                  clock: Clock | None = None, seed: int = 631):
         # A device does not wait long on a dead connection: its owed acks go out on the next one.
-        self.mqtt, self.cfg = replace(mqtt, publish_timeout_seconds=min(mqtt.publish_timeout_seconds, 5.0)), cfg or SimConfig()
+        self.mqtt = mqtt.model_copy(update={"publish_timeout_seconds": min(mqtt.publish_timeout_seconds, 5.0)})
+        self.cfg = cfg or SimConfig()
         self.clock: Clock = clock or SystemClock()
         self.stats = FleetStats()
         self.connect_gate = asyncio.Semaphore(self.cfg.connect_concurrency)
@@ -360,9 +362,7 @@ async def _simulate(args: Any, settings: Any) -> int:
     if args.broker:
         host, _, p = args.broker.rpartition(":")
         host, port = host or cfg.host, int(p)
-    from warnd.speakers.service import mqtt_settings
-
-    mqtt = replace(mqtt_settings(cfg, settings.county), host=host, port=port)
+    mqtt = cfg.mqtt(settings.county.code).model_copy(update={"host": host, "port": port})
     ids = await _device_ids(settings, args)
     fleet = SpeakerFleet(ids, mqtt, SimConfig(
         failure_rate=args.failure_rate, silent_rate=args.silent_rate, offline_share=args.offline_share,

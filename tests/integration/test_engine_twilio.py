@@ -51,7 +51,7 @@ async def stack(db_url: str) -> AsyncIterator[Stack]:
     port = _free_port()  # Twilio signs the public URL, so it must be known before the app
     base = f"http://127.0.0.1:{port}"
     settings = Settings(
-        county=County(code="431222"), database=DatabaseCfg(db_url), api=ApiCfg((TOKEN,)),
+        county=County(code="431222"), database=DatabaseCfg(url=db_url), api=ApiCfg(tokens=(TOKEN,)),
         server=ServerCfg(public_base_url=base),
         sms=SmsCfg(provider="twilio", twilio=TwilioCfg(
             account_sid=sim.account_sid, auth_token=sim.auth_token, from_number="+15005550006",

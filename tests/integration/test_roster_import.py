@@ -18,9 +18,9 @@ from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import select
 
+from support.samples import sample
 from warnd.db.engine import Database
 from warnd.db.models import Event, Person, Region
-from warnd.paths import default_config
 from warnd.roster import ImportReport, RosterError, format_report, import_roster
 from warnd.roster.cells import CellError, normalise_code, normalise_phone
 
@@ -127,13 +127,13 @@ def test_national_twelve_digit_codes_shorten_to_our_convention() -> None:
 
 
 async def test_the_samples_in_config_import_cleanly_and_agree(db: Database) -> None:
-    r1 = await load(db, default_config("regions-sample.csv"))
-    r2 = await load(db, default_config("roster-sample.csv"))
+    r1 = await load(db, sample("regions-sample.csv"))
+    r2 = await load(db, sample("roster-sample.csv"))
     assert (r1.ok, r2.ok) == (True, True), format_report(r1) + format_report(r2)
     assert counts(r1, "regions") == (10, 0, 0, 0)
     assert counts(r2, "people") == (19, 0, 0, 0)
     # The XLSX sample holds both sheets and the same data: everything is unchanged.
-    r3 = await load(db, default_config("roster-sample.xlsx"), now=T1)
+    r3 = await load(db, sample("roster-sample.xlsx"), now=T1)
     assert r3.ok
     assert counts(r3, "regions") == (0, 0, 10, 0)
     assert counts(r3, "people") == (0, 0, 19, 0)
@@ -157,7 +157,7 @@ async def test_the_samples_in_config_import_cleanly_and_agree(db: Database) -> N
 
 
 async def test_xlsx_with_both_sheets_imports_in_one_go(db: Database) -> None:
-    path = default_config("roster-sample.xlsx")
+    path = sample("roster-sample.xlsx")
     report = await load(db, path)
     assert report.ok
     assert counts(report, "regions") == (10, 0, 0, 0)
@@ -413,14 +413,14 @@ async def test_rejecting_a_deputy_rejects_who_named_it(db: Database, tmp_path: P
 
 
 async def test_reimport_is_unchanged_and_changes_are_updates(db: Database, tmp_path: Path) -> None:
-    await load(db, default_config("regions-sample.csv"))
-    sample = default_config("roster-sample.csv")
-    assert counts(await load(db, sample), "people") == (19, 0, 0, 0)
-    again = await load(db, sample, now=T1)
+    await load(db, sample("regions-sample.csv"))
+    roster = sample("roster-sample.csv")
+    assert counts(await load(db, roster), "people") == (19, 0, 0, 0)
+    again = await load(db, roster, now=T1)
     assert counts(again, "people") == (0, 0, 19, 0)
     assert again.not_in_file == 0
 
-    with sample.open(encoding="utf-8") as f:
+    with roster.open(encoding="utf-8") as f:
         rows = list(csv.reader(f))
     for row in rows:
         if row[0] == "SL013":
@@ -443,7 +443,7 @@ async def test_reimport_is_unchanged_and_changes_are_updates(db: Database, tmp_p
 
 
 async def test_region_updates_and_absent_columns_keep_stored_values(db: Database, tmp_path: Path) -> None:
-    await load(db, default_config("regions-sample.csv"))
+    await load(db, sample("regions-sample.csv"))
     rows = [["行政区划代码", "名称"], ["430999100201", "石门村委会"], ["430999100202", "枫树村"]]
     report = await load(db, write_csv(tmp_path / "rename.csv", rows), now=T1)
     assert counts(report, "regions") == (0, 1, 1, 0)
@@ -459,9 +459,9 @@ async def test_region_updates_and_absent_columns_keep_stored_values(db: Database
 
 
 async def test_absent_people_are_kept_unless_deactivation_is_asked(db: Database, tmp_path: Path) -> None:
-    await load(db, default_config("regions-sample.csv"))
-    await load(db, default_config("roster-sample.csv"))
-    with default_config("roster-sample.csv").open(encoding="utf-8") as f:
+    await load(db, sample("regions-sample.csv"))
+    await load(db, sample("roster-sample.csv"))
+    with sample("roster-sample.csv").open(encoding="utf-8") as f:
         rows = [r for r in csv.reader(f) if r[0] not in ("SL018", "SL019")]
     rows.append(["SL019", "", "bad", "组长", "", "", "", "", ""])  # listed but rejected: not missing
     partial = write_csv(tmp_path / "partial.csv", rows)
@@ -479,7 +479,7 @@ async def test_absent_people_are_kept_unless_deactivation_is_asked(db: Database,
     assert len(ppl) == 19  # nobody deleted
 
     # A regions-only file says nothing about people: nobody is missing from it.
-    regions_only = await load(db, default_config("regions-sample.csv"), deactivate_missing=True)
+    regions_only = await load(db, sample("regions-sample.csv"), deactivate_missing=True)
     assert (regions_only.not_in_file, regions_only.deactivated) == (None, 0)
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from sqlmodel import select
 
+from support.samples import sample
 from warnd.db.engine import Database
 from warnd.db.models import Speaker
-from warnd.paths import default_config
 from warnd.roster import format_report, import_roster
 
 NOW = datetime(2026, 7, 1, 2, 0, tzinfo=UTC)
@@ -21,8 +21,8 @@ async def _speakers(db: Database) -> dict[str, Speaker]:
 
 
 async def test_device_sheet_imports_and_reimports_unchanged(db: Database, tmp_path: Path) -> None:
-    await import_roster(db, default_config("regions-sample.csv"), now=NOW)
-    report = await import_roster(db, default_config("speakers-sample.csv"), now=NOW)
+    await import_roster(db, sample("regions-sample.csv"), now=NOW)
+    report = await import_roster(db, sample("speakers-sample.csv"), now=NOW)
     assert report.ok, format_report(report)
     assert [sh.kind for sh in report.sheets] == ["speakers"]
     assert (report.speakers.added, report.speakers.rejected) == (4, 0)
@@ -33,7 +33,7 @@ async def test_device_sheet_imports_and_reimports_unchanged(db: Database, tmp_pa
     assert sp["SL-BS-HK-01"].capabilities == ["tts"] and sp["SL-BS-HK-01"].active
     assert "speakers: 4 added" in format_report(report)
 
-    again = await import_roster(db, default_config("speakers-sample.csv"), now=NOW)
+    again = await import_roster(db, sample("speakers-sample.csv"), now=NOW)
     assert (again.speakers.added, again.speakers.updated, again.speakers.unchanged) == (0, 0, 4)
 
     moved = tmp_path / "moved.csv"
@@ -47,7 +47,7 @@ async def test_device_sheet_imports_and_reimports_unchanged(db: Database, tmp_pa
 
 
 async def test_bad_device_rows_are_rejected_with_reasons(db: Database, tmp_path: Path) -> None:
-    await import_roster(db, default_config("regions-sample.csv"), now=NOW)
+    await import_roster(db, sample("regions-sample.csv"), now=NOW)
     bad = tmp_path / "bad.csv"
     bad.write_text(
         "设备编号,行政区划代码,能力,经度,纬度\n"
@@ -73,7 +73,7 @@ async def test_bad_device_rows_are_rejected_with_reasons(db: Database, tmp_path:
 async def test_demo_helpers_seed_a_fleet_and_summarise(db: Database) -> None:
     from devtools.demo.loudspeakers import loudspeaker_summary, seed_speakers
 
-    await import_roster(db, default_config("regions-sample.csv"), now=NOW)
+    await import_roster(db, sample("regions-sample.csv"), now=NOW)
     ids = await seed_speakers(db, total=10, now=NOW, prefix="DEMO")
     assert ids[0] == "DEMO-00001" and len(ids) == 10
     assert await seed_speakers(db, total=10, now=NOW, prefix="DEMO") == ids  # idempotent

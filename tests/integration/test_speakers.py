@@ -6,14 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlmodel import select
 
-from channels.speaker_mqtt import MqttSettings
+from channels.mqtt import MqttSettings
 from devtools.demo.capgen import cap_xml
 from devtools.simulators.speakers import SimConfig, SpeakerFleet
 from support.speaker_support import (
@@ -77,10 +77,10 @@ async def make_stack(db_url: str, broker: tuple[str, int], layout: dict[str, str
                      **speaker_cfg: object) -> Stack:
     t = tag()  # unique device ids and client id: retained states of other runs do not leak in
     ids = {name: f"T{t}-{name}" for name in layout}
-    cfg = replace(SpeakersCfg(enabled=True, host=broker[0], port=broker[1], client_id=f"warnd-test-{t}",
-                              ack_window_seconds=20, stale_after_seconds=600, reconnect_min_seconds=0.2,
-                              reconnect_max_seconds=1.0), **speaker_cfg)  # type: ignore[arg-type]
-    settings = Settings(county=County(code="431222"), database=DatabaseCfg(db_url), speakers=cfg,
+    cfg = SpeakersCfg(**{"enabled": True, "host": broker[0], "port": broker[1], "client_id": f"warnd-test-{t}",
+                         "ack_window_seconds": 20, "stale_after_seconds": 600, "reconnect_min_seconds": 0.2,
+                         "reconnect_max_seconds": 1.0, **speaker_cfg})
+    settings = Settings(county=County(code="431222"), database=DatabaseCfg(url=db_url), speakers=cfg,
                         delivery=DeliveryCfg(recipient_min_interval_seconds=0))
     sms = RecordingSms()
     engine = App.build(settings, clock=SystemClock(), channels={"sms": sms})

@@ -13,8 +13,7 @@ from sqlmodel import select
 
 from channels.voice_twilio import CONFIRMED, GATHER_PATH, PROMPT, TwilioVoice
 from support.channel_stack import Stack, build_stack, imminent, stop_stack, write_policy
-from warnd.core.policy import PolicyError, parse_policy
-from warnd.core.roles import load_roles
+from warnd.config import PolicyError, load_roles, parse_policy
 from warnd.db.models import Delivery, Event
 
 NIGHT = datetime(2026, 7, 1, 16, 30, tzinfo=UTC)  # 00:30 Beijing time

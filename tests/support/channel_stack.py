@@ -21,9 +21,16 @@ from devtools.simulators.twilio_api import TwilioApi
 from warnd.api.app import make_app
 from warnd.app import App
 from warnd.clock import ManualClock
-from warnd.config import ApiCfg, County, DatabaseCfg, PolicyCfg, ServerCfg, Settings
+from warnd.config import (
+    ApiCfg,
+    County,
+    DatabaseCfg,
+    PolicyCfg,
+    ServerCfg,
+    Settings,
+    package_default,
+)
 from warnd.db.models import Person, Region
-from warnd.paths import default_config
 
 TOKEN = "test-token-0123456789"
 T0 = datetime(2026, 7, 1, 2, 0, tzinfo=UTC)  # 10:00 Beijing time (day)
@@ -82,7 +89,7 @@ def imminent(identifier: str = "RS-1", colour: str = "黄色", sent: datetime = 
 def write_policy(tmp: Path, channels: str, target_channels: str = "", rung_channels: str = "",
                  extra: str = "") -> Path:
     """The default policy with `channels = [...]` replaced and optional per-target/rung channels."""
-    text = default_config("policy.toml").read_text(encoding="utf-8")
+    text = package_default("policy.toml").read_text(encoding="utf-8")
     text = text.replace('channels = ["sms"]', f"channels = {channels}\n{extra}", 1)
     if target_channels:  # every target
         text = text.replace("\nroles = [", f"\nchannels = {target_channels}\nroles = [")
@@ -95,7 +102,7 @@ def write_policy(tmp: Path, channels: str, target_channels: str = "", rung_chann
 
 
 def write_templates(tmp: Path, replace: Mapping[str, str]) -> Path:
-    text = default_config("templates.toml").read_text(encoding="utf-8")
+    text = package_default("templates.toml").read_text(encoding="utf-8")
     for old, new in replace.items():
         assert old in text, old
         text = text.replace(old, new)
@@ -113,7 +120,7 @@ async def build_stack(db_url: str, tmp: Path, *, policy: Path | None = None, tem
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     settings = Settings(
-        county=County(code="431222"), database=DatabaseCfg(db_url), api=ApiCfg((TOKEN,)),
+        county=County(code="431222"), database=DatabaseCfg(url=db_url), api=ApiCfg(tokens=(TOKEN,)),
         server=ServerCfg(port=port, public_base_url=base),
         policy=PolicyCfg(path=str(policy or ""), templates=str(templates or "")),
     )

@@ -116,7 +116,7 @@ async def stack(db_url: str, tmp_path: Path, sources: str = "", stations: str = 
         p.write_text(stations, encoding="utf-8")
         feeds = FeedsCfg(sources=feeds.sources, stations=str(p))
     settings = Settings(
-        county=County(code="431222"), database=DatabaseCfg(db_url), api=ApiCfg((TOKEN,)),
+        county=County(code="431222"), database=DatabaseCfg(url=db_url), api=ApiCfg(tokens=(TOKEN,)),
         sms=SmsCfg(provider="tencent", tencent=TencentCfg(
             secret_id=sim.secret_id, secret_key=sim.secret_key, sdk_app_id=sim.sdk_app_id,
             sign_name=sim.sign_name, template_id="100001", endpoint=sim.base_url.split("://", 1)[1],

@@ -156,7 +156,7 @@ async def county(db_url: str, officials: Sequence[Person] = OFFICIALS,
     sim = TencentSmsApi()
     await sim.start()
     settings = Settings(
-        county=County(code="431222"), database=DatabaseCfg(db_url), api=ApiCfg((TOKEN,)),
+        county=County(code="431222"), database=DatabaseCfg(url=db_url), api=ApiCfg(tokens=(TOKEN,)),
         sms=SmsCfg(provider="tencent", tencent=TencentCfg(
             secret_id=sim.secret_id, secret_key=sim.secret_key, sdk_app_id=sim.sdk_app_id,
             sign_name=sim.sign_name, template_id="100001", endpoint=sim.base_url.split("://", 1)[1],

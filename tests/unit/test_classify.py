@@ -4,16 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from warnd.cap import (
-    CapInfo,
-    Vocabulary,
-    VocabularyError,
-    classify,
-    explicit_step,
-    load_vocabulary,
-    parse_cap,
-)
+from warnd.cap import CapInfo, Vocabulary, classify, explicit_step, parse_cap
 from warnd.cap.classify import OTHER
+from warnd.config import VocabularyError, load_vocabulary
 from warnd.core.domain import Colour, Step
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "cap"

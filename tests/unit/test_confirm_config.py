@@ -9,14 +9,13 @@ import pytest
 from channels.voice_twilio import TwilioVoice
 from channels.wecom import WeComApp
 from warnd.app import build_channels
-from warnd.config import ConfigError, load_settings
-from warnd.paths import default_config
+from warnd.config import ConfigError, load_settings, package_default
 
 KEY = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C"
 
 
 def test_example_config_loads_without_extra_channels() -> None:
-    s = load_settings(default_config("warnd.toml"), env={})
+    s = load_settings(package_default("warnd.example.toml"), env={})
     assert s.voice.provider == "" and s.wecom.enabled is False
 
 

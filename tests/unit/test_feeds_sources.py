@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from support.feeds_support import V1, cap
-from warnd.cap.classify import classify, explicit_step, load_vocabulary
+from support.samples import sample
+from warnd.cap.classify import classify, explicit_step
 from warnd.cap.parser import parse_cap
+from warnd.config import SourcesError, load_sources, load_vocabulary, load_wording, parse_sources
 from warnd.core.domain import Colour, MsgType, Step
-from warnd.feeds.mapping import LiftWithoutReferences, load_wording, prepare
-from warnd.feeds.sources import SourcesError, load_sources, parse_sources
-from warnd.paths import default_config
+from warnd.feeds.mapping import LiftWithoutReferences, prepare
 
 VOCAB = load_vocabulary()
 WORDING = load_wording()
@@ -23,7 +23,7 @@ WORDING = load_wording()
 def test_shipped_sources_example_loads() -> None:
     env = {"WARND_FEED_CMA_TOKEN": "t" * 32, "WARND_FEED_HYDRO_SECRET": "s" * 32,
            "WARND_TELEMETRY_TOKEN": "x" * 32}
-    sources = load_sources(default_config("sources.toml"), env=env, known_hazards=VOCAB.codes)
+    sources = load_sources(sample("sources.toml"), env=env, known_hazards=VOCAB.codes)
     kinds = {s.kind for s in sources.by_name.values()}
     assert kinds == {"cap_push", "cap_poll", "telemetry"}
     push = sources.of_kind("cap_push")[0]
@@ -31,20 +31,20 @@ def test_shipped_sources_example_loads() -> None:
 
 
 @pytest.mark.parametrize(("toml", "needle"), [
-    ({"sources": {"a": {"kind": "cap_mail"}}}, "kind must be one of"),
-    ({"sources": {"a": {"kind": "cap_push", "token": "t" * 20}}}, "senders allow-list"),
-    ({"sources": {"a": {"kind": "cap_push", "senders": ["x"]}}}, "token or a secret"),
-    ({"sources": {"a": {"kind": "cap_push", "senders": ["x"], "token": "short"}}}, "at least 16"),
-    ({"sources": {"a": {"kind": "cap_push", "senders": ["x"], "token": "env:NOPE"}}}, "NOPE is not set"),
-    ({"sources": {"a": {"kind": "cap_poll", "senders": ["x"], "url": "ftp://x"}}}, "http(s) url"),
+    ({"sources": {"a": {"kind": "cap_mail"}}}, "sources.a.kind: must be one of"),
+    ({"sources": {"a": {"kind": "cap_push", "token": "t" * 20}}}, "sources.a.senders: a CAP source needs a non-empty senders allow-list"),
+    ({"sources": {"a": {"kind": "cap_push", "senders": ["x"]}}}, "sources.a: a push source needs a token or a secret"),
+    ({"sources": {"a": {"kind": "cap_push", "senders": ["x"], "token": "short"}}}, "sources.a.token: secrets must be at least 16 characters"),
+    ({"sources": {"a": {"kind": "cap_push", "senders": ["x"], "token": "env:NOPE"}}}, "sources.a.token: environment variable NOPE is not set"),
+    ({"sources": {"a": {"kind": "cap_poll", "senders": ["x"], "url": "ftp://x"}}}, "sources.a.url: a poll source needs an http(s) url"),
     ({"sources": {"a": {"kind": "cap_poll", "senders": ["x"], "url": "http://x", "interval_seconds": 0}}},
-     "positive"),
-    ({"sources": {"A b": {"kind": "telemetry"}}}, "lower-case"),
-    ({"sources": {"a": {"kind": "telemetry", "colour": "red"}}}, "unknown keys"),
+     "sources.a.interval_seconds: must be a positive number"),
+    ({"sources": {"A b": {"kind": "telemetry"}}}, "sources.A b: source names are lower-case"),
+    ({"sources": {"a": {"kind": "telemetry", "colour": "red"}}}, "sources.a.colour: unknown key"),
     ({"sources": {"a": {"kind": "cap_poll", "senders": ["x"], "url": "http://x",
-                        "mapping": {"hazard": "tsunami"}}}}, "not a hazard"),
+                        "mapping": {"hazard": "tsunami"}}}}, "sources.a.mapping.hazard: 'tsunami' is not a hazard"),
     ({"sources": {"a": {"kind": "cap_poll", "senders": ["x"], "url": "http://x",
-                        "mapping": {"step": "soon"}}}}, "step must be"),
+                        "mapping": {"step": "soon"}}}}, "sources.a.mapping.step: must be forecast/warning/imminent"),
 ])
 def test_invalid_sources_name_the_mistake(toml: dict, needle: str) -> None:
     with pytest.raises(SourcesError, match=None) as e:

@@ -14,12 +14,12 @@ ROOT = Path(__file__).resolve().parents[2]
 RULES: dict[str, tuple[str, ...]] = {
     # The pure core: decisions with no I/O.
     "warnd.core": ("warnd.db", "warnd.engine", "warnd.feeds", "warnd.speakers", "warnd.confirm", "warnd.api",
-                   "warnd.app", "warnd.views", "warnd.roster", "warnd.cli", "channels", "devtools",
+                   "warnd.app", "warnd.views", "warnd.roster", "warnd.cli", "warnd.config", "channels", "devtools",
                    "sqlalchemy", "sqlmodel", "aiohttp", "aiomqtt", "alembic"),
     # Message formats: parsing is pure too.
     "warnd.cap": ("warnd.db", "warnd.engine", "warnd.feeds", "warnd.speakers", "warnd.confirm", "warnd.api",
-                  "warnd.app", "warnd.views", "warnd.roster", "channels", "devtools", "sqlalchemy", "sqlmodel",
-                  "aiohttp"),
+                  "warnd.app", "warnd.views", "warnd.roster", "warnd.config", "channels", "devtools", "sqlalchemy",
+                  "sqlmodel", "aiohttp"),
     # The schema knows nothing of who writes it.
     "warnd.db": ("warnd.engine", "warnd.feeds", "warnd.speakers", "warnd.confirm", "warnd.api", "warnd.app",
                  "warnd.views", "warnd.roster", "channels", "devtools"),

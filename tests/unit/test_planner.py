@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from warnd.config import load_policy, load_roles, parse_policy
 from warnd.core.domain import (
     Action,
     AlertFacts,
@@ -26,8 +27,8 @@ from warnd.core.planner import (
     plan_alert,
     responsible_regions,
 )
-from warnd.core.policy import Policy, load_policy, parse_policy
-from warnd.core.roles import Role, Roles, load_roles
+from warnd.core.policy import Policy
+from warnd.core.roles import Role, Roles
 
 NOW = datetime(2026, 7, 1, 2, 0, tzinfo=UTC)
 COUNTY = "431222"

@@ -6,18 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from warnd.config import PolicyError, load_policy, load_roles, package_default, parse_policy
 from warnd.core.domain import Action, Colour, Level, Step
-from warnd.core.policy import (
-    Ladder,
-    Policy,
-    PolicyError,
-    Rung,
-    load_policy,
-    parse_policy,
-    step_from_lead,
-)
-from warnd.core.roles import Roles, load_roles
-from warnd.paths import default_config
+from warnd.core.policy import Ladder, Policy, Rung, step_from_lead
+from warnd.core.roles import Roles
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +36,7 @@ def by_level(
 
 def test_default_file_loads_without_arguments() -> None:
     p = load_policy()
-    assert p.source == str(default_config("policy.toml"))
+    assert p.source == str(package_default("policy.toml"))
     assert p.channels == ("sms",)
     assert p.forecast_lead == timedelta(hours=6)
     assert p.warning_lead == timedelta(hours=3)

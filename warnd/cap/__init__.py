@@ -1,6 +1,6 @@
 """CAP 1.2 (and 1.1) ingest: hardened parsing into plain values, and hazard/colour classification."""
 
-from warnd.cap.classify import Vocabulary, VocabularyError, classify, explicit_step, load_vocabulary
+from warnd.cap.classify import Vocabulary, build_vocabulary, classify, explicit_step
 from warnd.cap.model import CapArea, CapInfo, CapMessage
 from warnd.cap.parser import CAP_NAMESPACES, CapError, parse_cap
 
@@ -11,9 +11,8 @@ __all__ = [
     "CapInfo",
     "CapMessage",
     "Vocabulary",
-    "VocabularyError",
+    "build_vocabulary",
     "classify",
     "explicit_step",
-    "load_vocabulary",
     "parse_cap",
 ]

@@ -1,23 +1,19 @@
 """Classify a CAP <info> into (hazard code, colour) and read an explicit 631 step.
 
-The vocabulary (config/vocabulary.toml) holds every word list, so a county can teach
-warnd its feed's wording without a code change. Classification never fails: an unknown
+The vocabulary (vocabulary.toml, read by warnd.config.vocabulary) holds every word list, so
+a county can teach warnd its feed's wording without a code change. Classification never fails: an unknown
 hazard is "other" and an unknown colour is None, and policy decides what those mean.
 """
 
 from __future__ import annotations
 
 import re
-import tomllib
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 from warnd.cap.model import CapInfo
 from warnd.core.domain import Colour, Step
-from warnd.paths import default_config
 
 OTHER = "other"
 
@@ -40,12 +36,6 @@ _STEP_VALUES = {
     "临灾": Step.IMMINENT,
     "警报": Step.IMMINENT,
 }
-
-_IDENT_RE = re.compile(r"[a-z][a-z0-9_]*")
-
-
-class VocabularyError(ValueError):
-    pass
 
 
 def normalise(text: str) -> str:
@@ -87,93 +77,38 @@ class Vocabulary:
         return (*(h.code for h in self.hazards), OTHER)
 
 
-def load_vocabulary(path: Path | None = None) -> Vocabulary:
-    path = path or default_config("vocabulary.toml")
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        raise VocabularyError(f"{path}: {e}") from e
-    try:
-        return _build(raw)
-    except VocabularyError as e:
-        raise VocabularyError(f"{path}: {e}") from None
-
-
-def _strings(value: Any, where: str) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
-        raise VocabularyError(f"{where} must be a list of non-empty strings")
-    return tuple(value)
-
-
-def _colour(value: Any, where: str) -> Colour:
-    try:
-        return Colour(value)
-    except ValueError:
-        raise VocabularyError(f"{where}: {value!r} is not one of blue/yellow/orange/red") from None
-
-
-def _build(raw: dict[str, Any]) -> Vocabulary:
-    hazards_raw = raw.get("hazards")
-    if not isinstance(hazards_raw, dict) or not hazards_raw:
-        raise VocabularyError("[hazards] must define at least one hazard")
-    hazards: list[Hazard] = []
+def build_vocabulary(
+    hazards: Sequence[Hazard],
+    *,
+    colour_parameter_names: Iterable[str] = (),
+    colour_values: Mapping[str, Colour] | None = None,
+    colour_strip_prefixes: Iterable[str] = (),
+    colour_strip_suffixes: Iterable[str] = (),
+    colour_text: Mapping[str, Colour] | None = None,
+    severity_colours: Mapping[str, Colour] | None = None,
+) -> Vocabulary:
+    """The lookup tables, normalised. A value claimed by two hazards makes the outcome depend
+    on their order: warnd.config.vocabulary refuses such a file before it gets here."""
     by_event_code: dict[str, str] = {}
     by_keyword: dict[str, str] = {}
-    for code, spec in hazards_raw.items():
-        where = f"[hazards.{code}]"
-        if not _IDENT_RE.fullmatch(code) or code == OTHER:
-            raise VocabularyError(f"{where}: hazard codes are lower-case identifiers, not 'other'")
-        if not isinstance(spec, dict):
-            raise VocabularyError(f"{where} must be a table")
-        hazard = Hazard(
-            code=code,
-            zh=str(spec.get("zh", code)),
-            event_codes=_strings(spec.get("event_codes", []), f"{where} event_codes"),
-            keywords=_strings(spec.get("keywords", []), f"{where} keywords"),
-        )
-        # A value claimed by two hazards would make the outcome depend on file order.
-        for table, listed, kind in (
-            (by_event_code, hazard.event_codes, "event code"),
-            (by_keyword, hazard.keywords, "keyword"),
-        ):
-            for v in listed:
-                key = normalise(v)
-                if table.get(key, code) != code:
-                    raise VocabularyError(f"{where}: {kind} {v!r} already belongs to {table[key]}")
-                table[key] = code
-        hazards.append(hazard)
-
-    colour = raw.get("colour", {})
-    if not isinstance(colour, dict):
-        raise VocabularyError("[colour] must be a table")
-    values = {
-        normalise(k): _colour(v, f"[colour.values] {k}")
-        for k, v in colour.get("values", {}).items()
-    }
-    text = {
-        normalise(k): _colour(v, f"[colour.text] {k}") for k, v in colour.get("text", {}).items()
-    }
-    severity = {
-        k: _colour(v, f"[colour.severity] {k}") for k, v in colour.get("severity", {}).items()
-    }
+    for h in hazards:
+        for v in h.event_codes:
+            by_event_code.setdefault(normalise(v), h.code)
+        for v in h.keywords:
+            by_keyword.setdefault(normalise(v), h.code)
+    text = {normalise(k): c for k, c in (colour_text or {}).items()}
     return Vocabulary(
         hazards=tuple(hazards),
         by_event_code=by_event_code,
         keyword_pattern=_alternation(by_keyword),
         by_keyword=by_keyword,
-        colour_parameter_names=frozenset(
-            n.casefold() for n in _strings(colour.get("parameter_names", []), "parameter_names")
-        ),
-        colour_values=values,
-        colour_strip_prefixes=tuple(
-            normalise(s) for s in _strings(colour.get("strip_prefixes", []), "strip_prefixes")
-        ),
-        colour_strip_suffixes=tuple(
-            normalise(s) for s in _strings(colour.get("strip_suffixes", []), "strip_suffixes")
-        ),
+        colour_parameter_names=frozenset(n.casefold() for n in colour_parameter_names),
+        colour_values={normalise(k): c for k, c in (colour_values or {}).items()},
+        colour_strip_prefixes=tuple(normalise(s) for s in colour_strip_prefixes),
+        colour_strip_suffixes=tuple(normalise(s) for s in colour_strip_suffixes),
         colour_text_pattern=_alternation(text),
         colour_text=text,
-        severity_colours=severity,
+        severity_colours=dict(severity_colours or {}),
     )
 
 

@@ -1,17 +1,11 @@
-"""Role vocabulary (config/roles.toml): codes, Chinese labels, roster aliases, superiors."""
+"""Role vocabulary: codes, Chinese labels, roster aliases, superiors (roles.toml, read by
+warnd.config.roles)."""
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
-from pathlib import Path
 
 from warnd.core.domain import Level
-from warnd.paths import default_config
-
-
-class RolesError(ValueError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -46,31 +40,3 @@ class Roles:
             if t == role.label or t in role.aliases:
                 return role.code
         return None
-
-
-def load_roles(path: Path | None = None) -> Roles:
-    path = path or default_config("roles.toml")
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        raise RolesError(f"{path}: {e}") from e
-    roles: dict[str, Role] = {}
-    for code, spec in raw.items():
-        if not isinstance(spec, dict):
-            raise RolesError(f"{path}: [{code}] must be a table")
-        try:
-            level = Level(spec["level"])
-        except (KeyError, ValueError) as e:
-            raise RolesError(f"{path}: [{code}].level must be one of {[lv.value for lv in Level]}") from e
-        roles[code] = Role(
-            code=code,
-            label=str(spec.get("label", code)),
-            level=level,
-            aliases=tuple(spec.get("aliases", ())),
-            superiors=tuple(spec.get("superiors", ())),
-        )
-    for role in roles.values():
-        for sup in role.superiors:
-            if sup not in roles:
-                raise RolesError(f"{path}: [{role.code}].superiors names unknown role {sup!r}")
-    return Roles(roles)

@@ -1,14 +1,12 @@
-"""Operator-editable message templates (config/templates.toml), validated at load."""
+"""Operator-editable message templates (templates.toml, read and checked by
+warnd.config.templates): the placeholders they may use and how they are filled."""
 
 from __future__ import annotations
 
 import string
-import tomllib
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from warnd.core.domain import Step
-from warnd.paths import default_config
 
 PLACEHOLDERS = frozenset(
     "tag sender headline area colour step instruction code name official role region count details link".split()
@@ -16,10 +14,6 @@ PLACEHOLDERS = frozenset(
 # Optional per-channel tables ([voice], [wecom]) override [sms] texts of the same name.
 CHANNEL_TABLES = ("voice", "wecom")
 REQUIRED = ("warning", "update_info", "resend", "deputy", "superior", "cancel_notice", "gap_notice", "reply_help")
-
-
-class TemplateError(ValueError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -49,28 +43,3 @@ class Templates:
 class _Defaults(dict[str, object]):
     def __missing__(self, key: str) -> str:
         return ""
-
-
-def load_templates(path: Path | None = None) -> Templates:
-    path = path or default_config("templates.toml")
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        raise TemplateError(f"{path}: {e}") from e
-    sms = raw.get("sms", {})
-    for name in REQUIRED:
-        if name not in sms:
-            raise TemplateError(f"{path}: [sms].{name} is missing")
-    for table in raw:
-        if table not in ("sms", "steps", *CHANNEL_TABLES):
-            raise TemplateError(f"{path}: unknown table [{table}] (use sms, steps, {', '.join(CHANNEL_TABLES)})")
-    channels = {t: dict(raw[t]) for t in CHANNEL_TABLES if t in raw}
-    for table, texts in [("sms", sms), *channels.items()]:
-        for name, text in texts.items():
-            if table != "sms" and name not in sms:
-                raise TemplateError(f"{path}: [{table}].{name} overrides no [sms] template")
-            for _, fld, _, _ in string.Formatter().parse(text):
-                if fld is not None and fld not in PLACEHOLDERS:
-                    raise TemplateError(f"{path}: [{table}].{name} uses unknown placeholder {{{fld}}}")
-    steps = {s.value: str(raw.get("steps", {}).get(s.value, s.value)) for s in Step}
-    return Templates(sms=dict(sms), steps=steps, channels=channels)

@@ -16,6 +16,8 @@ A task that holds the writer lock may open nested read() sessions, never a neste
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def json_dumps(value: Any) -> str:
+    """JSON columns (event data, recipients) keep Chinese as characters, not \\uXXXX escapes:
+    readable in psql and sqlite3, and half the bytes."""
+    return json.dumps(value, ensure_ascii=False)
 
 
 def driver_url(url: str, *, asynchronous: bool) -> str:
@@ -60,14 +68,14 @@ class Database:
         # durable=False (NORMAL) still survives a process crash, not a power cut: demo only.
         self.url = url
         self.is_sqlite = make_url(url).get_backend_name() == "sqlite"
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"json_serializer": json_dumps}
         if not self.is_sqlite:
             kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(driver_url(url, asynchronous=True), **kwargs)
         self.read_engine = self.engine
         if self.is_sqlite:
             _sqlite_pragmas(self.engine.sync_engine, durable, "BEGIN IMMEDIATE")
-            self.read_engine = create_async_engine(driver_url(url, asynchronous=True))
+            self.read_engine = create_async_engine(driver_url(url, asynchronous=True), json_serializer=json_dumps)
             _sqlite_pragmas(self.read_engine.sync_engine, durable, "BEGIN")
         self.sessions = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
         self.read_sessions = async_sessionmaker(self.read_engine, class_=AsyncSession, expire_on_commit=False)
@@ -146,11 +154,20 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
-def upgrade(url: str, revision: str = "heads") -> None:
+def upgrade(url: str, revision: str = "heads", *, verbose: bool = False) -> None:
     """Bring the schema to `revision` (synchronous; Alembic drives a sync engine). "heads":
-    feature branches of the migration graph may each add their own revision off 0001."""
+    feature branches of the migration graph may each add their own revision off 0001.
+    Alembic's INFO lines ("Context impl …", "Running upgrade …") are held back unless
+    `verbose`: `warnd serve` migrates on every start and should not chatter."""
     if make_url(url).get_backend_name() == "sqlite":
         db = make_url(url).database
         if db and db != ":memory:":
             Path(db).parent.mkdir(parents=True, exist_ok=True)
-    command.upgrade(alembic_config(url), revision)
+    alembic_log = logging.getLogger("alembic")
+    level = alembic_log.level
+    if not verbose:
+        alembic_log.setLevel(max(logging.WARNING, level))
+    try:
+        command.upgrade(alembic_config(url), revision)
+    finally:
+        alembic_log.setLevel(level)

@@ -17,16 +17,13 @@ raw XML stays what the producer sent.
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 from warnd.cap.classify import Vocabulary, classify_colour, explicit_step, normalise
 from warnd.cap.model import CapInfo, CapMessage
 from warnd.core.domain import MsgType, Step
 from warnd.feeds.sources import Source
-from warnd.paths import default_config
 
 OVERRIDE_NAME = "warnd"  # valueName of the eventCode we prepend
 
@@ -61,25 +58,6 @@ DEFAULT_WORDING = Wording(
     step_text={"立即转移": Step.IMMINENT, "紧急转移": Step.IMMINENT, "准备转移": Step.WARNING},
     lifting=("解除",),
 )
-
-
-def load_wording(path: Path | None = None) -> Wording:
-    """[steps.text] and [lifting] of config/vocabulary.toml (defaults when absent)."""
-    path = path or default_config("vocabulary.toml")
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError):
-        return DEFAULT_WORDING
-    steps = raw.get("steps", {}).get("text")
-    lifting = raw.get("lifting", {}).get("words")
-    unless = raw.get("lifting", {}).get("unless")
-    return Wording(
-        step_text={normalise(k): Step(v) for k, v in steps.items()} if isinstance(steps, dict)
-        else DEFAULT_WORDING.step_text,
-        lifting=tuple(normalise(w) for w in lifting) if isinstance(lifting, list) else DEFAULT_WORDING.lifting,
-        lifting_unless=tuple(normalise(w) for w in unless) if isinstance(unless, list)
-        else DEFAULT_WORDING.lifting_unless,
-    )
 
 
 _LIFT_EXEMPT = re.compile(r"解除.{0,4}(转移|警戒)后")  # "解除转移后..." in an instruction is not a lift

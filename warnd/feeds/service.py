@@ -15,27 +15,17 @@ from sqlmodel import select
 from warnd.cap.classify import Vocabulary
 from warnd.cap.model import CapMessage
 from warnd.clock import Clock
-from warnd.config import ConfigError, County
+from warnd.config import County, load_sources, load_stations, load_wording
 from warnd.core.domain import MsgType
 from warnd.db.engine import Database
 from warnd.db.models import FeedState
 from warnd.engine import events
 from warnd.engine.ingest import IngestError, Ingestor, IngestResult
-from warnd.feeds.mapping import (
-    LiftWithoutReferences,
-    Wording,
-    load_wording,
-    prepare,
-)
+from warnd.feeds.mapping import LiftWithoutReferences, Wording, prepare
 from warnd.feeds.poller import FeedPolls, Poller, health_row
-from warnd.feeds.sources import Source, Sources, SourcesError, load_sources
-from warnd.feeds.telemetry import (
-    Stations,
-    TelemetryError,
-    TelemetryEvaluation,
-    TelemetryService,
-    load_stations,
-)
+from warnd.feeds.sources import Source, Sources
+from warnd.feeds.stations import Stations
+from warnd.feeds.telemetry import TelemetryEvaluation, TelemetryService
 
 log = structlog.get_logger("warnd.feeds")
 
@@ -93,11 +83,8 @@ class FeedConfig:
     @classmethod
     def load(cls, *, sources_path: str = "", stations_path: str = "", vocabulary_path: str = "",
              known_hazards: tuple[str, ...] | None = None) -> FeedConfig:
-        try:
-            sources = load_sources(Path(sources_path), known_hazards=known_hazards) if sources_path else Sources({})
-            stations = load_stations(Path(stations_path)) if stations_path else Stations({})
-        except (SourcesError, TelemetryError) as e:
-            raise ConfigError(str(e)) from None
+        sources = load_sources(Path(sources_path), known_hazards=known_hazards) if sources_path else Sources({})
+        stations = load_stations(Path(stations_path)) if stations_path else Stations({})
         wording = load_wording(Path(vocabulary_path) if vocabulary_path else None)
         return cls(sources, stations, wording)
 

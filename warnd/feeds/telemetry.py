@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import tomllib
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 from xml.sax.saxutils import escape
@@ -37,14 +35,12 @@ from sqlmodel import col, select
 
 from warnd.clock import Clock
 from warnd.config import County
-from warnd.core.domain import AlertState, Colour, Step
+from warnd.core.domain import AlertState, Step
 from warnd.core.thresholds import (
-    RAIN_WINDOWS,
     Decision,
     Measures,
     Pair,
     Status,
-    Thresholds,
     TLevel,
     decide,
     rain_totals,
@@ -54,6 +50,7 @@ from warnd.db.models import Alert, StationState, TelemetryReading
 from warnd.engine.ingest import IngestError, Ingestor, IngestResult
 from warnd.engine.module import ModuleBase
 from warnd.feeds.sources import Source
+from warnd.feeds.stations import Station, Stations
 
 log = structlog.get_logger("warnd.telemetry")
 
@@ -65,87 +62,6 @@ class TelemetryError(ValueError):
     def __init__(self, detail: str, field: str | None = None):
         super().__init__(detail)
         self.detail, self.field = detail, field
-
-
-# -- configuration (config/stations.toml) --------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Station:
-    id: str
-    name: str
-    villages: tuple[str, ...]  # administrative codes of the places it guards
-    area_desc: str
-    thresholds: Thresholds
-    colours: Mapping[TLevel, Colour]
-    expires: timedelta = timedelta(hours=6)
-
-
-@dataclass(frozen=True)
-class Stations:
-    by_id: Mapping[str, Station] = field(default_factory=dict)
-
-    def get(self, sid: str) -> Station | None:
-        return self.by_id.get(sid)
-
-
-def _pair(v: Any, where: str) -> Pair:
-    if not (isinstance(v, list) and len(v) == 2 and all(isinstance(x, int | float) and not isinstance(x, bool)
-                                                        and x > 0 for x in v) and v[0] < v[1]):
-        raise TelemetryError(f"{where} must be [准备转移, 立即转移] with 0 < prepare < evacuate")
-    return Pair(float(v[0]), float(v[1]))
-
-
-def parse_stations(raw: dict[str, Any]) -> Stations:
-    d = raw.get("defaults", {})
-    table = raw.get("stations", {})
-    if not isinstance(table, dict) or not isinstance(d, dict):
-        raise TelemetryError("[defaults] and [stations] must be tables")
-    out: dict[str, Station] = {}
-    for sid, spec in table.items():
-        where = f"[stations.{sid}]"
-        if not isinstance(spec, dict):
-            raise TelemetryError(f"{where} must be a table")
-        merged = {**d, **spec}
-        villages = merged.get("villages")
-        if not isinstance(villages, list) or not villages or not all(
-                isinstance(c, str) and c.isdigit() for c in villages):
-            raise TelemetryError(f"{where} villages must list the administrative codes it guards")
-        rain = {w: _pair(merged[f"rain_{w}h"], f"{where} rain_{w}h") for w in RAIN_WINDOWS
-                if f"rain_{w}h" in merged}
-        level = _pair(merged["level_m"], f"{where} level_m") if "level_m" in merged else None
-        if not rain and level is None:
-            raise TelemetryError(f"{where} needs at least one threshold (rain_1h/3h/6h or level_m)")
-        ratio = float(merged.get("clear_ratio", 0.8))
-        if not 0 < ratio <= 1:
-            raise TelemetryError(f"{where} clear_ratio must be in (0, 1]")
-        colours_raw = merged.get("colours", {"prepare": "orange", "evacuate": "red"})
-        try:
-            colours = {TLevel.PREPARE: Colour(colours_raw.get("prepare", "orange")),
-                       TLevel.EVACUATE: Colour(colours_raw.get("evacuate", "red"))}
-        except (ValueError, AttributeError):
-            raise TelemetryError(f"{where} colours must be {{prepare = ..., evacuate = ...}} colours") from None
-        th = Thresholds(
-            rain=rain, water_level=level, clear_ratio=ratio,
-            hold_off=timedelta(minutes=float(merged.get("hold_off_minutes", 60))),
-            max_age=timedelta(minutes=float(merged.get("max_age_minutes", 30))),
-            max_skew=timedelta(minutes=float(merged.get("max_skew_minutes", 5))),
-        )
-        out[sid] = Station(sid, str(merged.get("name", sid)), tuple(villages),
-                           str(merged.get("area_desc", merged.get("name", sid))), th, colours,
-                           timedelta(hours=float(merged.get("expires_hours", 6))))
-    return Stations(out)
-
-
-def load_stations(path: Path) -> Stations:
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        raise TelemetryError(f"{path}: {e}") from e
-    try:
-        return parse_stations(raw)
-    except TelemetryError as e:
-        raise TelemetryError(f"{path}: {e.detail}") from None
 
 
 # -- readings --------------------------------------------------------------------------------

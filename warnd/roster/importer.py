@@ -24,8 +24,9 @@ from typing import Any
 from sqlalchemy import insert
 from sqlmodel import select
 
+from warnd.config import load_roles
 from warnd.core.domain import Level
-from warnd.core.roles import Roles, load_roles
+from warnd.core.roles import Roles
 from warnd.db.engine import Database
 from warnd.db.models import Event, Person, Region
 from warnd.roster.cells import (

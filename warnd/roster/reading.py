@@ -17,7 +17,7 @@ from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any, Literal
 
-from warnd.paths import default_config
+from warnd.config.files import package_default
 
 Kind = Literal["regions", "people", "speakers"]
 
@@ -68,7 +68,7 @@ class HeaderAliases:
 
 
 def load_header_aliases(path: Path | None = None) -> HeaderAliases:
-    path = path or default_config("roster-headers.toml")
+    path = path or package_default("roster-headers.toml")
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as e:
@@ -308,6 +308,6 @@ def read_roster_file(path: Path, aliases: HeaderAliases) -> ReadResult:
         raise RosterError(
             f"{path}: no header row found. A regions sheet needs {r['code'][0]} and {r['name'][0]}; "
             f"a people sheet needs {p['name'][0]}, {p['phone'][0]}, {p['role'][0]} and "
-            f"{p['region_code'][0]} or {p['place'][0]} (aliases: config/roster-headers.toml)"
+            f"{p['region_code'][0]} or {p['place'][0]} (aliases: roster-headers.toml)"
         )
     return ReadResult(tables, ignored)

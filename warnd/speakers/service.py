@@ -31,7 +31,7 @@ from sqlalchemy import bindparam, insert, update
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from channels.speaker_mqtt import DeviceMessage, MqttSettings, OutgoingCommand, SpeakerMqtt
+from channels.speaker_mqtt import DeviceMessage, OutgoingCommand, SpeakerMqtt
 from warnd.clock import Clock
 from warnd.config import County, SpeakersCfg
 from warnd.core import speakers as decide
@@ -65,14 +65,6 @@ SC = SpeakerCommand.__table__  # type: ignore[attr-defined]
 SP = Speaker.__table__  # type: ignore[attr-defined]
 
 
-def mqtt_settings(cfg: SpeakersCfg, county: County) -> MqttSettings:
-    return MqttSettings(
-        host=cfg.host, port=cfg.port, client_id=cfg.client_id or f"warnd-{county.code}",
-        username=cfg.username, password=cfg.password, tls=cfg.tls, ca_file=cfg.ca_file,
-        cert_file=cfg.cert_file, key_file=cfg.key_file, tls_insecure=cfg.tls_insecure,
-        keepalive=cfg.keepalive, session_expiry_seconds=cfg.session_expiry_seconds,
-        reconnect_min_seconds=cfg.reconnect_min_seconds, reconnect_max_seconds=cfg.reconnect_max_seconds,
-    )
 
 
 @dataclass
@@ -96,7 +88,7 @@ class SpeakerService(ModuleBase):
         super().__init__()
         self.db, self.clock, self.cfg, self.county, self.policy = db, clock, cfg, county, policy
         self.templates, self.roles, self.roster, self.on_change = templates, roles, roster, on_change
-        self.channel = SpeakerMqtt(mqtt_settings(cfg, county), self)
+        self.channel = SpeakerMqtt(cfg.mqtt(county.code), self)
         self.ack_window = timedelta(seconds=cfg.ack_window_seconds)
         self.ttl = timedelta(seconds=cfg.command_ttl_seconds)
         self.stale_after = timedelta(seconds=cfg.stale_after_seconds)

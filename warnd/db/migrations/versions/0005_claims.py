@@ -1,7 +1,7 @@
 """claim tokens on deliveries and calls; a fallback alert names the warning it stands for
 
 Revision ID: 0005_claims
-Revises: 0001, 0002_speakers
+Revises: 0002_speakers
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005_claims"
-down_revision = ("0001", "0002_speakers")
+down_revision = "0002_speakers"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,269 @@
+"""Settings (warnd.toml): defaults here, overridden by the file, then by environment variables
+for secrets. warnd/defaults/warnd.example.toml is the annotated example.
+
+Every section is a frozen pydantic model: unknown keys and wrong types are refused with one
+line each (`/etc/warnd/warnd.toml: server.port: must be a whole number, not '8080'`). Code
+builds settings with keyword arguments and changes them with `model_copy(update=...)`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field
+from pydantic.config import JsonDict
+
+from channels.mqtt import MqttSettings
+from warnd.config.errors import ConfigError
+from warnd.config.files import DEFAULT_FILES, ConfigLocation, find_config, locate
+from warnd.config.validation import List, Strict, as_tuple, problem, read_toml, validate
+from warnd.core.domain import Step
+
+SECRET: JsonDict = {"secret": True}
+
+
+def _steps(v: Any) -> Any:
+    if isinstance(v, list | tuple):
+        known = [s.value for s in Step]
+        for i, step in enumerate(v):
+            if step not in known:
+                raise problem(f"unknown step {step!r} (use {', '.join(known)})", i)
+    return as_tuple(v)
+
+
+Steps = Annotated[tuple[str, ...], BeforeValidator(_steps)]  # json_schema_extra of a field `warnd config show` masks
+
+
+def secret(default: str = "") -> Any:
+    return Field(default=default, json_schema_extra=SECRET)
+
+
+class Section(Strict):
+    pass
+
+
+class County(Section):
+    code: str = "431222"
+    name: str = "沅陵县"
+    sender_name: str = "沅陵县防汛抗旱指挥部"
+
+
+class DatabaseCfg(Section):
+    url: str = Field(default="sqlite:///warnd.db", json_schema_extra=SECRET)  # may hold a password
+    durable: bool = True  # SQLite synchronous=FULL; false only for throwaway demo databases
+
+
+class ServerCfg(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    public_base_url: str = "http://127.0.0.1:8080"
+
+
+class ApiCfg(Section):
+    tokens: List = Field(default=(), json_schema_extra=SECRET)
+
+
+class ClockCfg(Section):
+    spec: str = "system"
+
+
+class PolicyCfg(Section):
+    """Paths of the policy files; empty: the file beside warnd.toml, else the package's."""
+
+    path: str = ""
+    roles: str = ""
+    templates: str = ""
+    vocabulary: str = ""
+
+
+class RosterCfg(Section):
+    headers: str = ""  # roster header aliases (roster-headers.toml)
+
+
+class DeliveryCfg(Section):
+    max_attempts: int = 6
+    backoff_seconds: float = 10
+    backoff_max_seconds: float = 300
+    recipient_min_interval_seconds: float = 20
+    concurrency: int = 32
+    lease_seconds: float = 300
+    reply_help_interval_seconds: float = 1800
+
+
+class TencentCfg(Section):
+    secret_id: str = ""
+    secret_key: str = secret()
+    sdk_app_id: str = ""
+    sign_name: str = ""
+    template_id: str = ""
+    region: str = "ap-guangzhou"
+    endpoint: str = ""
+    callback_token: str = secret()
+
+
+class TwilioCfg(Section):
+    account_sid: str = ""
+    auth_token: str = secret()
+    from_number: str = ""
+    api_base_url: str = ""
+
+
+class SmsCfg(Section):
+    provider: Literal["tencent", "twilio"] = "tencent"
+    tencent: TencentCfg = TencentCfg()
+    twilio: TwilioCfg = TwilioCfg()
+
+
+class SpeakersCfg(MqttSettings, Section):
+    """Village loudspeakers over MQTT (docs/mqtt.md): the broker connection (MqttSettings,
+    flat in [speakers]) and how warnings are played."""
+
+    enabled: bool = False
+    client_id: str = ""  # default: warnd-{county code}
+    password: str = secret()  # or WARND_MQTT_PASSWORD
+    steps: Steps = ("imminent",)  # 631 steps at which speakers play
+    ack_window_seconds: float = 300  # `played` must arrive within this (clock time)
+    command_ttl_seconds: float = 3600  # a command expires at min(warning expiry, issue + ttl)
+    stale_after_seconds: float = 180  # no heartbeat/state for this long: stale
+    repeat: int = 3
+    volume: int = 90
+    voice: str = "female"
+    fallback_roles: List = ("village_secretary", "village_head", "group_leader")
+    fallback_confirm_minutes: float = 10
+    fallback_ladder: str = "standard"
+    fallback_channels: List = ("sms",)
+
+    def mqtt(self, county_code: str) -> MqttSettings:
+        """The connection settings; the client id defaults to warnd-{county code}."""
+        values = {k: getattr(self, k) for k in MqttSettings.model_fields}
+        values["client_id"] = self.client_id or f"warnd-{county_code}"
+        return MqttSettings(**values)
+
+
+class FeedsCfg(Section):
+    sources: str = ""  # sources.toml: CAP push/poll and telemetry sources (empty: none)
+    stations: str = ""  # stations.toml: telemetry stations and thresholds (empty: none)
+
+
+class VoiceCfg(Section):
+    """Voice calls (智能外呼) through Twilio Voice; provider "" = no voice channel. Empty
+    credentials fall back to [sms.twilio]."""
+
+    provider: Literal["", "twilio"] = ""
+    account_sid: str = ""
+    auth_token: str = secret()
+    from_number: str = ""
+    api_base_url: str = ""
+    ring_seconds: int = 30
+    gather_seconds: int = 8
+    attempts: int = 2
+
+
+class WeComCfg(Section):
+    """WeChat Work (企业微信) application; enabled = false: no "wecom" channel."""
+
+    enabled: bool = False
+    corp_id: str = ""
+    corp_secret: str = secret()
+    agent_id: int = 0
+    token: str = secret()  # callback Token
+    encoding_aes_key: str = secret()  # callback EncodingAESKey (43 characters)
+    api_base_url: str = ""  # empty: https://qyapi.weixin.qq.com
+    max_per_second: float = 20
+    per_user_per_minute: int = 30
+
+
+class Settings(Section):
+    county: County = County()
+    database: DatabaseCfg = DatabaseCfg()
+    server: ServerCfg = ServerCfg()
+    api: ApiCfg = ApiCfg()
+    clock: ClockCfg = ClockCfg()
+    policy: PolicyCfg = PolicyCfg()
+    roster: RosterCfg = RosterCfg()
+    delivery: DeliveryCfg = DeliveryCfg()
+    sms: SmsCfg = SmsCfg()
+    voice: VoiceCfg = VoiceCfg()
+    wecom: WeComCfg = WeComCfg()
+    feeds: FeedsCfg = FeedsCfg()
+    speakers: SpeakersCfg = SpeakersCfg()
+
+
+# Environment variable → the setting it fills (secrets stay out of files).
+ENV_SETTINGS: dict[str, str] = {
+    "WARND_DATABASE_URL": "database.url",
+    "WARND_API_TOKENS": "api.tokens",  # comma-separated
+    "WARND_TENCENT_SECRET_KEY": "sms.tencent.secret_key",
+    "WARND_TWILIO_AUTH_TOKEN": "sms.twilio.auth_token",
+    "WARND_WECOM_CORP_SECRET": "wecom.corp_secret",
+    "WARND_WECOM_AES_KEY": "wecom.encoding_aes_key",
+    "WARND_MQTT_PASSWORD": "speakers.password",
+}
+
+
+def _env_value(name: str, value: str) -> Any:
+    if name == "WARND_API_TOKENS":
+        return [t.strip() for t in value.split(",") if t.strip()]
+    return value
+
+
+def _put(raw: dict[str, Any], dotted: str, value: Any) -> None:
+    *tables, key = dotted.split(".")
+    for t in tables:
+        nxt = raw.setdefault(t, {})
+        if not isinstance(nxt, dict):  # a scalar where a table belongs: validation says so
+            return
+        raw = nxt
+    raw[key] = value
+
+
+def env_overrides(env: Mapping[str, str]) -> dict[str, str]:
+    """setting → environment variable, for those set (and non-empty) in `env`."""
+    return {key: name for name, key in ENV_SETTINGS.items() if env.get(name)}
+
+
+def load_config(arg: str | None = None, env: Mapping[str, str] | None = None) -> tuple[Settings, ConfigLocation]:
+    """The settings as the command line finds them (--config, WARND_CONFIG, /etc/warnd/,
+    built-in defaults), and where they were found."""
+    env = os.environ if env is None else env
+    where = find_config(arg, env)
+    return load_settings(where.settings_file or where.directory, env), where
+
+
+def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Settings from `path` (a warnd.toml, or a folder holding one; None: built-in defaults)
+    and the environment. Relative file paths in the settings are taken from the settings
+    file's folder, and a policy file left empty is taken from that folder when it holds one
+    (else the package's default is used)."""
+    env = os.environ if env is None else env
+    where = locate(path, "settings")
+    raw: dict[str, Any] = read_toml(where.settings_file, ConfigError) if where.settings_file else {}
+    source = str(where.settings_file or path or "settings")
+    for name, key in ENV_SETTINGS.items():
+        if env.get(name):
+            _put(raw, key, _env_value(name, env[name]))
+    settings = validate(Settings, raw, source, ConfigError)
+    return resolve_files(settings, where.directory)
+
+
+def resolve_files(settings: Settings, directory: Path | None) -> Settings:
+    """File paths made absolute against `directory`; empty policy/roster paths filled with
+    the file of that name in `directory` when it exists there."""
+    if directory is None:
+        return settings
+    sections: dict[str, dict[str, str]] = {}
+    for dotted in (*DEFAULT_FILES, "feeds.sources", "feeds.stations"):
+        section, key = dotted.split(".")
+        value = getattr(getattr(settings, section), key)
+        if value:
+            resolved = str(directory / value) if not Path(value).is_absolute() else value
+        elif dotted in DEFAULT_FILES and (directory / DEFAULT_FILES[dotted]).is_file():
+            resolved = str(directory / DEFAULT_FILES[dotted])
+        else:
+            continue
+        sections.setdefault(section, {})[key] = resolved
+    update = {s: getattr(settings, s).model_copy(update=v) for s, v in sections.items()}
+    return settings.model_copy(update=update)
