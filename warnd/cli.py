@@ -35,9 +35,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
     from warnd.api.app import make_app
+    from warnd.api.server import serve
     from warnd.engine.service import Engine
     from warnd.logging import configure_logging
 
@@ -49,16 +48,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     async def main() -> None:
         engine = Engine.build(settings)
         await engine.start()
-        runner = web.AppRunner(make_app(engine), access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, settings.server.host, port).start()
-        print(f"warnd serving on http://{settings.server.host}:{port}", flush=True)
+        served = await serve(make_app(engine), settings.server, settings.server.host, port)  # limits per client
+        print(f"warnd serving on http://{settings.server.host}:{served.site.port}", flush=True)  # --port 0: the one bound
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
-        await runner.cleanup()
+        await served.close()
         await engine.stop()
 
     asyncio.run(main())

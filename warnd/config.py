@@ -32,6 +32,14 @@ class ServerCfg:
     host: str = "127.0.0.1"
     port: int = 8080
     public_base_url: str = "http://127.0.0.1:8080"
+    # Limits per client (docs/operations.md, "HTTP limits").
+    max_connections: int = 1000  # open at once; at the limit the oldest one still sending is dropped
+    max_connections_per_client: int = 256  # per peer address (behind a proxy: the proxy's limits)
+    header_timeout_seconds: float = 10.0  # request line and headers (and idle keep-alive)
+    body_timeout_seconds: float = 10.0  # webhooks, forms and JSON bodies
+    max_body_bytes: int = 64 * 1024  # webhooks, forms and JSON bodies, checked before any signature
+    large_body_timeout_seconds: float = 120.0  # CAP messages (up to 5 MiB)
+    large_bodies_at_once: int = 4  # CAP bodies being received at the same time
 
 
 @dataclass(frozen=True)
