@@ -232,3 +232,30 @@ async def test_header_and_body_deadlines(server: Server) -> None:
     writer.close()
     assert answer.startswith(b"HTTP/1.1 413 ") and b"limited to 65536 bytes" in answer
     assert time.monotonic() - t0 < 1.0
+
+
+MALFORMED = [
+    (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", b"Got more than 8190 bytes"),
+    (b"GET / HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(60)) + b"\r\n", b"Too many headers"),
+    (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 5000 + b"\r\n\r\n", b"Got more than 4096 bytes"),
+    (b"GARBAGE\r\n\r\n", b"Invalid method"),
+    (b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n", b"Invalid header token"),
+    (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 50, b"HTTPS traffic"),
+    (b"POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", b""),
+]
+
+
+async def test_malformed_http_is_answered_problem_json_before_any_handler(server: Server) -> None:
+    """What aiohttp's parser refuses (before any application code) is problem+json too, with
+    no aiohttp version and one log line instead of a traceback."""
+    for request_bytes, why in MALFORMED:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(request_bytes)
+        answer = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.0 400 ") and b"application/problem+json" in head, answer
+        assert b"Server: warnd\r\n" in head + b"\r\n" and b"aiohttp" not in answer and why in body, answer
+        assert json.loads(body)["status"] == 400
+    log = server.log.read_text()
+    assert "Traceback" not in log and log.count("malformed http request") == len(MALFORMED)

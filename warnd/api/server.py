@@ -26,12 +26,16 @@ import asyncio
 import resource
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any
 
 import structlog
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 
-from warnd.api.middleware import reads_own_body
+from warnd.api.middleware import SERVER_NAME, reads_own_body
+from warnd.api.problems import problem
 from warnd.config import ServerCfg
 
 log = structlog.get_logger("warnd.http")
@@ -47,6 +51,29 @@ FD_RESERVE = 200  # descriptors kept for the database pool, the broker, provider
 BACKLOG = 1024  # pending connections; asyncio accepts up to this many at once, so budget descriptors for it
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class _Handler(RequestHandler):
+    """aiohttp's protocol for one connection. Its answer to malformed HTTP (a request line or
+    header it cannot parse, before any application code runs) is problem+json without the
+    aiohttp version, logged as one line rather than a traceback per bad request."""
+
+    __slots__ = ()
+
+    def handle_error(self, request: BaseRequest, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        if request.writer.output_size > 0:  # as aiohttp: an answer is already on its way
+            raise ConnectionError("the response is already being sent")
+        if status >= 500:
+            log.error("unhandled error in the http protocol", status=status, exc_info=exc)
+            detail = "the request could not be handled"
+        else:
+            detail = (message or HTTPStatus(status).phrase)[:300]
+            log.info("malformed http request", status=status, detail=detail, peer=request.remote)
+        resp = problem(status, HTTPStatus(status).phrase, detail)
+        resp.headers["Server"] = SERVER_NAME
+        resp.force_close()
+        return resp
 
 
 class _Guarded(asyncio.Protocol):
@@ -142,8 +169,8 @@ class ConnectionGuard:
         if conn.inner is not None:
             self.by_handler.pop(conn.inner, None)
 
-    def factory(self, server: web.Server) -> Callable[[], asyncio.Protocol]:
-        return lambda: _Guarded(self, server)
+    def factory(self, make: Callable[[], RequestHandler]) -> Callable[[], asyncio.Protocol]:
+        return lambda: _Guarded(self, make)
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -164,9 +191,10 @@ class ConnectionGuard:
 class GuardedSite(web.BaseSite):
     """A TCP site whose connections pass through a ConnectionGuard."""
 
-    def __init__(self, runner: web.BaseRunner, guard: ConnectionGuard, host: str, port: int, backlog: int = BACKLOG):
+    def __init__(self, runner: web.BaseRunner, guard: ConnectionGuard, host: str, port: int,
+                 handler_args: dict[str, Any], backlog: int = BACKLOG):
         super().__init__(runner, backlog=backlog)
-        self._guard, self._host, self._port = guard, host, port
+        self._guard, self._host, self._port, self._handler_args = guard, host, port, handler_args
 
     @property
     def name(self) -> str:
@@ -182,8 +210,13 @@ class GuardedSite(web.BaseSite):
         await super().start()
         server = self._runner.server
         assert server is not None
-        self._server = await asyncio.get_running_loop().create_server(
-            self._guard.factory(server), self._host, self._port, backlog=self._backlog, reuse_address=True)
+        loop = asyncio.get_running_loop()
+
+        def handler() -> RequestHandler:  # what server() would make, with our handle_error
+            return _Handler(server, loop=loop, **self._handler_args)
+
+        self._server = await loop.create_server(
+            self._guard.factory(handler), self._host, self._port, backlog=self._backlog, reuse_address=True)
 
 
 def raise_fd_limit(wanted: int) -> int:
@@ -219,11 +252,12 @@ async def serve(app: web.Application, cfg: ServerCfg, host: str, port: int) -> S
                     configured=cfg.max_connections, nofile=fds)
     guard = ConnectionGuard(max_connections, min(cfg.max_connections_per_client, max_connections))
     app.middlewares.append(guard.middleware)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_SECONDS,
-                           keepalive_timeout=cfg.header_timeout_seconds, lingering_time=LINGER_SECONDS,
-                           max_line_size=MAX_LINE, max_field_size=MAX_FIELD, max_headers=MAX_HEADERS)
+    handler_args: dict[str, Any] = dict(
+        access_log=None, keepalive_timeout=cfg.header_timeout_seconds, lingering_time=LINGER_SECONDS,
+        max_line_size=MAX_LINE, max_field_size=MAX_FIELD, max_headers=MAX_HEADERS)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=SHUTDOWN_SECONDS, **handler_args)
     await runner.setup()
-    site = GuardedSite(runner, guard, host, port)
+    site = GuardedSite(runner, guard, host, port, handler_args)
     await site.start()
     log.info("http limits", max_connections=max_connections, per_client=guard.per_client,
              header_timeout=cfg.header_timeout_seconds,
