@@ -35,7 +35,7 @@ def connect(guard: ConnectionGuard, peer: str) -> tuple[_Guarded, Transport]:
     return conn, t
 
 
-def test_a_client_at_its_own_limit_pushes_out_its_oldest_idle_connection() -> None:
+async def test_a_client_at_its_own_limit_pushes_out_its_oldest_idle_connection() -> None:
     g = ConnectionGuard(max_connections=10, per_client=3)
     conns = [connect(g, "10.0.0.1") for _ in range(3)]
     conns[0][0].busy = 1  # being answered: never pushed out
@@ -46,7 +46,7 @@ def test_a_client_at_its_own_limit_pushes_out_its_oldest_idle_connection() -> No
     assert not t2.aborted and g.total == 4
 
 
-def test_at_the_overall_limit_the_heaviest_client_pays_and_equals_are_refused() -> None:
+async def test_at_the_overall_limit_the_heaviest_client_pays_and_equals_are_refused() -> None:
     g = ConnectionGuard(max_connections=6, per_client=6)
     attacker = [connect(g, "10.0.0.66") for _ in range(4)]
     [connect(g, "10.0.0.7") for _ in range(2)]
@@ -60,7 +60,7 @@ def test_at_the_overall_limit_the_heaviest_client_pays_and_equals_are_refused() 
     assert not any(t.aborted for _, t in attacker[1:])
 
 
-def test_nothing_is_pushed_out_while_every_connection_is_being_answered() -> None:
+async def test_nothing_is_pushed_out_while_every_connection_is_being_answered() -> None:
     g = ConnectionGuard(max_connections=2, per_client=2)
     for c, _ in (connect(g, "10.0.0.1"), connect(g, "10.0.0.1")):
         c.busy = 1
@@ -68,10 +68,19 @@ def test_nothing_is_pushed_out_while_every_connection_is_being_answered() -> Non
     assert t.aborted and g.refused == 1 and g.total == 2
 
 
-def test_closing_frees_the_slot() -> None:
+async def test_closing_frees_the_slot() -> None:
     g = ConnectionGuard(max_connections=1, per_client=1)
     c, _ = connect(g, "10.0.0.1")
     c.busy = 1
     c.connection_lost(None)
     _, t = connect(g, "10.0.0.2")
     assert not t.aborted and g.total == 1 and set(g.clients) == {"10.0.0.2"}
+
+
+async def test_a_connection_whose_first_request_does_not_arrive_in_time_is_closed() -> None:
+    g = ConnectionGuard(max_connections=4, per_client=4, header_timeout=0.05)
+    _, t_slow = connect(g, "10.0.0.1")
+    fast, t_fast = connect(g, "10.0.0.2")
+    fast.arrived()  # its request line and headers came in
+    await asyncio.sleep(0.1)
+    assert t_slow.aborted and not t_fast.aborted

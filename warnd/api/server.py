@@ -4,10 +4,12 @@ aiohttp reads headers and bodies for as long as a client cares to send them and 
 connections until the process runs out of file descriptors, so one client dripping bytes
 over a thousand connections could take the server down. Here:
 
-- Header timeout: aiohttp's keep-alive timer starts when a connection opens and again after
-  each response, and closes the connection if no complete request has arrived when it
-  fires. Set to `header_timeout_seconds`, it bounds the time to send a request's line and
-  headers (and how long an idle connection is kept).
+- Header timeout: aiohttp's keep-alive timer runs after each response and closes the
+  connection if no complete request has arrived when it fires; set to
+  `header_timeout_seconds`, it bounds the time to send the next request's line and headers
+  (and how long an idle connection is kept). Recent aiohttp (3.14) also arms it when a
+  connection opens; older versions did not, so the guard arms its own deadline for the first
+  request and cancels it when that request has arrived.
 - Body timeout and size: `warnd.api.middleware` (a deadline and a limit per route).
 - Connections: at most `max_connections_per_client` from one peer address and at most
   `max_connections` in all. A client at its own limit makes room among its own connections;
@@ -80,12 +82,13 @@ class _Guarded(asyncio.Protocol):
     """One connection: aiohttp's protocol for it is made only once the guard admits it, so
     a refused connection costs an accept and a close."""
 
-    __slots__ = ("busy", "client", "guard", "inner", "make", "transport")
+    __slots__ = ("busy", "client", "deadline", "guard", "inner", "make", "transport")
 
     def __init__(self, guard: ConnectionGuard, make: Callable[[], RequestHandler]):
         self.guard, self.make, self.busy, self.client = guard, make, 0, ""
         self.inner: RequestHandler | None = None
         self.transport: asyncio.Transport | None = None
+        self.deadline: asyncio.TimerHandle | None = None  # for the first request's headers
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -97,9 +100,17 @@ class _Guarded(asyncio.Protocol):
             return
         self.inner = self.make()
         self.guard.by_handler[self.inner] = self
+        self.deadline = asyncio.get_running_loop().call_later(self.guard.header_timeout, transport.abort)
         self.inner.connection_made(transport)
 
+    def arrived(self) -> None:
+        """A request's line and headers are in: the first-request deadline is over."""
+        if self.deadline is not None:
+            self.deadline.cancel()
+            self.deadline = None
+
     def connection_lost(self, exc: Exception | None) -> None:
+        self.arrived()
         self.guard.closed(self)
         if self.inner is not None:
             self.inner.connection_lost(exc)
@@ -127,6 +138,7 @@ class ConnectionGuard:
 
     max_connections: int
     per_client: int
+    header_timeout: float = 10.0
     evicted: int = 0  # pushed out to make room
     refused: int = 0  # closed on arrival: nothing could be pushed out
     peak: int = 0
@@ -171,6 +183,14 @@ class ConnectionGuard:
 
     def factory(self, make: Callable[[], RequestHandler]) -> Callable[[], asyncio.Protocol]:
         return lambda: _Guarded(self, make)
+
+    @web.middleware
+    async def arrival(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Outermost: a request's headers have arrived on this connection."""
+        conn = self.by_handler.get(request.protocol)
+        if conn is not None:
+            conn.arrived()
+        return await handler(request)
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -250,7 +270,9 @@ async def serve(app: web.Application, cfg: ServerCfg, host: str, port: int) -> S
         max_connections = max(fds - BACKLOG - FD_RESERVE, 16)
         log.warning("connection limit lowered to fit the file descriptor limit", max_connections=max_connections,
                     configured=cfg.max_connections, nofile=fds)
-    guard = ConnectionGuard(max_connections, min(cfg.max_connections_per_client, max_connections))
+    guard = ConnectionGuard(max_connections, min(cfg.max_connections_per_client, max_connections),
+                            cfg.header_timeout_seconds)
+    app.middlewares.insert(0, guard.arrival)
     app.middlewares.append(guard.middleware)
     handler_args: dict[str, Any] = dict(
         access_log=None, keepalive_timeout=cfg.header_timeout_seconds, lingering_time=LINGER_SECONDS,
