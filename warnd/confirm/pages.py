@@ -183,7 +183,7 @@ class ConfirmPages:
         except FormError as e:
             log.info("feedback form refused", reason=e.detail)
             return _page("反馈", await self._header(x) + '<div class="card"><p class="err">'
-                         '提交的内容无法识别（编码不是 UTF-8）。请重新填写后提交。</p></div>'
+                         '提交的内容无法识别（须为 UTF-8 编码的表单）。请重新填写后提交。</p></div>'
                          + _feedback_form(None), status=e.status)
         actions = form.getall("action", [])
         raw_people = form.get("people_moved", "").strip() or "0"
