@@ -48,11 +48,13 @@ from channels.base import (
     SendReceipt,
     TransientSendError,
 )
+from channels.webhook_io import refuse
 from warnd.clock import Clock, SystemClock
 
 REPLY_PATH = "/webhooks/tencent/sms/{token}/reply"
 STATUS_PATH = "/webhooks/tencent/sms/{token}/status"
 OK_BODY = {"result": 0, "errmsg": "OK"}
+MAX_ID = 64  # a provider id longer than this is not one (the dedupe key column holds 128)
 
 _T = TypeVar("_T")
 _BEIJING = timezone(timedelta(hours=8))
@@ -255,18 +257,22 @@ class TencentSms(ChannelBase):
     def webhook_routes(self, sink: InboundSink) -> list[web.RouteDef]:
         async def reply(request: web.Request) -> web.Response:
             if not self._token_ok(request):
-                return web.Response(status=403, text="forbidden")
+                return refuse(403, "Forbidden", "unknown callback URL")
             payload = await _json(request)
+            if isinstance(payload, web.Response):
+                return payload
             reply = self._parse_reply(payload)
             if reply is None:
-                return web.Response(status=400, text="malformed reply callback")
+                return refuse(400, "Bad request", "a reply callback needs mobile (digits), text and time")
             await sink.on_reply(reply)
             return web.json_response(OK_BODY)
 
         async def status(request: web.Request) -> web.Response:
             if not self._token_ok(request):
-                return web.Response(status=403, text="forbidden")
+                return refuse(403, "Forbidden", "unknown callback URL")
             payload = await _json(request)
+            if isinstance(payload, web.Response):
+                return payload
             if isinstance(payload, dict):  # documented as an array; tolerate a lone object
                 payload = [payload]
             reports = (
@@ -274,7 +280,8 @@ class TencentSms(ChannelBase):
             )
             if any(r is None for r in reports):
                 # Reject the whole batch so nothing is half-applied; Tencent re-sends it.
-                return web.Response(status=400, text="malformed status callback")
+                return refuse(400, "Bad request", "every status report needs sid and report_status "
+                                                  "SUCCESS or FAIL")
             for report in reports:
                 assert report is not None
                 await sink.on_report(report)
@@ -297,7 +304,8 @@ class TencentSms(ChannelBase):
             p.get("text"),
             p.get("time"),
         )
-        if not (isinstance(mobile, str) and mobile.isdigit() and isinstance(text, str)):
+        if not (isinstance(mobile, str) and mobile.isascii() and mobile.isdigit() and len(mobile) <= 20
+                and isinstance(text, str)):
             return None
         nationcode = str(nationcode or "86").lstrip("+")
         # Tencent gives the reply no id: mobile + text + time identifies a re-delivery.
@@ -314,6 +322,7 @@ class TencentSms(ChannelBase):
         if (
             not isinstance(p, dict)
             or not p.get("sid")
+            or len(str(p["sid"])) > MAX_ID
             or p.get("report_status") not in ("SUCCESS", "FAIL")
         ):
             return None
@@ -335,10 +344,21 @@ class TencentSms(ChannelBase):
 
 
 async def _json(request: web.Request) -> Any:
+    """The JSON body, or a 400 naming why it is not usable JSON."""
+    raw = await request.read()
     try:
-        return json.loads(await request.read())
-    except (ValueError, UnicodeDecodeError):
-        return None
+        payload = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        return refuse(400, "Bad request", f"the body is not valid UTF-8 (byte {e.start})")
+    except ValueError as e:
+        return refuse(400, "Bad request", f"the body is not JSON: {e}")
+    except RecursionError:
+        return refuse(400, "Bad request", "the JSON body is nested too deeply")
+    try:  # "\ud800" is valid JSON but no text: it could not be stored
+        json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return refuse(400, "Bad request", "the body contains an unpaired surrogate (\\uD800-\\uDFFF)")
+    return payload
 
 
 __all__ = ["OK_BODY", "REPLY_PATH", "STATUS_PATH", "TencentSms", "classify"]

@@ -31,6 +31,7 @@ from channels.base import (
     TransientSendError,
 )
 from channels.twilio_common import RecordingHttpClient, TwilioAccount, _classify
+from channels.webhook_io import refuse
 from warnd.clock import Clock
 
 STATUS_PATH = "/webhooks/twilio/sms/status"
@@ -139,8 +140,8 @@ class TwilioSms(TwilioAccount, ChannelBase):
     ) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def verify(request: web.Request) -> web.Response:
             fields = await self._verified_form(request)
-            if fields is None:
-                return web.Response(status=403, text="invalid X-Twilio-Signature")
+            if isinstance(fields, web.Response):
+                return fields
             return await handler(fields, sink)
 
         return verify
@@ -149,7 +150,7 @@ class TwilioSms(TwilioAccount, ChannelBase):
         sid = form.get("MessageSid") or form.get("SmsSid")
         status = (form.get("MessageStatus") or form.get("SmsStatus") or "").lower()
         if not sid or not status:
-            return web.Response(status=400, text="MessageSid and MessageStatus are required")
+            return refuse(400, "Bad request", "MessageSid and MessageStatus are required")
         final = status in _DELIVERED or status in _FAILED
         error = None
         if status in _FAILED:
@@ -170,7 +171,7 @@ class TwilioSms(TwilioAccount, ChannelBase):
         sid = form.get("MessageSid") or form.get("SmsSid")
         sender = form.get("From")
         if not sid or not sender:
-            return web.Response(status=400, text="MessageSid and From are required")
+            return refuse(400, "Bad request", "MessageSid and From are required")
         await sink.on_reply(
             InboundReply(
                 provider=self.provider,

@@ -19,6 +19,7 @@ from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
 from channels.base import PermanentSendError, TransientSendError
+from channels.webhook_io import read_form, refuse
 from warnd.clock import Clock, SystemClock
 
 # The SDK's exceptions drop response headers; the HTTP client records them here so send()
@@ -108,15 +109,20 @@ class TwilioAccount:
                 self._client.api.base_url = self.api_base_url  # the SDK's domain root
         return self._client.api.v2010.account
 
-    async def _verified_form(self, request: web.Request) -> dict[str, str] | None:
-        """The webhook's form fields, or None when X-Twilio-Signature does not verify. Twilio
-        signs the URL it called: our public base plus the path and query it requested
+    async def _verified_form(self, request: web.Request) -> dict[str, str] | web.Response:
+        """The webhook's form fields, or the refusal to answer: 403 when X-Twilio-Signature is
+        missing or does not verify, 4xx naming the problem when the body is not a UTF-8 form.
+        Twilio signs the URL it called: our public base plus the path and query it requested
         (raw_path keeps both, percent-encoding intact)."""
         signature = request.headers.get("X-Twilio-Signature", "")
-        form = await request.post()
-        if not signature or not self._validator.validate(self.public_base_url + request.raw_path, form, signature):
-            return None
-        return {k: str(v) for k, v in form.items()}
+        if not signature:
+            return refuse(403, "Forbidden", "X-Twilio-Signature is required")
+        form = await read_form(request)
+        if isinstance(form, web.Response):
+            return form
+        if not self._validator.validate(self.public_base_url + request.raw_path, form, signature):
+            return refuse(403, "Forbidden", "invalid X-Twilio-Signature")
+        return dict(form.items())
 
     async def close(self) -> None:
         if self._owns_http and self._http is not None:

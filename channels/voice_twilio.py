@@ -4,7 +4,10 @@ A call is created with `calls.create_async` and inline TwiML: the warning is spo
 Chinese (`<Say language="zh-CN">`) inside a `<Gather numDigits="1">`. Key 1 confirms the
 call's 叫应 and is answered with a spoken confirmation; `*` repeats the message; no key (or
 another key) repeats it up to `attempts` times, then the call ends and the delivery is
-reported failed ("no key pressed") so the escalation ladder moves on. Call status callbacks
+reported failed ("no key pressed") so the escalation ladder moves on. The caller hears
+"已确认" only when the engine answers that the confirmation is stored; otherwise they are
+told it could not be recorded and to reply by SMS or call the duty room (the engine's
+`action_rejected` event says why). Call status callbacks
 map busy / no-answer / failed / canceled to a failed delivery the same way.
 
 Every webhook is signed by Twilio (X-Twilio-Signature over our public URL and the POST
@@ -19,6 +22,7 @@ from datetime import datetime
 from typing import Any, cast
 
 import aiohttp
+import structlog
 from aiohttp import web
 from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
@@ -35,13 +39,20 @@ from channels.base import (
     TransientSendError,
 )
 from channels.twilio_common import TwilioAccount, _classify
+from channels.webhook_io import Outcomes, confirmed, refuse
 from warnd.clock import Clock
+
+log = structlog.get_logger("warnd.voice")
 
 GATHER_PATH = "/webhooks/twilio/voice/gather"
 STATUS_PATH = "/webhooks/twilio/voice/status"
 LANGUAGE = "zh-CN"
 PROMPT = "确认收到请按1，重听请按星号键。"
 CONFIRMED = "已确认收到，谢谢。请按预案立即落实。"
+# Said when the key press did not confirm (unknown call, not the recipient, a lost race, or
+# the engine could not be reached): never let the caller believe they confirmed.
+NOT_CONFIRMED = "系统未能记录您的确认。请回复短信1确认，或致电县应急管理局值班室。"
+LIFTED = "该预警已解除，无需确认，谢谢。"
 NO_KEY = "未收到您的按键。"
 GIVE_UP = "未收到确认，稍后将再次联系您。"
 FALLBACK_TEXT = "您有一条预警尚未确认。"  # the message text could not be found (should not happen)
@@ -88,6 +99,7 @@ class TwilioVoice(TwilioAccount, ChannelBase):
         self.gather_url = self.public_base_url + GATHER_PATH
         self.status_url = self.public_base_url + STATUS_PATH
         self.ring_seconds, self.gather_seconds, self.attempts = ring_seconds, gather_seconds, max(attempts, 1)
+        self._outcomes = Outcomes()
 
     def _calls(self) -> Any:
         return self._account().calls
@@ -153,8 +165,8 @@ class TwilioVoice(TwilioAccount, ChannelBase):
     ) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def verify(request: web.Request) -> web.Response:
             fields = await self._verified_form(request)
-            if fields is None:
-                return web.Response(status=403, text="invalid X-Twilio-Signature")
+            if isinstance(fields, web.Response):
+                return fields
             return await handler(request, fields, sink)
 
         return verify
@@ -162,17 +174,14 @@ class TwilioVoice(TwilioAccount, ChannelBase):
     async def _on_gather(self, request: web.Request, form: Mapping[str, str], sink: ActionSink) -> web.Response:
         sid = form.get("CallSid", "")
         if not sid:
-            return web.Response(status=400, text="CallSid is required")
+            return refuse(400, "Bad request", "CallSid is required")
         digits = form.get("Digits", "")
         try:
             attempt = max(int(request.query.get("attempt", "1")), 1)
         except ValueError:
             attempt = 1
         if digits == "1":
-            await sink.on_action(InboundAction(
-                provider=self.provider, dedupe_key=f"{sid}:key1", provider_id=sid,
-                from_address=form.get("To", ""), via="voice", received_at=self._clock.now()))
-            return self._say(CONFIRMED)
+            return self._say(await self._confirm(sid, form.get("To", ""), sink))
         text = await sink.message_text(self.provider, sid) or FALLBACK_TEXT
         if digits == "*":
             return web.Response(text=self.twiml(text, attempt), content_type="application/xml")
@@ -182,11 +191,26 @@ class TwilioVoice(TwilioAccount, ChannelBase):
                                             delivered=False, final=True, error="no key pressed"))
         return self._say(GIVE_UP)
 
+    async def _confirm(self, sid: str, callee: str, sink: ActionSink) -> str:
+        """What to say after key 1: 已确认 only once the engine has stored the confirmation."""
+        key = f"{sid}:key1"
+        try:
+            outcome = self._outcomes.settle(key, await sink.on_action(InboundAction(
+                provider=self.provider, dedupe_key=key, provider_id=sid, from_address=callee,
+                via="voice", received_at=self._clock.now())))
+        except Exception:  # the database is down: the caller must still hear the truth
+            log.exception("voice confirmation failed", call_sid=sid)
+            return NOT_CONFIRMED
+        if confirmed(outcome):
+            return CONFIRMED
+        log.warning("voice key press did not confirm", call_sid=sid, outcome=outcome)
+        return LIFTED if outcome == "already cancelled" else NOT_CONFIRMED
+
     async def _on_status(self, request: web.Request, form: Mapping[str, str], sink: ActionSink) -> web.Response:
         sid = form.get("CallSid", "")
         status = form.get("CallStatus", "").lower()
         if not sid or not status:
-            return web.Response(status=400, text="CallSid and CallStatus are required")
+            return refuse(400, "Bad request", "CallSid and CallStatus are required")
         final = status == "completed" or status in _FAILED
         await sink.on_report(DeliveryReport(
             provider=self.provider, dedupe_key=f"{sid}:{status}", provider_id=sid,

@@ -29,10 +29,12 @@ from collections import defaultdict, deque
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, cast
+from xml.etree.ElementTree import Element
 from xml.sax.saxutils import escape
 
 import aiohttp
 from aiohttp import web
+from defusedxml import DefusedXmlException, DTDForbidden
 from defusedxml.ElementTree import ParseError, fromstring
 
 from channels.base import (
@@ -45,6 +47,7 @@ from channels.base import (
     SendReceipt,
     TransientSendError,
 )
+from channels.webhook_io import Outcomes, confirmed, refuse
 from channels.wecom_crypto import WeComCrypto, WeComCryptoError
 from warnd.clock import Clock, SystemClock
 
@@ -55,6 +58,23 @@ LINK_RE = re.compile(r"https?://\S+/c/[A-Za-z0-9_-]{32}")
 TOKEN_ERRORS = {40014, 42001, 40082}  # invalid / expired access_token: fetch a new one
 TRANSIENT = {-1, 45009, 45033, 45011, 45047}  # system busy, API frequency / concurrency limits
 MAX_SKEW = 300  # seconds: an older (or future) callback timestamp is refused
+
+
+def _xml(raw: bytes) -> Element | web.Response:
+    """A callback's XML, or a 400 naming the problem. WeCom sends small UTF-8 documents
+    with no DTD; decoding here keeps a declared codec away from expat."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return refuse(400, "Bad request", f"the body is not valid UTF-8 (byte {e.start})")
+    try:
+        return fromstring(text, forbid_dtd=True)
+    except DTDForbidden:
+        return refuse(400, "Bad request", "a DTD (<!DOCTYPE>) is not allowed in a callback")
+    except DefusedXmlException as e:
+        return refuse(400, "Bad request", f"forbidden XML construct: {e}")
+    except ParseError as e:
+        return refuse(400, "Bad request", f"not well-formed XML: {e}")
 
 
 def task_id_for(idempotency_key: str) -> str:
@@ -164,6 +184,7 @@ class WeComApp(ChannelBase):
         self._token_until = 0.0
         self._token_lock = asyncio.Lock()
         self._seen: dict[str, float] = {}  # msg_signature -> when (replay window)
+        self._outcomes = Outcomes()
         self._clock: Clock = clock or SystemClock()
 
     # -- access token --------------------------------------------------------------------
@@ -259,20 +280,21 @@ class WeComApp(ChannelBase):
         """Signature, timestamp window and replay check; None when the request may proceed."""
         q = request.query
         sig, ts, nonce = q.get("msg_signature", ""), q.get("timestamp", ""), q.get("nonce", "")
-        if not (sig and ts and nonce and encrypted) or not self.crypto.verify(sig, ts, nonce, encrypted):
-            return web.Response(status=403, text="invalid msg_signature")
+        if not (sig and ts and nonce and encrypted) or not (sig + ts + nonce + encrypted).isascii() \
+                or not self.crypto.verify(sig, ts, nonce, encrypted):
+            return refuse(403, "Forbidden", "invalid msg_signature")
         try:
             skew = abs(time.time() - int(ts))
         except ValueError:
-            return web.Response(status=403, text="invalid timestamp")
+            return refuse(403, "Forbidden", "invalid timestamp")
         if skew > MAX_SKEW:
-            return web.Response(status=403, text="stale timestamp")
+            return refuse(403, "Forbidden", "stale timestamp")
         now = time.monotonic()
         for k, t in list(self._seen.items()):
             if now - t > 2 * MAX_SKEW:
                 del self._seen[k]
         if sig in self._seen:
-            return web.Response(status=403, text="replayed callback")
+            return refuse(403, "Forbidden", "replayed callback")
         self._seen[sig] = now
         return None
 
@@ -283,20 +305,21 @@ class WeComApp(ChannelBase):
         try:
             return web.Response(text=self.crypto.decrypt(echostr))
         except WeComCryptoError:
-            return web.Response(status=403, text="cannot decrypt echostr")
+            return refuse(403, "Forbidden", "cannot decrypt echostr")
 
     async def _on_callback(self, request: web.Request, sink: ActionSink) -> web.Response:
-        raw = await request.read()
-        try:
-            encrypted = (fromstring(raw).findtext("Encrypt") or "").strip()
-        except ParseError:
-            return web.Response(status=400, text="not XML")
+        outer = _xml(await request.read())
+        if isinstance(outer, web.Response):
+            return outer
+        encrypted = (outer.findtext("Encrypt") or "").strip()
         if (refused := self._fresh(request, encrypted)) is not None:
             return refused
         try:
-            event = fromstring(self.crypto.decrypt(encrypted))
-        except (WeComCryptoError, ParseError):
-            return web.Response(status=403, text="cannot decrypt")
+            event = _xml(self.crypto.decrypt(encrypted).encode("utf-8"))
+        except WeComCryptoError:
+            return refuse(403, "Forbidden", "cannot decrypt")
+        if isinstance(event, web.Response):
+            return event
         user = (event.findtext("FromUserName") or "").strip()
         if (event.findtext("Event") or "").strip() != "template_card_event" or \
                 (event.findtext("EventKey") or "").strip() != CONFIRM_KEY:
@@ -304,11 +327,12 @@ class WeComApp(ChannelBase):
         task_id = (event.findtext("TaskId") or "").strip()
         created = (event.findtext("CreateTime") or "").strip()
         if not user or not task_id:
-            return web.Response(status=400, text="FromUserName and TaskId are required")
-        outcome = await sink.on_action(InboundAction(
-            provider=self.provider, dedupe_key=f"wecom:{user}:{task_id}:{created}", provider_id=task_id,
-            from_address=user, via="wecom", received_at=self._clock.now()))
-        label = "已确认" if outcome in ("confirmed", "duplicate") or outcome.startswith("already") else "未能确认"
+            return refuse(400, "Bad request", "FromUserName and TaskId are required")
+        key = f"wecom:{user}:{task_id}:{created}"
+        outcome = self._outcomes.settle(key, await sink.on_action(InboundAction(
+            provider=self.provider, dedupe_key=key, provider_id=task_id,
+            from_address=user, via="wecom", received_at=self._clock.now())))
+        label = "已确认" if confirmed(outcome) else "已解除" if outcome == "already cancelled" else "未能确认"
         return self._reply(user, label)
 
     def _reply(self, user: str, label: str) -> web.Response:

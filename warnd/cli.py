@@ -69,9 +69,8 @@ def cmd_config_show(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
     from warnd.api.app import make_app
+    from warnd.api.server import serve
     from warnd.app import App
     from warnd.logging import configure_logging
 
@@ -83,22 +82,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     async def main() -> None:
         app = App.build(settings)
         await app.start()
-        runner = web.AppRunner(make_app(app), access_log=None)
-        await runner.setup()
         try:
-            await web.TCPSite(runner, settings.server.host, port).start()
+            served = await serve(make_app(app), settings.server, settings.server.host, port)  # limits per client
         except OSError as e:
-            await runner.cleanup()
             await app.stop()
             raise StartupError(f"server: cannot listen on {settings.server.host}:{port}: "
                                f"{e.strerror or e}") from None
-        print(f"warnd serving on http://{settings.server.host}:{port}", flush=True)
+        # --port 0: print the port actually bound
+        print(f"warnd serving on http://{settings.server.host}:{served.site.port}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
-        await runner.cleanup()
+        await served.close()
         await app.stop()
 
     asyncio.run(main())

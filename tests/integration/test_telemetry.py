@@ -146,7 +146,7 @@ async def test_http_readings(st: Stack) -> None:
     assert r.status == 422 and (await r.json())["field"] == "$"
     r = await st.http.post(url, json={"station": "YL002", "time": "2026-07-01 10:00", "level_m": 1}, headers=auth)
     assert r.status == 422 and (await r.json())["field"] == "time"
-    assert (await st.http.post("/api/v1/feeds/nosuch/telemetry", json=body, headers=auth)).status == 404
+    assert (await st.http.post("/api/v1/feeds/nosuch/telemetry", json=body, headers=auth)).status == 401
     health = (await (await st.http.get("/api/v1/feeds", headers=st.auth)).json())["feeds"]
     gauges = next(f for f in health if f["name"] == "gauges")
     assert gauges["last_success_at"] is not None and gauges["last_error"] == "time must be an ISO 8601 time with a zone"

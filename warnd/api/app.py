@@ -11,7 +11,8 @@ from aiohttp import web
 from sqlalchemy import text
 
 from warnd.api.feeds import feed_routes
-from warnd.api.problems import problem
+from warnd.api.middleware import BodyLimits, install, own_body, read_body
+from warnd.api.problems import problem, unauthorized
 from warnd.app import App
 from warnd.core.domain import ConfirmVia
 from warnd.engine.ingest import IngestError, IngestResult
@@ -30,8 +31,8 @@ async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         tokens = request.app[APP].settings.api.tokens
         header = request.headers.get("Authorization", "")
         given = header[7:] if header.startswith("Bearer ") else ""
-        if not given or not any(hmac.compare_digest(given, t) for t in tokens):
-            return problem(401, "Unauthorized", "a valid bearer token is required")
+        if not given or not any(hmac.compare_digest(given.encode(), t.encode()) for t in tokens):  # bytes: any header
+            return unauthorized("a valid bearer token is required")
     return await handler(request)
 
 
@@ -48,14 +49,10 @@ def _ingest_problem(e: IngestError) -> web.Response:
     return problem(e.status, e.title, e.detail, field=e.field, **e.extra)
 
 
+@own_body
 async def post_alert(request: web.Request) -> web.StreamResponse:
     engine = request.app[APP]
-    if request.content_length is not None and request.content_length > MAX_CAP_BYTES:
-        return problem(413, "Too large", f"a CAP message is limited to {MAX_CAP_BYTES} bytes")
-    try:
-        data = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        return problem(413, "Too large", f"a CAP message is limited to {MAX_CAP_BYTES} bytes")
+    data = await read_body(request, MAX_CAP_BYTES)
     try:
         result = await engine.ingestor.submit_cap(data, source="api")
     except IngestError as e:
@@ -88,11 +85,11 @@ async def get_calls(request: web.Request) -> web.StreamResponse:
 
 
 async def _json(request: web.Request) -> dict[str, Any]:
-    if not request.can_read_body:
+    if not request.body_exists:  # (the body is already read by api/middleware.py)
         return {}
     try:
         body = await request.json()
-    except ValueError:
+    except (ValueError, LookupError, RecursionError):  # not JSON or UTF-8, unknown charset, nested too deep
         raise web.HTTPBadRequest() from None
     return body if isinstance(body, dict) else {}
 
@@ -137,7 +134,9 @@ async def healthz(request: web.Request) -> web.StreamResponse:
 
 
 def make_app(app: App) -> web.Application:
-    web_app = web.Application(middlewares=[auth], client_max_size=MAX_CAP_BYTES + 1024)
+    limits = BodyLimits.from_settings(app.settings.server)
+    web_app = web.Application(client_max_size=limits.max_bytes)
+    install(web_app, limits, auth)  # problem+json errors, bearer tokens, bounded bodies (api/middleware.py)
     web_app[APP] = app
     web_app.router.add_post("/api/v1/alerts", post_alert)
     web_app.router.add_get("/api/v1/alerts/{id}", get_alert)

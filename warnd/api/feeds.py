@@ -14,61 +14,68 @@ from typing import Any
 
 from aiohttp import web
 
-from warnd.api.problems import problem
+from warnd.api.middleware import own_body, read_body
+from warnd.api.problems import problem, unauthorized
 from warnd.engine.ingest import IngestError
 from warnd.feeds.service import FeedService, PushRejected
+from warnd.feeds.sources import Source
 from warnd.feeds.telemetry import TelemetryError
 
 MAX_PUSH_BYTES = 5 * 1024 * 1024
 MAX_TELEMETRY_BYTES = 2 * 1024 * 1024
+# The same answer whether the source does not exist or the credentials are wrong: the
+# response must not tell an outsider which source names exist.
+NOT_AUTHORISED = "this source needs its bearer token or an X-Warnd-Signature HMAC"
 
 
 def _dumps(o: Any) -> str:
     return json.dumps(o, ensure_ascii=False)
 
 
-async def _body(request: web.Request, limit: int) -> bytes | web.Response:
-    if request.content_length is not None and request.content_length > limit:
-        return problem(413, "Too large", f"limited to {limit} bytes")
-    try:
-        data = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        return problem(413, "Too large", f"limited to {limit} bytes")
-    if len(data) > limit:
-        return problem(413, "Too large", f"limited to {limit} bytes")
-    return data
+def _worth_reading(src: Source | None, kind: str, request: web.Request) -> bool:
+    """Read a (large) body only for an enabled source of this kind whose bearer token
+    matches, or that has an HMAC secret and was sent a signature (checked against the body)."""
+    if src is None or src.kind != kind or not src.enabled:
+        return False
+    if src.check_auth(request.headers.get("Authorization"), None, b""):
+        return True
+    return bool(src.secret and request.headers.get("X-Warnd-Signature"))
 
 
 def feed_routes(service: FeedService, ingest_body: Any) -> list[web.RouteDef]:
     def feeds() -> FeedService:
         return service
 
+    @own_body
     async def push_cap(request: web.Request) -> web.StreamResponse:
-        data = await _body(request, MAX_PUSH_BYTES)
-        if isinstance(data, web.Response):
-            return data
+        name = request.match_info["source"]
+        auth, sig = request.headers.get("Authorization"), request.headers.get("X-Warnd-Signature")
+        data = (await read_body(request, MAX_PUSH_BYTES)
+                if _worth_reading(feeds().sources.get(name), "cap_push", request) else b"")
         try:
-            result = await feeds().push(request.match_info["source"], data,
-                                        request.headers.get("Authorization"),
-                                        request.headers.get("X-Warnd-Signature"))
+            result = await feeds().push(name, data, auth, sig)
         except PushRejected as e:
-            return problem(e.status, e.title, e.detail, source=request.match_info["source"])
+            if e.status in (401, 404):
+                return unauthorized(NOT_AUTHORISED)
+            return problem(e.status, e.title, e.detail, source=name)
         except IngestError as e:
             return problem(e.status, e.title, e.detail, field=e.field, **e.extra)
         return web.json_response(ingest_body(result), status=201 if result.created else 200, dumps=_dumps)
 
+    @own_body
     async def push_telemetry(request: web.Request) -> web.StreamResponse:
         name = request.match_info["source"]
         src = feeds().sources.get(name)
-        data = await _body(request, MAX_TELEMETRY_BYTES)
-        if isinstance(data, web.Response):
-            return data
-        if src is None or src.kind != "telemetry" or not src.enabled:
-            await feeds().record("feed_rejected", source=name, reason="no such telemetry source")
-            return problem(404, "Unknown source", f"no enabled telemetry source {name!r}")
+        if not _worth_reading(src, "telemetry", request):
+            known = src is not None and src.kind == "telemetry" and src.enabled
+            await feeds().record("feed_rejected", source=name,
+                                 reason="bad credentials" if known else "no such telemetry source")
+            return unauthorized(NOT_AUTHORISED)
+        assert src is not None
+        data = await read_body(request, MAX_TELEMETRY_BYTES)
         if not src.check_auth(request.headers.get("Authorization"), request.headers.get("X-Warnd-Signature"), data):
             await feeds().record("feed_rejected", source=name, reason="bad credentials")
-            return problem(401, "Unauthorized", "this source needs its bearer token or an X-Warnd-Signature HMAC")
+            return unauthorized(NOT_AUTHORISED)
         try:
             outcomes = await feeds().telemetry.submit_json(data, src)
         except TelemetryError as e:

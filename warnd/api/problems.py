@@ -14,6 +14,13 @@ def problem(status: int, title: str, detail: str, **extra: Any) -> web.Response:
                              dumps=_dumps)
 
 
+def unauthorized(detail: str) -> web.Response:
+    """401 with the challenge RFC 9110 requires: a bearer token (or, on feed routes, an HMAC)."""
+    resp = problem(401, "Unauthorized", detail)
+    resp.headers["WWW-Authenticate"] = 'Bearer realm="warnd"'
+    return resp
+
+
 def _dumps(obj: Any) -> str:
     import json
 

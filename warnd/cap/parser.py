@@ -12,8 +12,9 @@ from __future__ import annotations
 import codecs
 import enum
 import re
-from datetime import datetime
-from typing import TypeVar
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 from xml.etree.ElementTree import Element, ParseError
 
 import defusedxml
@@ -28,6 +29,7 @@ CAP_NAMESPACES = {
 }
 
 DEFAULT_MAX_BYTES = 5 * 1024 * 1024
+MAX_ERRORS = 20  # field errors reported for one message (a broken feed can have thousands)
 
 SCOPES = frozenset({"Public", "Restricted", "Private"})
 CATEGORIES = frozenset(
@@ -60,29 +62,59 @@ _POINT_RE = re.compile(rf"({_NUMBER}),({_NUMBER})")
 # Some producers write "lat, lon"; the comma still separates unambiguously.
 _COMMA_SPACE_RE = re.compile(r"\s*,\s*")
 _CIRCLE_RE = re.compile(rf"({_NUMBER}),({_NUMBER})\s+({_NUMBER})")
-# Encodings expat decodes natively; anything else (GB2312/GBK are common in Chinese feeds)
-# is transcoded to UTF-8 by us first.
-_EXPAT_ENCODINGS = frozenset(
-    {"utf-8", "utf8", "utf-16", "utf16", "iso-8859-1", "latin-1", "latin1", "us-ascii", "ascii"}
+# Character encodings a CAP document may declare (Python codec names, after codecs.lookup).
+# Anything else is refused by name: bytes-to-bytes codecs (base64, hex, zlib, bz2, uu),
+# Python's text transforms (rot13, unicode_escape, punycode, idna) and UTF-7 have no
+# business in a warning, and feeding them to a decoder either crashes or rewrites the markup.
+CHARSETS = frozenset(
+    {"utf-8", "utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be", "ascii",
+     "gb2312", "gbk", "gb18030", "big5", "big5hkscs", "cp950", "shift_jis", "cp932", "euc_jp",
+     "euc_kr", "cp949", "koi8-r", "koi8-u"}
+    | {f"iso8859-{n}" for n in (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 13, 14, 15, 16)}
+    | {f"cp{n}" for n in range(1250, 1259)}
 )
-_XML_DECL_RE = re.compile(
-    rb"^(\xef\xbb\xbf)?\s*<\?xml[^>]*?encoding\s*=\s*[\"']([A-Za-z0-9._-]+)[\"']"
+_WIDE = ("utf-16", "utf-32")
+# Byte-order marks and, without one, the first bytes of "<?" in each wide encoding (XML 1.0
+# appendix F). UTF-32 BOMs first: FF FE 00 00 also starts with the UTF-16-LE BOM.
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"),
 )
-
-_XML_DECL_ENC_RE = re.compile(
-    r"^(\ufeff?\s*<\?xml[^>]*?encoding\s*=\s*[\"'])[A-Za-z0-9._-]+([\"'])"
+_SNIFF = (
+    (b"\x00\x00\x00<", "utf-32-be"), (b"<\x00\x00\x00", "utf-32-le"),
+    (b"\x00<\x00?", "utf-16-be"), (b"<\x00?\x00", "utf-16-le"),
 )
+_ENC_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9._-]*")  # XML 1.0 EncName
+_XML_DECL_ENC_RE = re.compile(r"""^(\s*<\?xml\s[^>]*?encoding\s*=\s*["'])([^"'<>]*)(["'])""")
 
 _E = TypeVar("_E", bound=enum.Enum)
+_T = TypeVar("_T")
+# Stand-ins for values that failed their check (never returned: alert() raises instead).
+_PLACEHOLDER_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+_NO_REFS: tuple[tuple[str, str, datetime], ...] = ()
+_NO_POINTS: tuple[LatLon, ...] = ()
 
 
 class CapError(ValueError):
-    """A CAP message was refused. `field` is a path like "alert.sent" or "xml"."""
+    """A CAP message was refused. `field` is a path like "alert.sent" or "xml".
 
-    def __init__(self, field: str, detail: str) -> None:
+    When the document is well-formed XML, every independent field error is collected so a
+    feed operator can fix them all at once: `errors` lists each (field, detail), `field` and
+    the start of `detail` are the first one's, and `detail` goes on with the others."""
+
+    def __init__(self, field: str, detail: str, errors: Sequence[tuple[str, str]] = ()) -> None:
         super().__init__(f"{field}: {detail}")
         self.field = field
         self.detail = detail
+        self.errors: tuple[tuple[str, str], ...] = tuple(errors) or ((field, detail),)
+
+    @classmethod
+    def several(cls, errors: Sequence[tuple[str, str]]) -> CapError:
+        (field, detail), rest = errors[0], errors[1:MAX_ERRORS]
+        text = detail + "".join(f"; {f}: {d}" for f, d in rest)
+        if len(errors) > MAX_ERRORS:
+            text += f"; and {len(errors) - MAX_ERRORS} more"
+        return cls(field, text, errors[:MAX_ERRORS])
 
 
 def parse_cap(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> CapMessage:
@@ -95,7 +127,7 @@ def parse_cap(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> CapMessage:
         raise CapError("size", f"{len(data)} bytes exceeds the limit of {max_bytes}")
     if not data.strip():
         raise CapError("xml", "empty document")
-    root = _parse_xml(_to_expat_encoding(data))
+    root = _parse_xml(_to_utf8(data))
 
     ns, _, local = root.tag[1:].partition("}") if root.tag.startswith("{") else ("", "", root.tag)
     if local != "alert":
@@ -106,27 +138,59 @@ def parse_cap(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> CapMessage:
     return _Reader(ns).alert(root, CAP_NAMESPACES[ns])
 
 
-def _to_expat_encoding(data: bytes) -> bytes:
-    m = _XML_DECL_RE.match(data[:512])
-    if not m:
-        return data
-    declared = m.group(2).decode("ascii")
-    if declared.lower() in _EXPAT_ENCODINGS:
-        return data
+def _to_utf8(data: bytes) -> bytes:
+    """The document as UTF-8 with its declaration saying so: we decode it ourselves (strictly,
+    in the encoding it declares or its byte-order mark shows) so expat never meets a codec
+    it would hand back to Python, and errors name the encoding."""
+    bom, family = 0, ""
+    for mark, name in _BOMS:
+        if data.startswith(mark):
+            bom, family = len(mark), name
+            break
+    else:
+        for start, name in _SNIFF:
+            if data.startswith(start):
+                family = name
+                break
+    head = data[bom:bom + 1024].decode(family or "latin-1", errors="replace")
+    m = _XML_DECL_ENC_RE.match(head)
+    declared = m.group(2) if m else None
+    codec = family or "utf-8"
+    if declared is not None:
+        if not _ENC_NAME_RE.fullmatch(declared):
+            raise CapError("xml", f"malformed encoding name {declared!r}")
+        try:
+            name = codecs.lookup(declared).name
+        except LookupError:
+            raise CapError("xml", f"unknown encoding {declared!r}") from None
+        if name not in CHARSETS:
+            raise CapError("xml", f"encoding {declared!r} is not a character encoding for XML; "
+                                  "declare UTF-8 (or UTF-16, GB18030)")
+        if not _agrees(name, family):
+            seen = family.upper() if family else "an 8-bit (ASCII-compatible) encoding"
+            raise CapError("xml", f"declared encoding {declared!r} contradicts the document's "
+                                  f"byte order mark or first bytes: {seen}")
+        if not family:
+            # GB2312/GBK are subsets of GB18030; decoding with the superset tolerates feeds that
+            # declare GB2312 but use GBK characters (common with rare place-name characters).
+            codec = "gb18030" if name in {"gb2312", "gbk"} else name
+    shown = "UTF-8" if codec == "utf-8" else (declared or codec.upper())
     try:
-        codec = codecs.lookup(declared)
-    except LookupError:
-        raise CapError("xml", f"unknown encoding {declared!r}") from None
-    # GB2312/GBK are subsets of GB18030; decoding with the superset tolerates feeds that
-    # declare GB2312 but use GBK characters (common with rare place-name characters).
-    name = "gb18030" if codec.name in {"gb2312", "gbk"} else codec.name
-    try:
-        text = data.decode(name)
+        text = data[bom:].decode(codec)
     except UnicodeDecodeError as e:
-        raise CapError("xml", f"not valid {declared}: {e.reason} at byte {e.start}") from None
-    # Rewrite the declaration so expat does not try to decode a second time.
-    text = _XML_DECL_ENC_RE.sub(r"\1UTF-8\2", text, count=1)
+        raise CapError("xml", f"not valid {shown}: {e.reason} at byte {bom + e.start}") from None
+    if declared is not None:
+        text = _XML_DECL_ENC_RE.sub(r"\1UTF-8\3", text, count=1)
     return text.encode("utf-8")
+
+
+def _agrees(name: str, family: str) -> bool:
+    """Does the declared codec fit what the first bytes show? ("" is an 8-bit document.)"""
+    if not family:
+        return not name.startswith(_WIDE)
+    if family == "utf-8":
+        return name == "utf-8"
+    return name[:6] == family[:6]  # utf-16 with utf-16*, utf-32 with utf-32*
 
 
 def _parse_xml(data: bytes) -> Element:
@@ -146,13 +210,24 @@ def _parse_xml(data: bytes) -> Element:
 
 
 class _Reader:
-    """Walks the element tree of one namespace; every error carries its field path."""
+    """Walks the element tree of one namespace; every error carries its field path.
+
+    Field checks that do not depend on each other are all made: a failed one is recorded in
+    `errors` and a placeholder stands in for its value, and `alert()` raises once at the end."""
 
     def __init__(self, ns: str) -> None:
         self.ns = ns
+        self.errors: list[tuple[str, str]] = []
 
     def _q(self, name: str) -> str:
         return f"{{{self.ns}}}{name}"
+
+    def _check(self, placeholder: _T, read: Callable[..., _T], *args: Any) -> _T:
+        try:
+            return read(*args)
+        except CapError as e:
+            self.errors.extend(e.errors)
+            return placeholder
 
     # -- generic accessors -------------------------------------------------------------
 
@@ -198,8 +273,8 @@ class _Reader:
         out: list[NamedValue] = []
         for i, item in enumerate(self._all(el, name)):
             p = f"{path}.{name}[{i}]"
-            value_name = self._req(item, "valueName", p)
-            value = self._opt(item, "value", p) or ""
+            value_name = self._check("", self._req, item, "valueName", p)
+            value = self._check(None, self._opt, item, "value", p) or ""
             out.append((value_name, value))
         return tuple(out)
 
@@ -207,19 +282,27 @@ class _Reader:
 
     def alert(self, root: Element, version: str) -> CapMessage:
         p = "alert"
-        identifier = _token(self._req(root, "identifier", p), f"{p}.identifier")
-        sender = _token(self._req(root, "sender", p), f"{p}.sender")
-        sent = parse_datetime(self._req(root, "sent", p), f"{p}.sent")
-        status = self._enum_type(self._req(root, "status", p), AlertStatus, f"{p}.status")
-        msg_type = self._enum_type(self._req(root, "msgType", p), MsgType, f"{p}.msgType")
-        scope = self._enum(self._req(root, "scope", p), SCOPES, f"{p}.scope")
-        refs_text = self._opt(root, "references", p)
-        references = parse_references(refs_text, f"{p}.references") if refs_text else ()
+        c = self._check
+        identifier = c("", lambda: _token(self._req(root, "identifier", p), f"{p}.identifier"))
+        sender = c("", lambda: _token(self._req(root, "sender", p), f"{p}.sender"))
+        sent = c(_PLACEHOLDER_TIME, lambda: parse_datetime(self._req(root, "sent", p), f"{p}.sent"))
+        status = c(AlertStatus.ACTUAL,
+                   lambda: self._enum_type(self._req(root, "status", p), AlertStatus, f"{p}.status"))
+        msg_type = c(None, lambda: self._enum_type(self._req(root, "msgType", p), MsgType, f"{p}.msgType"))
+        scope = c("", lambda: self._enum(self._req(root, "scope", p), SCOPES, f"{p}.scope"))
+        known = len(self.errors)
+        refs_text = c(None, lambda: self._opt(root, "references", p))
+        references = c(_NO_REFS, parse_references, refs_text, f"{p}.references") if refs_text else _NO_REFS
         # An Update or Cancel without references cannot be tied to what it replaces; accepting
         # it would leave the original warning active while a second one is sent.
-        if msg_type in (MsgType.UPDATE, MsgType.CANCEL) and not references:
-            raise CapError(f"{p}.references", f"is required for msgType {msg_type.value}")
+        if msg_type in (MsgType.UPDATE, MsgType.CANCEL) and not references and len(self.errors) == known:
+            assert msg_type is not None
+            self.errors.append((f"{p}.references", f"is required for msgType {msg_type.value}"))
+        note = c(None, lambda: self._opt(root, "note", p))
         infos = tuple(self.info(el, f"info[{i}]") for i, el in enumerate(self._all(root, "info")))
+        if self.errors:
+            raise CapError.several(self.errors)
+        assert msg_type is not None
         return CapMessage(
             identifier=identifier,
             sender=sender,
@@ -228,7 +311,7 @@ class _Reader:
             msg_type=msg_type,
             scope=scope,
             references=references,
-            note=self._opt(root, "note", p),
+            note=note,
             infos=infos,
             version=version,
         )
@@ -236,34 +319,40 @@ class _Reader:
     # -- info ----------------------------------------------------------------------------
 
     def info(self, el: Element, p: str) -> CapInfo:
+        c = self._check
         categories = []
         for i, cat in enumerate(self._all(el, "category")):
             text = (cat.text or "").strip()
-            categories.append(self._enum(text, CATEGORIES, f"{p}.category[{i}]"))
+            categories.append(c("", self._enum, text, CATEGORIES, f"{p}.category[{i}]"))
         if not categories:
-            raise CapError(f"{p}.category", "is required")
-        certainty = self._req(el, "certainty", p)
-        certainty = _CERTAINTY_ALIASES.get(certainty, certainty)
+            self.errors.append((f"{p}.category", "is required"))
+
+        def certainty() -> str:
+            value = self._req(el, "certainty", p)
+            return self._enum(_CERTAINTY_ALIASES.get(value, value), CERTAINTIES, f"{p}.certainty")
 
         def when(name: str) -> datetime | None:
-            text = self._opt(el, name, p)
-            return parse_datetime(text, f"{p}.{name}") if text else None
+            text = c(None, lambda: self._opt(el, name, p))
+            return c(None, lambda: parse_datetime(text, f"{p}.{name}") if text else None)
+
+        def opt(name: str) -> str | None:
+            return c(None, lambda: self._opt(el, name, p))
 
         return CapInfo(
-            language=self._opt(el, "language", p) or "en-US",
+            language=opt("language") or "en-US",
             categories=tuple(categories),
-            event=self._req(el, "event", p),
-            urgency=self._enum(self._req(el, "urgency", p), URGENCIES, f"{p}.urgency"),
-            severity=self._enum(self._req(el, "severity", p), SEVERITIES, f"{p}.severity"),
-            certainty=self._enum(certainty, CERTAINTIES, f"{p}.certainty"),
+            event=c("", lambda: self._req(el, "event", p)),
+            urgency=c("", lambda: self._enum(self._req(el, "urgency", p), URGENCIES, f"{p}.urgency")),
+            severity=c("", lambda: self._enum(self._req(el, "severity", p), SEVERITIES, f"{p}.severity")),
+            certainty=c("", certainty),
             event_codes=self._named_values(el, "eventCode", p),
             effective=when("effective"),
             onset=when("onset"),
             expires=when("expires"),
-            sender_name=self._opt(el, "senderName", p),
-            headline=self._opt(el, "headline", p),
-            description=self._opt(el, "description", p),
-            instruction=self._opt(el, "instruction", p),
+            sender_name=opt("senderName"),
+            headline=opt("headline"),
+            description=opt("description"),
+            instruction=opt("instruction"),
             parameters=self._named_values(el, "parameter", p),
             areas=tuple(
                 self.area(a, f"{p}.area[{i}]") for i, a in enumerate(self._all(el, "area"))
@@ -273,14 +362,17 @@ class _Reader:
     # -- area ----------------------------------------------------------------------------
 
     def area(self, el: Element, p: str) -> CapArea:
+        c = self._check
         polygons = []
         for i, poly in enumerate(self._all(el, "polygon")):
-            polygons.append(parse_polygon((poly.text or "").strip(), f"{p}.polygon[{i}]"))
+            text = (poly.text or "").strip()
+            polygons.append(c(_NO_POINTS, parse_polygon, text, f"{p}.polygon[{i}]"))
         circles = []
         for i, circ in enumerate(self._all(el, "circle")):
-            circles.append(parse_circle((circ.text or "").strip(), f"{p}.circle[{i}]"))
+            text = (circ.text or "").strip()
+            circles.append(c((0.0, 0.0, 0.0), parse_circle, text, f"{p}.circle[{i}]"))
         return CapArea(
-            area_desc=self._req(el, "areaDesc", p),
+            area_desc=c("", lambda: self._req(el, "areaDesc", p)),
             polygons=tuple(polygons),
             circles=tuple(circles),
             geocodes=self._named_values(el, "geocode", p),

@@ -60,6 +60,14 @@ class ServerCfg(Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     public_base_url: str = "http://127.0.0.1:8080"
+    # Limits per client (docs/operations.md, "HTTP limits and hostile input").
+    max_connections: int = Field(default=1000, ge=1)  # open at once; at the limit the oldest one still sending is dropped
+    max_connections_per_client: int = Field(default=256, ge=1)  # per peer address (behind a proxy: the proxy's limits)
+    header_timeout_seconds: float = Field(default=10.0, gt=0)  # request line and headers (and idle keep-alive)
+    body_timeout_seconds: float = Field(default=10.0, gt=0)  # webhooks, forms and JSON bodies
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)  # webhooks, forms and JSON bodies, before any signature
+    large_body_timeout_seconds: float = Field(default=120.0, gt=0)  # CAP messages (up to 5 MiB)
+    large_bodies_at_once: int = Field(default=4, ge=1)  # CAP bodies being received at the same time
 
 
 class ApiCfg(Section):

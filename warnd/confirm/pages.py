@@ -9,14 +9,16 @@ A guessed, expired or reused token gets a clear page and changes nothing.
 from __future__ import annotations
 
 import html
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+import structlog
 from aiohttp import web
 from sqlalchemy import update
 from sqlmodel import col, select
 
+from channels.webhook_io import FormError, parse_form
 from warnd.clock import Clock
 from warnd.confirm.links import CONFIRM, FEEDBACK, LinkIssuer, plausible, token_hash
 from warnd.core.domain import AlertState, CallState, ConfirmVia
@@ -24,6 +26,8 @@ from warnd.db.engine import Database
 from warnd.db.models import Alert, Call, ConfirmLink, Feedback, Person, Region
 from warnd.engine import events
 from warnd.engine.calls import Calls
+
+log = structlog.get_logger("warnd.confirm")
 
 ACTIONS = {"transferred": "已转移", "gong": "已鸣锣吹哨", "door_knock": "已敲门入户", "other": "其他"}
 MAX_PEOPLE = 100_000
@@ -172,10 +176,16 @@ class ConfirmPages:
         x = await self._load(request.match_info["token"], FEEDBACK, now)
         if isinstance(x, web.Response):
             return x
-        form = await request.post()
-        actions = [str(a) for a in form.getall("action", [])]
-        raw_people = str(form.get("people_moved", "") or "0").strip() or "0"
-        note = str(form.get("note", "")).strip()
+        try:
+            form = parse_form(await request.read(), request.content_type, request.charset)
+        except FormError as e:
+            log.info("feedback form refused", reason=e.detail)
+            return _page("反馈", await self._header(x) + '<div class="card"><p class="err">'
+                         '提交的内容无法识别（须为 UTF-8 编码的表单）。请重新填写后提交。</p></div>'
+                         + _feedback_form(None), status=e.status)
+        actions = form.getall("action", [])
+        raw_people = form.get("people_moved", "").strip() or "0"
+        note = form.get("note", "").strip()
         error = ""
         if any(a not in ACTIONS for a in actions) or len(set(actions)) != len(actions):
             error = "请选择列出的措施。"
@@ -186,8 +196,9 @@ class ConfirmPages:
         elif not actions and raw_people == "0" and not note:
             error = "请至少选择一项措施、填写人数或说明。"
         if error:
+            # Shown again with what was typed, so a long note is not lost to one wrong field.
             return _page("反馈", await self._header(x) + f'<div class="card"><p class="err">{html.escape(error)}</p></div>'
-                         + _feedback_form(None), status=400)
+                         + _feedback_form(None, actions, raw_people, note), status=400)
         people = int(raw_people)
         async with self.db.session() as s, s.begin():
             res = await s.exec(update(ConfirmLink).where(
@@ -205,14 +216,15 @@ class ConfirmPages:
                      '<p class="meta">谢谢。值班室已收到您的反馈。</p></div>')
 
 
-def _feedback_form(action: str | None) -> str:
-    """`action` relative to /c/{token} (works under a proxy path prefix); None: this URL."""
-    boxes = "".join(f'<label><input type="checkbox" name="action" value="{k}"> {v}</label>'
-                    for k, v in ACTIONS.items())
+def _feedback_form(action: str | None, chosen: Sequence[str] = (), people: str = "0", note: str = "") -> str:
+    """`action` relative to /c/{token} (works under a proxy path prefix); None: this URL.
+    `chosen`, `people` and `note`: what was typed, when the form is shown again."""
+    boxes = "".join(f'<label><input type="checkbox" name="action" value="{k}"'
+                    f'{" checked" if k in chosen else ""}> {v}</label>' for k, v in ACTIONS.items())
     target = f' action="{html.escape(action)}"' if action else ""
     return (f'<div class="card"><form method="post"{target}><fieldset>'
             f'<legend>反馈：采取的措施（可多选）</legend>{boxes}</fieldset>'
             f'<label>转移人数<input type="number" name="people_moved" min="0" max="{MAX_PEOPLE}" '
-            f'inputmode="numeric" value="0"></label>'
-            f'<label>情况说明<textarea name="note" rows="3" maxlength="{MAX_NOTE}"></textarea></label>'
+            f'inputmode="numeric" value="{html.escape(people[:12])}"></label>'
+            f'<label>情况说明<textarea name="note" rows="3" maxlength="{MAX_NOTE}">{html.escape(note)}</textarea></label>'
             f'<button type="submit" class="secondary">提交反馈</button></form></div>')

@@ -156,6 +156,7 @@ class Purpose(enum.StrEnum):
     GAP_NOTICE = "gap_notice"  # a role resolved to nobody: tell the duty room
     REPLY_HELP = "reply_help"  # polite instruction after an unparseable reply
     SILENT_NOTICE = "silent_notice"  # ladder exhausted: tell the duty room
+    DUTY_NOTICE = "duty_notice"  # something stops a warning reaching people: tell the duty room
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,10 @@ PLACEHOLDERS = frozenset(
 # Optional per-channel tables ([voice], [wecom]) override [sms] texts of the same name.
 CHANNEL_TABLES = ("voice", "wecom")
 REQUIRED = ("warning", "update_info", "resend", "deputy", "superior", "cancel_notice", "gap_notice", "reply_help")
+# Texts a county may override; warnd falls back on these when templates.toml has none.
+OPTIONAL = {
+    "duty_notice": "{tag}【值班室提醒】{details}",
+}
 
 
 @dataclass(frozen=True)
@@ -28,7 +32,9 @@ class Templates:
 
     def text(self, template: str) -> str:
         table, dot, name = template.partition(".")
-        return self.channels[table][name] if dot else self.sms[template]
+        if dot:
+            return self.channels[table][name]
+        return self.sms[template] if template in self.sms else OPTIONAL[template]
 
     def uses(self, template: str, placeholder: str) -> bool:
         return any(f == placeholder for _, f, _, _ in string.Formatter().parse(self.text(template)))

@@ -233,7 +233,7 @@ class InboundHandler:
             row2 = await s.get(Inbound, inbound_id)
             if row2 is not None:
                 row2.outcome = outcome
-            if outcome in ("unknown delivery", "not the recipient"):
+            if outcome not in ("confirmed", "already confirmed"):  # every press that did not confirm says why
                 events.record(s, now, "action_rejected", provider=action.provider, provider_id=action.provider_id,
                               from_address=action.from_address, outcome=outcome)
         self.on_change()

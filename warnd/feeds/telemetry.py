@@ -218,7 +218,7 @@ class TelemetryService:
         try:
             try:
                 payload = json.loads(body)
-            except ValueError:
+            except (ValueError, RecursionError):  # not JSON, or nested too deep to read
                 raise TelemetryError("body is not JSON", "$") from None
             readings = parse_readings(payload, topic_station)
         except TelemetryError as e:
