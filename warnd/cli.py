@@ -1,4 +1,4 @@
-"""`warnd` command line: serve, db upgrade, roster import, alert submit, speakers status.
+"""`warnd` command line: serve, db upgrade, roster import, alert submit, speakers status, user.
 
 The demo and the simulators are `warnd-dev` (devtools/), not part of the product."""
 
@@ -154,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     from warnd.speakers.cli import add_cli as add_speakers_cli
 
     add_speakers_cli(sub, settings_from_args)  # warnd speakers status
+    from warnd.auth.cli import add_cli as add_user_cli
+
+    add_user_cli(sub, settings_from_args)  # warnd user add|list|disable|unlock|password|token
     return p
 
 

@@ -40,6 +40,17 @@ class ApiCfg:
 
 
 @dataclass(frozen=True)
+class AuthCfg:
+    """Console logins (docs/console.md). Times are wall-clock, whatever [clock] says."""
+
+    session_idle_minutes: float = 240  # a session unused this long ends
+    session_max_hours: float = 24  # and none lives longer than this
+    lockout_failures: int = 5  # failed logins for one account name within lockout_minutes
+    lockout_address_failures: int = 20  # failed logins from one client address within lockout_minutes
+    lockout_minutes: float = 15
+
+
+@dataclass(frozen=True)
 class ClockCfg:
     spec: str = "system"
 
@@ -164,6 +175,7 @@ class Settings:
     database: DatabaseCfg = field(default_factory=DatabaseCfg)
     server: ServerCfg = field(default_factory=ServerCfg)
     api: ApiCfg = field(default_factory=ApiCfg)
+    auth: AuthCfg = field(default_factory=AuthCfg)
     clock: ClockCfg = field(default_factory=ClockCfg)
     policy: PolicyCfg = field(default_factory=PolicyCfg)
     delivery: DeliveryCfg = field(default_factory=DeliveryCfg)
