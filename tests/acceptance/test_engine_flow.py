@@ -9,10 +9,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from sqlmodel import func, select
+from sqlmodel import col, func, select
 
 from devtools.demo.capgen import cap_xml
 from devtools.simulators.tencent_sms_api import TencentSmsApi
+from support.users import bearer, token_for
 from warnd.api.app import make_app
 from warnd.clock import ManualClock
 from warnd.config import ApiCfg, County, DatabaseCfg, Settings, SmsCfg, TencentCfg
@@ -31,13 +32,14 @@ class Stack:
     sim: TencentSmsApi
     http: TestClient
     reply_url: str
+    officer: dict[str, str]  # duty officer 王值班's personal token
 
     async def post_cap(self, body: bytes, token: str = TOKEN) -> tuple[int, dict]:
         r = await self.http.post("/api/v1/alerts", data=body, headers={"Authorization": f"Bearer {token}"})
         return r.status, await r.json(content_type=None)
 
     async def calls(self, alert_id: int) -> dict[str, dict]:
-        r = await self.http.get(f"/api/v1/alerts/{alert_id}/calls", headers={"Authorization": f"Bearer {TOKEN}"})
+        r = await self.http.get(f"/api/v1/alerts/{alert_id}/calls", headers=self.officer)
         assert r.status == 200
         return {c["name"]: c for c in (await r.json())["calls"]}
 
@@ -75,11 +77,12 @@ async def stack(db_url: str) -> AsyncIterator[Stack]:
             person("+8613900000009", "值班员", "duty_officer", "431222"),
         ])
     await engine.start()
+    officer = bearer(await token_for(engine.db, "wangzb", "duty_officer"))
     server = TestServer(make_app(engine))
     http = TestClient(server)
     await http.start_server()
     try:
-        yield Stack(engine, clock, sim, http, str(http.make_url(f"/webhooks/tencent/sms/{CB}/reply")))
+        yield Stack(engine, clock, sim, http, str(http.make_url(f"/webhooks/tencent/sms/{CB}/reply")), officer)
     finally:
         await http.close()
         await engine.stop()
@@ -171,11 +174,22 @@ async def test_duty_officer_ack_and_cancel_notify_the_reached(stack: Stack) -> N
     _, body = await stack.post_cap(imminent())
     await stack.sim.wait_for_messages(4, timeout=30)
     calls = await stack.calls(body["id"])
-    auth = {"Authorization": f"Bearer {TOKEN}"}
+    # The shared config token is for machines: no person's decision may be made with it.
+    machine = {"Authorization": f"Bearer {TOKEN}"}
+    r = await stack.http.post(f"/api/v1/calls/{calls['赵组长']['id']}/ack", json={"note": "x"}, headers=machine)
+    assert r.status == 403
+    r = await stack.http.post(f"/api/v1/alerts/{body['id']}/cancel", json={"reason": "x"}, headers=machine)
+    assert r.status == 403
+    auth = stack.officer
     r = await stack.http.post(f"/api/v1/calls/{calls['赵组长']['id']}/ack", json={"note": "电话联系，已收到"}, headers=auth)
     assert r.status == 200 and (await r.json())["confirmed"] is True
     r = await stack.http.post(f"/api/v1/alerts/{body['id']}/cancel", json={"reason": "雨停"}, headers=auth)
     assert r.status == 200 and (await r.json())["cancelled_calls"] == 3
+    # The event log names who did each.
+    async with stack.engine.db.read() as s:
+        actors = {e.kind: e.data.get("actor") for e in (await s.exec(select(Event).where(
+            col(Event.kind).in_(["alert_accepted", "call_confirmed", "alert_cancelled"])))).all()}
+    assert actors == {"alert_accepted": "api-token", "call_confirmed": "wangzb", "alert_cancelled": "wangzb"}
     # The per-recipient throttle holds the notices until 20 s after the warning itself.
     await stack.clock.advance(timedelta(seconds=21))
     msgs = await stack.sim.wait_for_messages(8, timeout=30)

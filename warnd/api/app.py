@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-import hmac
 import json
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 from sqlalchemy import text
 
+from warnd.api import auth
+from warnd.api.auth import Public, Rule, principal
 from warnd.api.feeds import feed_routes
 from warnd.api.problems import problem
+from warnd.auth.service import AuthService
 from warnd.confirm.pages import ConfirmPages
+from warnd.console import views as console
+from warnd.console.render import SITE, Site
 from warnd.core.domain import ConfirmVia
 from warnd.engine.board import alert_calls, alert_summary
 from warnd.engine.ingest import IngestError, IngestResult
@@ -20,21 +23,6 @@ from warnd.engine.service import Engine
 
 MAX_CAP_BYTES = 5 * 1024 * 1024  # real CAP can carry embedded audio: keep the limit well above 1 MB
 ENGINE = web.AppKey("engine", Engine)
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@web.middleware
-async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    # Feed push routes authenticate with their source's own token (warnd.api.feeds).
-    if request.path.startswith("/api/") and not (request.match_info.route.name or "").startswith("feed_push"):
-        tokens = request.app[ENGINE].settings.api.tokens
-        header = request.headers.get("Authorization", "")
-        given = header[7:] if header.startswith("Bearer ") else ""
-        if not given or not any(hmac.compare_digest(given, t) for t in tokens):
-            return problem(401, "Unauthorized", "a valid bearer token is required")
-    return await handler(request)
-
 
 def _ingest_body(r: IngestResult) -> dict[str, Any]:
     return {
@@ -58,7 +46,7 @@ async def post_alert(request: web.Request) -> web.StreamResponse:
     except web.HTTPRequestEntityTooLarge:
         return problem(413, "Too large", f"a CAP message is limited to {MAX_CAP_BYTES} bytes")
     try:
-        result = await engine.ingestor.submit_cap(data, source="api")
+        result = await engine.ingestor.submit_cap(data, source="api", actor=principal(request).name)
     except IngestError as e:
         return _ingest_problem(e)
     return web.json_response(_ingest_body(result), status=201 if result.created else 200,
@@ -108,7 +96,8 @@ async def ack_call(request: web.Request) -> web.StreamResponse:
     if not note:
         return problem(400, "Bad request", "a note saying who answered the phone is required", field="note")
     try:
-        out = await engine.calls.confirm(_int(request, "id"), ConfirmVia.DUTY_OFFICER, None, note[:500])
+        out = await engine.calls.confirm(_int(request, "id"), ConfirmVia.DUTY_OFFICER, None, note[:500],
+                                        actor=principal(request).name)
     except KeyError:
         return problem(404, "Not found", "no such call")
     return web.json_response({"id": out.call_id, "confirmed": out.confirmed, "state": out.state})
@@ -121,7 +110,8 @@ async def cancel_alert(request: web.Request) -> web.StreamResponse:
     except web.HTTPBadRequest:
         return problem(400, "Bad request", "body must be JSON")
     try:
-        r = await engine.ingestor.cancel(_int(request, "id"), str(body.get("reason", "duty room cancel"))[:500])
+        r = await engine.ingestor.cancel(_int(request, "id"), str(body.get("reason", "duty room cancel"))[:500],
+                                         actor=principal(request).name)
     except IngestError as e:
         return _ingest_problem(e)
     return web.json_response(_ingest_body(r))
@@ -137,18 +127,33 @@ async def healthz(request: web.Request) -> web.StreamResponse:
     return web.json_response({"status": "ok", "now": engine.clock.now().isoformat()})
 
 
+WEBHOOK = Public("provider webhook: the channel checks the provider's signature")
+CONFIRM_LINK = Public("official's confirm page: signed single-use link")
+FEED_PUSH = Public("feed push: the source's own token or HMAC (warnd.api.feeds)")
+
+
 def make_app(engine: Engine) -> web.Application:
-    app = web.Application(middlewares=[auth], client_max_size=MAX_CAP_BYTES + 1024)
+    app = web.Application(middlewares=[auth.authenticate], client_max_size=MAX_CAP_BYTES + 1024)
     app[ENGINE] = engine
-    app.router.add_post("/api/v1/alerts", post_alert)
-    app.router.add_get("/api/v1/alerts/{id}", get_alert)
-    app.router.add_get("/api/v1/alerts/{id}/calls", get_calls)
-    app.router.add_post("/api/v1/alerts/{id}/cancel", cancel_alert)
-    app.router.add_post("/api/v1/calls/{id}/ack", ack_call)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_routes(feed_routes(engine, _ingest_body))
+    settings = engine.settings
+    access = auth.install(app, AuthService(engine.db, settings.auth, settings.api.tokens),
+                          settings.server.public_base_url)
+    app[SITE] = Site(settings.county.name, app[auth.COOKIES].secure)
+    # Who may call each route: warnd/auth/permissions.py (tests/integration/test_roles.py).
+    api: list[tuple[web.RouteDef, Rule]] = [
+        (web.post("/api/v1/alerts", post_alert), "alerts.submit"),
+        (web.get("/api/v1/alerts/{id}", get_alert), "alerts.read"),
+        (web.get("/api/v1/alerts/{id}/calls", get_calls), "calls.read"),
+        (web.post("/api/v1/alerts/{id}/cancel", cancel_alert), "alerts.cancel"),
+        (web.post("/api/v1/calls/{id}/ack", ack_call), "calls.ack"),
+        (web.get("/healthz", healthz), Public("liveness probe: no data")),
+    ]
+    access.add(app.router, api)
+    access.add(app.router, [(r, FEED_PUSH if (r.kwargs.get("name") or "").startswith("feed_push") else "feeds.read")
+                            for r in feed_routes(engine, _ingest_body)])
     for channel in engine.channels.values():
-        app.router.add_routes(channel.webhook_routes(engine.inbound))
-    if engine.links is not None:  # the mobile confirm page: /c/{token}, /f/{token} (no bearer token)
-        app.router.add_routes(ConfirmPages(engine, engine.links).routes())
+        access.add(app.router, [(r, WEBHOOK) for r in channel.webhook_routes(engine.inbound)])
+    if engine.links is not None:  # the mobile confirm page: /c/{token}, /f/{token}
+        access.add(app.router, [(r, CONFIRM_LINK) for r in ConfirmPages(engine, engine.links).routes()])
+    access.add(app.router, console.routes())
     return app

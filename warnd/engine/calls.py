@@ -72,12 +72,13 @@ class CallService:
         self.links: LinkIssuer | None = None  # signed confirm links for templates using {link}
 
     async def confirm(self, call_id: int, via: ConfirmVia, by_person_id: int | None = None,
-                      note: str | None = None) -> ConfirmOutcome:
+                      note: str | None = None, actor: str | None = None) -> ConfirmOutcome:
+        """`actor`: the console/API user who recorded it (a phoned confirmation)."""
         async with self.db.session() as s, s.begin():
             call = await s.get(Call, call_id)
             if call is None:
                 raise KeyError(call_id)
-            changed = await self.confirm_in(s, call, via, by_person_id, note, self.clock.now())
+            changed = await self.confirm_in(s, call, via, by_person_id, note, self.clock.now(), actor)
             state = CallState.CONFIRMED.value if changed else call.state
         if changed:
             self.on_change()
@@ -85,14 +86,14 @@ class CallService:
 
     @staticmethod
     async def confirm_in(s: AsyncSession, call: Call, via: ConfirmVia, by_person_id: int | None,
-                         note: str | None, now: datetime) -> bool:
+                         note: str | None, now: datetime, actor: str | None = None) -> bool:
         """The one place a call becomes confirmed, inside the caller's transaction. False when
         it was already confirmed or cancelled, or moved under us (fence): nothing changes."""
-        return call.id in await CallService.confirm_many(s, [(call, by_person_id)], via, now, note)
+        return call.id in await CallService.confirm_many(s, [(call, by_person_id)], via, now, note, actor)
 
     @staticmethod
     async def confirm_many(s: AsyncSession, items: list[tuple[Call, int | None]], via: ConfirmVia,
-                           now: datetime, note: str | None = None) -> set[int]:
+                           now: datetime, note: str | None = None, actor: str | None = None) -> set[int]:
         """Confirm many calls in three statements (a reply storm at the imminent step).
         Each row is a compare-and-swap on its fence; the ids that really moved are read
         back, so a row another instance changed first is simply not confirmed here."""
@@ -123,7 +124,8 @@ class CallService:
             call, by, _ = wanted[cid]
             events.record(s, now, "call_confirmed", alert_id=call.alert_id, call_id=cid,
                           person_id=call.person_id, via=via.value, by=by, level=call.level,
-                          late=call.state == CallState.DUTY_ROOM, note=note)
+                          late=call.state == CallState.DUTY_ROOM, note=note,
+                          actor=actor)
         return moved
 
     async def fire_due(self, limit: int = 500) -> int:

@@ -93,7 +93,8 @@ class Ingestor:
         self.prepare: Callable[[CapMessage, str], Awaitable[CapMessage]] | None = None
         self.links: LinkIssuer | None = None  # signed confirm links for templates using {link}
 
-    async def submit_cap(self, data: bytes, source: str = "api") -> IngestResult:
+    async def submit_cap(self, data: bytes, source: str = "api", actor: str | None = None) -> IngestResult:
+        """`actor`: the user or "api-token" that submitted it over the API (None: a feed)."""
         try:
             msg = parse_cap(data)
         except CapError as e:
@@ -109,9 +110,9 @@ class Ingestor:
             raise IngestError(422, "Not disseminated", f"msgType {msg.msg_type} is not disseminated", "alert.msgType")
         try:
             if msg.msg_type == MsgType.CANCEL:
-                result = await self._cancel_message(msg, data, source)
+                result = await self._cancel_message(msg, data, source, actor)
             else:
-                result = await self._alert_message(msg, data, source)
+                result = await self._alert_message(msg, data, source, actor)
         except IntegrityError:
             # A concurrent submission of the same message won the race: same answer as a retry.
             again = await self._find(msg.sender, msg.identifier)
@@ -133,7 +134,7 @@ class Ingestor:
                 found.append(row)
         return found
 
-    async def _alert_message(self, msg: CapMessage, raw: bytes, source: str) -> IngestResult:
+    async def _alert_message(self, msg: CapMessage, raw: bytes, source: str, actor: str | None) -> IngestResult:
         info = _pick_info(msg)
         if info is None:
             raise IngestError(400, "Invalid CAP message", "an Alert or Update needs an <info> block", "alert.info")
@@ -169,7 +170,8 @@ class Ingestor:
                                   unknown_codes=list(area.unknown_codes), out_of_area=list(area.out_of_area))
             events.record(s, now, "alert_accepted", alert_id=alert.id, source=source, step=step,
                           colour=colour, hazard=hazard, status=msg.status, msg_type=msg.msg_type,
-                          regions=len(area.codes), unknown_codes=list(area.unknown_codes))
+                          regions=len(area.codes), unknown_codes=list(area.unknown_codes),
+                          actor=actor)
             carried: dict[int, Call] = {}
             if msg.msg_type == MsgType.UPDATE:
                 carried = await self._supersede(s, msg, alert, area.codes, roster, now, result)
@@ -262,7 +264,7 @@ class Ingestor:
             events.record(s, now, "alert_superseded", alert_id=old.id, by_alert=alert.id)
         return carried
 
-    async def _cancel_message(self, msg: CapMessage, raw: bytes, source: str) -> IngestResult:
+    async def _cancel_message(self, msg: CapMessage, raw: bytes, source: str, actor: str | None) -> IngestResult:
         now = self.clock.now()
         roster = await self.roster.get()  # before the transaction: SQLite has one writer
         async with self.db.session() as s, s.begin():
@@ -286,13 +288,13 @@ class Ingestor:
             result = IngestResult(alert.id, True, step=first.step, colour=first.colour)
             for target in targets:
                 cancelled, notices = await self.cancel_in_session(s, target, roster, now,
-                                                                  reason=f"CAP Cancel {msg.identifier}")
+                                                                  reason=f"CAP Cancel {msg.identifier}", actor=actor)
                 result.cancelled_calls += cancelled
                 result.deliveries += notices
         return result
 
-    async def cancel(self, alert_id: int, reason: str) -> IngestResult:
-        """Duty-room cancel (POST /alerts/{id}/cancel)."""
+    async def cancel(self, alert_id: int, reason: str, actor: str | None = None) -> IngestResult:
+        """Duty-room cancel (POST /alerts/{id}/cancel) by `actor`, the user who asked for it."""
         now = self.clock.now()
         roster = await self.roster.get()
         async with self.db.session() as s, s.begin():
@@ -301,13 +303,13 @@ class Ingestor:
                 raise IngestError(404, "Not found", f"no alert {alert_id}")
             if alert.state != AlertState.ACTIVE:
                 raise IngestError(409, "Not active", f"alert {alert_id} is {alert.state}")
-            cancelled, notices = await self.cancel_in_session(s, alert, roster, now, reason=reason)
+            cancelled, notices = await self.cancel_in_session(s, alert, roster, now, reason=reason, actor=actor)
         self.on_change()
         return IngestResult(alert_id, False, step=alert.step, colour=alert.colour,
                             cancelled_calls=cancelled, deliveries=notices)
 
     async def cancel_in_session(self, s: AsyncSession, alert: Alert, roster: RosterSnapshot, now: datetime,
-                                reason: str) -> tuple[int, int]:
+                                reason: str, actor: str | None = None) -> tuple[int, int]:
         """Stop every pending escalation and tell everyone already reached that it is lifted."""
         alert.state = AlertState.CANCELLED
         cancelled = 0
@@ -332,7 +334,7 @@ class Ingestor:
                 render(ctx, "cancel_notice", person, roles=self.roles), now)))
             notices += 1
         events.record(s, now, "alert_cancelled", alert_id=alert.id, reason=reason,
-                      calls_cancelled=cancelled, notices=notices)
+                      calls_cancelled=cancelled, notices=notices, actor=actor)
         return cancelled, notices
 
     async def _cancel_pending(self, s: AsyncSession, alert_id: int | None) -> None:
