@@ -41,9 +41,11 @@ FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 @dataclass(frozen=True)
 class Public:
-    """No warnd identity needed; `why` says how the route protects itself instead."""
+    """No warnd identity needed; `why` says how the route protects itself instead.
+    `session`: the page adapts to a console session itself (/, /login), nothing more."""
 
     why: str
+    session: bool = False
 
 
 Rule = str | Public  # a permission name, or Public
@@ -110,14 +112,15 @@ def install(app: web.Application, auth: AuthService, public_base_url: str) -> Ac
     """Put the auth service, the declarations and the cookie names on the application."""
     access = Access()
     app[AUTH], app[ACCESS], app[COOKIES] = auth, access, Cookies.for_base_url(public_base_url)
-
-    async def all_declared(app: web.Application) -> None:
-        missing = access.undeclared(app.router)
-        if missing:
-            raise RuntimeError(f"routes without a declared permission: {', '.join(missing)}")
-
     app.on_startup.append(all_declared)
     return access
+
+
+async def all_declared(app: web.Application) -> None:
+    """Startup check: a route nobody declared a permission for stops the server."""
+    missing = app[ACCESS].undeclared(app.router)
+    if missing:
+        raise RuntimeError(f"routes without a declared permission: {', '.join(missing)}")
 
 
 def principal(request: web.Request) -> Principal:

@@ -34,7 +34,7 @@ def safe_next(value: str | None) -> str:
 
 
 def routes() -> list[tuple[web.RouteDef, Rule]]:
-    own_check = Public("reads the session cookie itself")
+    own_check = Public("login page and its redirects", session=True)
     return [
         (web.get("/", root, name="root"), own_check),
         (web.get("/login", login_page, name="login"), own_check),
