@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
-from aiohttp import web
 
 from channels import registry
 from channels.base import Channel
@@ -158,11 +157,3 @@ class App:
         for ch in self.channels.values():
             await ch.close()
         await self.db.close()
-
-    def web_routes(self) -> list[web.RouteDef]:
-        """Provider webhooks and the confirm pages (the API itself is warnd.api.app)."""
-        routes: list[web.RouteDef] = []
-        for channel in self.channels.values():
-            routes += channel.webhook_routes(self.inbound)
-        routes += self.confirm_pages.routes()
-        return routes

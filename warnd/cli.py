@@ -1,5 +1,5 @@
 """`warnd` command line: init, config show, serve, db upgrade, roster import, alert submit,
-speakers status.
+speakers status, user.
 
 Every configuration or start-up error is printed as one line per problem (file, key, what is
 wrong) and exits 2; no traceback unless --traceback. The demo and the simulators are
@@ -220,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     from warnd.speakers.cli import add_cli as add_speakers_cli
 
     add_speakers_cli(sub, settings_from_args)  # warnd speakers status
+    from warnd.auth.cli import add_cli as add_user_cli
+
+    add_user_cli(sub, settings_from_args)  # warnd user add|list|disable|unlock|password|token
     return p
 
 

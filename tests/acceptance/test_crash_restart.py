@@ -138,6 +138,21 @@ async def seed_roster(url: str) -> None:
         await db.close()
 
 
+async def cli_token(config: Path) -> str:
+    """A duty officer's personal API token, made with the real `warnd user` commands."""
+
+    async def warnd(*args: str, stdin: bytes = b"") -> str:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "warnd.cli", "--config", str(config), *args,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await proc.communicate(stdin)
+        assert proc.returncode == 0, err.decode()
+        return out.decode()
+
+    await warnd("user", "add", "duty", "--role", "duty_officer", stdin=b"correct-horse-battery\n")
+    return (await warnd("user", "token", "create", "duty")).strip()
+
+
 async def query_db(db: Database, stmt: Any) -> list[Any]:
     async with db.session() as s:
         return list((await s.exec(stmt)).all())
@@ -263,7 +278,7 @@ callback_token = "{CB}"
 """, encoding="utf-8")
     clock = ScaledClock(SPEED)
     serve = Serve(tmp_path / "warnd.toml", port, clock.spec(), tmp_path / "serve.log")
-    auth = {"Authorization": f"Bearer {TOKEN}"}
+    auth = {"Authorization": f"Bearer {await cli_token(tmp_path / 'warnd.toml')}"}
     reply_url = f"{base}/webhooks/tencent/sms/{CB}/reply"
     officials = {phone(v, r): (v, r) for v in range(VILLAGES) for r in ROLES}
     repliers = [p for p, (v, r) in officials.items() if not silent(v, r)]
@@ -313,7 +328,7 @@ callback_token = "{CB}"
             now = clock.now()
             cap = cap_xml("CRASH-1", now, now + timedelta(hours=1), "黄色", "1小时内将出现暴雨",
                           "请立即组织危险区群众转移。", [TOWNSHIP], step="imminent")
-            async with http.post(f"{base}/api/v1/alerts", data=cap, headers=auth) as r:
+            async with http.post(f"{base}/api/v1/alerts", data=cap, headers={"Authorization": f"Bearer {TOKEN}"}) as r:
                 body = await r.json()
                 assert r.status == 201, body
             alert_id = body["id"]

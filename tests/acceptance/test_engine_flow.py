@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlmodel import func, select
+from sqlmodel import col, func, select
 
 from devtools.demo.capgen import cap_xml
 from support.phones import T0, CountyHarness, county, imminent
@@ -99,11 +99,21 @@ async def test_duty_officer_ack_and_cancel_notify_the_reached(c: CountyHarness) 
     for number in (SECRETARY, HEAD, GRID, GROUP):
         await c.phone(number).expect_sms("临灾")
     calls = await c.calls(body["id"])
+    # The shared config token is for machines: no person's decision may be made with it.
+    r = await c.http.post(f"/api/v1/calls/{calls['赵组长']['id']}/ack", json={"note": "x"}, headers=c.machine)
+    assert r.status == 403
+    r = await c.http.post(f"/api/v1/alerts/{body['id']}/cancel", json={"reason": "x"}, headers=c.machine)
+    assert r.status == 403
     r = await c.http.post(f"/api/v1/calls/{calls['赵组长']['id']}/ack", json={"note": "电话联系，已收到"},
-                          headers=c.auth)
+                          headers=c.officer)
     assert r.status == 200 and (await r.json())["confirmed"] is True
-    r = await c.http.post(f"/api/v1/alerts/{body['id']}/cancel", json={"reason": "雨停"}, headers=c.auth)
+    r = await c.http.post(f"/api/v1/alerts/{body['id']}/cancel", json={"reason": "雨停"}, headers=c.officer)
     assert r.status == 200 and (await r.json())["cancelled_calls"] == 3
+    # The event log names who did each.
+    async with c.app.db.read() as s:
+        actors = {e.kind: e.data.get("actor") for e in (await s.exec(select(Event).where(
+            col(Event.kind).in_(["alert_accepted", "call_confirmed", "alert_cancelled"])))).all()}
+    assert actors == {"alert_accepted": "api-token", "call_confirmed": "wangzb", "alert_cancelled": "wangzb"}
     # The per-recipient spacing holds the notices until 20 s after the warning itself.
     await c.fast_forward(seconds=21)
     for number in (SECRETARY, HEAD, GRID, GROUP):
@@ -112,7 +122,7 @@ async def test_duty_officer_ack_and_cancel_notify_the_reached(c: CountyHarness) 
     assert await c.app.escalation.fire_due() == 0  # cancelled calls never escalate
     for number in (SECRETARY, HEAD, GRID, GROUP):
         await c.phone(number).expect_no_sms()
-    r = await c.http.get(f"/api/v1/alerts/{body['id']}", headers=c.auth)
+    r = await c.http.get(f"/api/v1/alerts/{body['id']}", headers=c.officer)
     summary = await r.json()
     assert summary["state"] == "cancelled" and summary["steps"]["imminent"]["confirmed"] == 1
 

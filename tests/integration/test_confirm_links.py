@@ -15,7 +15,6 @@ from sqlmodel import func, select
 
 from devtools.simulators.official_link import answer_link
 from support.channel_stack import (
-    AUTH,
     LINK_RE,
     Stack,
     build_stack,
@@ -116,7 +115,7 @@ async def test_guessed_expired_and_cancelled_tokens_change_nothing(stack: Stack)
         assert r.status == 404 and "链接无效" in await r.text()
 
     # The duty room cancels: links of that warning are dead.
-    r = await stack.http.post(f"/api/v1/alerts/{alert['id']}/cancel", json={"reason": "雨停"}, headers=AUTH)
+    r = await stack.http.post(f"/api/v1/alerts/{alert['id']}/cancel", json={"reason": "雨停"}, headers=stack.officer)
     assert r.status == 200
     r = await stack.http.post(f"/c/{links['+8613900000002']}")
     assert r.status == 410 and "失效" in await r.text()

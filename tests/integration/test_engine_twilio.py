@@ -18,6 +18,7 @@ from channels.base import DeliveryReport
 from channels.sms_twilio import INBOUND_PATH
 from devtools.demo.capgen import cap_xml
 from devtools.simulators.twilio_api import TwilioApi
+from support.users import bearer, token_for
 from warnd.api.app import make_app
 from warnd.app import App
 from warnd.clock import ManualClock
@@ -36,6 +37,7 @@ class Stack:
     sim: TwilioApi
     http: TestClient
     base: str
+    officer: dict[str, str]
 
 
 def _free_port() -> int:
@@ -68,10 +70,11 @@ async def stack(db_url: str) -> AsyncIterator[Stack]:
                    for p, n, r in zip(PHONES, ("张书记", "李主任"), ("village_secretary", "village_head"),
                                       strict=True)])
     await engine.start()
+    officer = bearer(await token_for(engine.db, "duty", "duty_officer"))
     http = TestClient(TestServer(make_app(engine), host="127.0.0.1", port=port))
     await http.start_server()
     try:
-        yield Stack(engine, sim, http, base)
+        yield Stack(engine, sim, http, base, officer)
     finally:
         await http.close()
         await engine.stop()
@@ -100,7 +103,7 @@ async def test_twilio_sends_reports_delivery_and_a_signed_reply_confirms(stack: 
 
     status, _ = await stack.sim.send_inbound(stack.base + INBOUND_PATH, PHONES[0], "收到")
     assert status == 200
-    calls = await stack.http.get(f"/api/v1/alerts/{alert['id']}/calls", headers={"Authorization": f"Bearer {TOKEN}"})
+    calls = await stack.http.get(f"/api/v1/alerts/{alert['id']}/calls", headers=stack.officer)
     by_name = {c["name"]: c for c in (await calls.json())["calls"]}
     assert by_name["张书记"]["state"] == "confirmed" and by_name["李主任"]["state"] == "open"
 

@@ -196,10 +196,10 @@ async def test_json_api_bodies_that_are_not_json(st: Stack) -> None:
     for data, ctype in ((b'{"note": "\xff\xfe"}', "application/json"), (b"[" * 50_000, "application/json"),
                         (b'{"note": "x"}', "application/json; charset=x-no-such-charset"),
                         (b"not json", "application/json"), (b"[\"note\"]", "application/json")):
-        r = await st.http.post(url, data=data, headers={**AUTH, "Content-Type": ctype})
+        r = await st.http.post(url, data=data, headers={**st.officer, "Content-Type": ctype})
         assert r.status == 400 and r.content_type == PROBLEM, (data[:20], await r.text())
-    await problem(await st.http.post(url, data=b"x" * (KIB64 + 1), headers=AUTH), 413, "65536")
-    await problem(await st.http.post("/api/v1/calls/abc/ack", json={"note": "x"}, headers=AUTH), 404)
+    await problem(await st.http.post(url, data=b"x" * (KIB64 + 1), headers=st.officer), 413, "65536")
+    await problem(await st.http.post("/api/v1/calls/abc/ack", json={"note": "x"}, headers=st.officer), 404)
     assert await snapshot(st) == before
 
 

@@ -18,6 +18,7 @@ from channels.base import Channel
 from channels.sms_twilio import TwilioSms
 from devtools.demo.capgen import cap_xml
 from devtools.simulators.twilio_api import TwilioApi
+from support.users import bearer, token_for
 from warnd.api.app import make_app
 from warnd.app import App
 from warnd.clock import ManualClock
@@ -67,6 +68,7 @@ class Stack:
     twilio: TwilioApi
     http: TestClient
     base: str
+    officer: dict[str, str] = field(default_factory=dict)  # a duty officer's personal token
     extra: dict[str, Any] = field(default_factory=dict)
 
     async def post_cap(self, body: bytes) -> dict[str, Any]:
@@ -76,7 +78,7 @@ class Stack:
         return data
 
     async def calls(self, alert_id: int) -> dict[str, dict[str, Any]]:
-        r = await self.http.get(f"/api/v1/alerts/{alert_id}/calls", headers=AUTH)
+        r = await self.http.get(f"/api/v1/alerts/{alert_id}/calls", headers=self.officer)
         assert r.status == 200
         return {c["name"]: c for c in (await r.json())["calls"]}
 
@@ -139,9 +141,10 @@ async def build_stack(db_url: str, tmp: Path, *, policy: Path | None = None, tem
         ])
         s.add_all([Person(**p.model_dump(exclude={"id"})) for p in PEOPLE])
     await engine.start()
+    officer = bearer(await token_for(engine.db, "duty", "duty_officer"))
     http = TestClient(TestServer(make_app(engine), port=port))
     await http.start_server()
-    return Stack(engine, clock, twilio, http, base)
+    return Stack(engine, clock, twilio, http, base, officer)
 
 
 async def stop_stack(st: Stack) -> None:

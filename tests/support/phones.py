@@ -26,6 +26,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from devtools.demo.capgen import cap_xml
 from devtools.simulators import SimMessage
 from devtools.simulators.tencent_sms_api import TencentSmsApi
+from support.users import bearer, token_for
 from warnd.api.app import make_app
 from warnd.app import App
 from warnd.clock import ManualClock
@@ -116,25 +117,27 @@ class CountyHarness:
     sim: TencentSmsApi
     http: TestClient
     reply_url: str
+    officer: dict[str, str]  # the duty officer 王值班's personal token (Authorization header)
     phones: dict[str, Phone] = field(default_factory=dict)
 
     @property
-    def auth(self) -> dict[str, str]:
+    def machine(self) -> dict[str, str]:
+        """The shared config token: machine senders only (no personal data, no human action)."""
         return {"Authorization": f"Bearer {TOKEN}"}
 
     def phone(self, number: str) -> Phone:
         return self.phones.setdefault(number, Phone(self, number))
 
     async def warn(self, cap: bytes, expect: int = 201) -> dict[str, Any]:
-        """POST a CAP warning through the API."""
-        r = await self.http.post("/api/v1/alerts", data=cap, headers=self.auth)
+        """POST a CAP warning through the API, as an automated sender would."""
+        r = await self.http.post("/api/v1/alerts", data=cap, headers=self.machine)
         body: dict[str, Any] = await r.json(content_type=None)
         assert r.status == expect, body
         return body
 
     async def calls(self, alert_id: int) -> dict[str, dict[str, Any]]:
         """The duty room's view of an alert's calls, by official's name."""
-        r = await self.http.get(f"/api/v1/alerts/{alert_id}/calls", headers=self.auth)
+        r = await self.http.get(f"/api/v1/alerts/{alert_id}/calls", headers=self.officer)
         assert r.status == 200
         return {c["name"]: c for c in (await r.json())["calls"]}
 
@@ -167,10 +170,11 @@ async def county(db_url: str, officials: Sequence[Person] = OFFICIALS,
         s.add_all([Region(**r.model_dump()) for r in regions])
         s.add_all([Person(**p.model_dump()) for p in officials])
     await app.start()
+    officer = bearer(await token_for(app.db, "wangzb", "duty_officer"))
     http = TestClient(TestServer(make_app(app)))
     await http.start_server()
     try:
-        yield CountyHarness(app, clock, sim, http, str(http.make_url(f"/webhooks/tencent/sms/{CB}/reply")))
+        yield CountyHarness(app, clock, sim, http, str(http.make_url(f"/webhooks/tencent/sms/{CB}/reply")), officer)
     finally:
         await http.close()
         await app.stop()

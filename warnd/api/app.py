@@ -2,39 +2,27 @@
 
 from __future__ import annotations
 
-import hmac
 import json
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 from sqlalchemy import text
 
+from warnd.api import auth
+from warnd.api.auth import Public, Rule, principal
 from warnd.api.feeds import feed_routes
 from warnd.api.middleware import BodyLimits, install, own_body, read_body
-from warnd.api.problems import problem, unauthorized
+from warnd.api.problems import problem
 from warnd.app import App
+from warnd.auth.service import AuthService
+from warnd.console import views as console
+from warnd.console.render import SITE, Site
 from warnd.core.domain import ConfirmVia
 from warnd.engine.ingest import IngestError, IngestResult
 from warnd.views.board import alert_calls, alert_summary
 
 MAX_CAP_BYTES = 5 * 1024 * 1024  # real CAP can carry embedded audio: keep the limit well above 1 MB
 APP = web.AppKey("warnd", App)
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@web.middleware
-async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    # Feed push routes authenticate with their source's own token (warnd.api.feeds).
-    if request.path.startswith("/api/") and not (request.match_info.route.name or "").startswith("feed_push"):
-        tokens = request.app[APP].settings.api.tokens
-        header = request.headers.get("Authorization", "")
-        given = header[7:] if header.startswith("Bearer ") else ""
-        if not given or not any(hmac.compare_digest(given.encode(), t.encode()) for t in tokens):  # bytes: any header
-            return unauthorized("a valid bearer token is required")
-    return await handler(request)
-
 
 def _ingest_body(r: IngestResult) -> dict[str, Any]:
     return {
@@ -54,7 +42,7 @@ async def post_alert(request: web.Request) -> web.StreamResponse:
     engine = request.app[APP]
     data = await read_body(request, MAX_CAP_BYTES)
     try:
-        result = await engine.ingestor.submit_cap(data, source="api")
+        result = await engine.ingestor.submit_cap(data, source="api", actor=principal(request).name)
     except IngestError as e:
         return _ingest_problem(e)
     return web.json_response(_ingest_body(result), status=201 if result.created else 200,
@@ -104,7 +92,8 @@ async def ack_call(request: web.Request) -> web.StreamResponse:
     if not note:
         return problem(400, "Bad request", "a note saying who answered the phone is required", field="note")
     try:
-        out = await engine.calls.confirm(_int(request, "id"), ConfirmVia.DUTY_OFFICER, None, note[:500])
+        out = await engine.calls.confirm(_int(request, "id"), ConfirmVia.DUTY_OFFICER, None, note[:500],
+                                        actor=principal(request).name)
     except KeyError:
         return problem(404, "Not found", "no such call")
     return web.json_response({"id": out.call_id, "confirmed": out.confirmed, "state": out.state})
@@ -117,7 +106,8 @@ async def cancel_alert(request: web.Request) -> web.StreamResponse:
     except web.HTTPBadRequest:
         return problem(400, "Bad request", "body must be JSON")
     try:
-        r = await engine.ingestor.cancel(_int(request, "id"), str(body.get("reason", "duty room cancel"))[:500])
+        r = await engine.ingestor.cancel(_int(request, "id"), str(body.get("reason", "duty room cancel"))[:500],
+                                         actor=principal(request).name)
     except IngestError as e:
         return _ingest_problem(e)
     return web.json_response(_ingest_body(r))
@@ -133,18 +123,35 @@ async def healthz(request: web.Request) -> web.StreamResponse:
     return web.json_response({"status": "ok", "now": engine.clock.now().isoformat()})
 
 
+WEBHOOK = Public("provider webhook: the channel checks the provider's signature")
+CONFIRM_LINK = Public("official's confirm page: signed single-use link")
+FEED_PUSH = Public("feed push: the source's own token or HMAC (warnd.api.feeds)")
+
+
 def make_app(app: App) -> web.Application:
-    limits = BodyLimits.from_settings(app.settings.server)
+    settings = app.settings
+    limits = BodyLimits.from_settings(settings.server)
     web_app = web.Application(client_max_size=limits.max_bytes)
-    install(web_app, limits, auth)  # problem+json errors, bearer tokens, bounded bodies (api/middleware.py)
+    # problem+json errors, then who is asking (headers only), then bounded bodies (api/middleware.py).
+    install(web_app, limits, auth.authenticate)
     web_app[APP] = app
-    web_app.router.add_post("/api/v1/alerts", post_alert)
-    web_app.router.add_get("/api/v1/alerts/{id}", get_alert)
-    web_app.router.add_get("/api/v1/alerts/{id}/calls", get_calls)
-    web_app.router.add_post("/api/v1/alerts/{id}/cancel", cancel_alert)
-    web_app.router.add_post("/api/v1/calls/{id}/ack", ack_call)
-    web_app.router.add_get("/healthz", healthz)
-    web_app.router.add_routes(feed_routes(app.feeds, _ingest_body))
-    # Provider webhooks and the mobile confirm pages (/c/{token}, /f/{token}): no bearer token.
-    web_app.router.add_routes(app.web_routes())
+    access = auth.install(web_app, AuthService(app.db, settings.auth, settings.api.tokens),
+                          settings.server.public_base_url)
+    web_app[SITE] = Site(settings.county.name, web_app[auth.COOKIES].secure)
+    # Who may call each route: warnd/auth/permissions.py (tests/integration/test_roles.py).
+    api: list[tuple[web.RouteDef, Rule]] = [
+        (web.post("/api/v1/alerts", post_alert), "alerts.submit"),
+        (web.get("/api/v1/alerts/{id}", get_alert), "alerts.read"),
+        (web.get("/api/v1/alerts/{id}/calls", get_calls), "calls.read"),
+        (web.post("/api/v1/alerts/{id}/cancel", cancel_alert), "alerts.cancel"),
+        (web.post("/api/v1/calls/{id}/ack", ack_call), "calls.ack"),
+        (web.get("/healthz", healthz), Public("liveness probe: no data")),
+    ]
+    access.add(web_app.router, api)
+    access.add(web_app.router, [(r, FEED_PUSH if (r.kwargs.get("name") or "").startswith("feed_push")
+                                 else "feeds.read") for r in feed_routes(app.feeds, _ingest_body)])
+    for channel in app.channels.values():
+        access.add(web_app.router, [(r, WEBHOOK) for r in channel.webhook_routes(app.inbound)])
+    access.add(web_app.router, [(r, CONFIRM_LINK) for r in app.confirm_pages.routes()])
+    access.add(web_app.router, console.routes())
     return web_app

@@ -1,10 +1,10 @@
 """HTTP routes of the automated feeds.
 
 - `POST /api/v1/feeds/{source}/cap` — a `cap_push` source pushes CAP, authenticated by the
-  source's own token (`Authorization: Bearer`) or HMAC (`X-Warnd-Signature`), not by the
-  duty-room API tokens (route names starting "feed_push" are exempt from that check).
+  source's own token (`Authorization: Bearer`) or HMAC (`X-Warnd-Signature`), not by warnd
+  users or the shared API tokens (route names starting "feed_push" are declared public).
 - `POST /api/v1/feeds/{source}/telemetry` — a `telemetry` source posts JSON readings.
-- `GET /api/v1/feeds` — source health (duty-room API token).
+- `GET /api/v1/feeds` — source health (permission feeds.read, declared in warnd/api/app.py).
 """
 
 from __future__ import annotations

@@ -84,12 +84,18 @@ def _check_headers(request: web.Request, limit: int) -> None:
                                             f"this one declares {request.content_length}")
 
 
+BODY_READ = "warnd.body_read"  # set on a request copy whose body is already in memory
+
+
 async def _read(request: web.Request, limit: int, seconds: float,
                 slots: asyncio.Semaphore | None = None) -> web.Request:
     """A copy of the request whose body has been read (request.read/post/json then answer
     from memory), or BodyRefused. With `slots`, the wait for one counts against the deadline."""
+    if request.get(BODY_READ):
+        return request
     _check_headers(request, limit)
     copy = request.clone(client_max_size=limit)
+    copy[BODY_READ] = True
     try:
         async with asyncio.timeout(seconds):
             if slots is None:
@@ -145,12 +151,19 @@ def _detail(e: web.HTTPException, request: web.Request) -> str:
     return e.text or e.reason
 
 
+async def bounded(request: web.Request) -> web.Request:
+    """The request with its (small) body read within the limits: for a middleware that must
+    look at the body before the handler (the console's CSRF form field)."""
+    limits = request.app[LIMITS]
+    return await _read(request, limits.max_bytes, limits.timeout)
+
+
 @web.middleware
 async def bounded_body(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if not request.body_exists or request.match_info.http_exception is not None or reads_own_body(request):
+    if (not request.body_exists or request.get(BODY_READ) or request.match_info.http_exception is not None
+            or reads_own_body(request)):
         return await handler(request)
-    limits = request.app[LIMITS]
-    return await handler(await _read(request, limits.max_bytes, limits.timeout))
+    return await handler(await bounded(request))
 
 
 async def _server_header(request: web.Request, response: web.StreamResponse) -> None:

@@ -17,6 +17,7 @@ from warnd.config.policy import load_policy, parse_policy
 from warnd.config.roles import load_roles
 from warnd.config.settings import (
     ApiCfg,
+    AuthCfg,
     ClockCfg,
     County,
     DatabaseCfg,
@@ -41,6 +42,7 @@ from warnd.config.vocabulary import load_vocabulary, load_wording
 
 __all__ = [
     "ApiCfg",
+    "AuthCfg",
     "ClockCfg",
     "ConfigError",
     "ConfigLocation",

@@ -74,6 +74,16 @@ class ApiCfg(Section):
     tokens: List = Field(default=(), json_schema_extra=SECRET)
 
 
+class AuthCfg(Section):
+    """Console logins (docs/console.md). Times are wall-clock, whatever [clock] says."""
+
+    session_idle_minutes: float = Field(default=240, gt=0)  # a session unused this long ends
+    session_max_hours: float = Field(default=24, gt=0)  # and none lives longer than this
+    lockout_failures: int = Field(default=5, ge=1)  # failed logins for one account name within lockout_minutes
+    lockout_address_failures: int = Field(default=20, ge=1)  # failed logins from one client address
+    lockout_minutes: float = Field(default=15, gt=0)
+
+
 class ClockCfg(Section):
     spec: str = "system"
 
@@ -189,6 +199,7 @@ class Settings(Section):
     database: DatabaseCfg = DatabaseCfg()
     server: ServerCfg = ServerCfg()
     api: ApiCfg = ApiCfg()
+    auth: AuthCfg = AuthCfg()
     clock: ClockCfg = ClockCfg()
     policy: PolicyCfg = PolicyCfg()
     roster: RosterCfg = RosterCfg()

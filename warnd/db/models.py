@@ -334,3 +334,63 @@ class Feedback(SQLModel, table=True):
     note: str = Field(default="", sa_column=Column(Text, nullable=False))
     via: str = "link"
     created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+# --- Accounts and identity (migration 0010_users) ----------------------------------------------
+class User(SQLModel, table=True):
+    """A person who uses the console or the API. Never deleted (the event log names them by
+    `name`), only disabled; a disabled user's sessions and tokens stop working at once."""
+
+    __tablename__ = "users"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, max_length=64)  # login name; the actor in the event log
+    display_name: str = ""  # e.g. 张伟 (shown in the console)
+    role: str = Field(max_length=32)  # warnd.auth.permissions.Role
+    password_hash: str = Field(sa_column=Column(Text, nullable=False))  # argon2id, PHC string
+    active: bool = True
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    disabled_at: datetime | None = ts()
+    password_changed_at: datetime | None = ts()
+    last_login_at: datetime | None = ts()
+
+
+class UserSession(SQLModel, table=True):
+    """A console login. The cookie holds a random token; only its SHA-256 is stored."""
+
+    __tablename__ = "user_sessions"
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(unique=True, max_length=64)
+    user_id: int = Field(index=True)
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    last_seen_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    expires_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))  # absolute limit
+    ended_at: datetime | None = ts()  # logout, or the user was disabled
+    client_addr: str = Field(default="", max_length=64)
+    user_agent: str = Field(default="", max_length=256)
+
+
+class ApiToken(SQLModel, table=True):
+    """A personal API token for scripts; carries its user's role. Shown once, stored hashed."""
+
+    __tablename__ = "api_tokens"
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(unique=True, max_length=64)
+    user_id: int = Field(index=True)
+    label: str = ""
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    expires_at: datetime | None = ts()
+    last_used_at: datetime | None = ts()
+    revoked_at: datetime | None = ts()
+
+
+class LoginAttempt(SQLModel, table=True):
+    """Failed logins, for the lock-out per account name and per client address (names that do
+    not exist are counted too, so a lock-out does not reveal which accounts exist)."""
+
+    __tablename__ = "login_attempts"
+    __table_args__ = (Index("ix_login_attempts_name_at", "name", "at"),
+                      Index("ix_login_attempts_addr_at", "client_addr", "at"))
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=64)
+    client_addr: str = Field(max_length=64)
+    at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))

@@ -95,7 +95,8 @@ class Ingestor:
     def composer(self, links: bool = True) -> Composer:
         return Composer(self.templates, self.roles, self.links if links else None)
 
-    async def submit_cap(self, data: bytes, source: str = "api") -> IngestResult:
+    async def submit_cap(self, data: bytes, source: str = "api", actor: str | None = None) -> IngestResult:
+        """`actor`: the user or "api-token" that submitted it over the API (None: a feed)."""
         try:
             msg = parse_cap(data)
         except CapError as e:
@@ -111,9 +112,9 @@ class Ingestor:
             raise IngestError(422, "Not disseminated", f"msgType {msg.msg_type} is not disseminated", "alert.msgType")
         try:
             if msg.msg_type == MsgType.CANCEL:
-                result = await self._cancel_message(msg, data, source)
+                result = await self._cancel_message(msg, data, source, actor)
             else:
-                result = await self._alert_message(msg, data, source)
+                result = await self._alert_message(msg, data, source, actor)
         except IntegrityError:
             # A concurrent submission of the same message won the race: same answer as a retry.
             again = await self._find(msg.sender, msg.identifier)
@@ -135,7 +136,7 @@ class Ingestor:
                 found.append(row)
         return found
 
-    async def _alert_message(self, msg: CapMessage, raw: bytes, source: str) -> IngestResult:
+    async def _alert_message(self, msg: CapMessage, raw: bytes, source: str, actor: str | None) -> IngestResult:
         info = _pick_info(msg)
         if info is None:
             raise IngestError(400, "Invalid CAP message", "an Alert or Update needs an <info> block", "alert.info")
@@ -172,7 +173,8 @@ class Ingestor:
                                   unknown_codes=list(area.unknown_codes), out_of_area=list(area.out_of_area))
             events.record(s, now, "alert_accepted", alert_id=alert.id, source=source, step=step,
                           colour=colour, hazard=hazard, status=msg.status, msg_type=msg.msg_type,
-                          regions=len(area.codes), unknown_codes=list(area.unknown_codes))
+                          regions=len(area.codes), unknown_codes=list(area.unknown_codes),
+                          actor=actor)
             carried: dict[int, Call] = {}
             if msg.msg_type == MsgType.UPDATE:
                 carried = await self._supersede(s, msg, alert, now, result)
@@ -228,7 +230,7 @@ class Ingestor:
                     carried[call.person_id] = call
         return carried
 
-    async def _cancel_message(self, msg: CapMessage, raw: bytes, source: str) -> IngestResult:
+    async def _cancel_message(self, msg: CapMessage, raw: bytes, source: str, actor: str | None) -> IngestResult:
         now = self.clock.now()
         roster = await self.roster.get()  # before the transaction: SQLite has one writer
         composer = self.composer(links=False)
@@ -253,7 +255,7 @@ class Ingestor:
             result = IngestResult(alert.id, True, step=first.step, colour=first.colour)
             for target in targets:
                 lifted = await alerts.lift(s, target, AlertState.CANCELLED, now, reason=f"CAP Cancel {msg.identifier}",
-                                           roster=roster, composer=composer)
+                                           roster=roster, composer=composer, actor=actor)
                 if lifted is not None:
                     result.cancelled_calls += lifted[0]
                     result.deliveries += lifted[1]
