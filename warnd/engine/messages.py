@@ -50,4 +50,6 @@ def render(ctx: MessageContext, template: str, recipient: PersonView, *, roles: 
 def address_for(person: PersonView, channel: str) -> str:
     if channel == "wecom":
         return person.wecom_userid or ""
-    return person.phone  # sms, voice
+    if channel == "voice":
+        return person.phone or person.phone2 or ""  # a landline-only official can still be called
+    return person.phone  # sms: the mobile, "" when there is none
