@@ -1,4 +1,4 @@
-"""`warnd` command line: serve, db upgrade, roster import, alert submit, speakers status.
+"""`warnd` command line: serve, db upgrade, roster import, check, alert submit, speakers status.
 
 The demo and the simulators are `warnd-dev` (devtools/), not part of the product."""
 
@@ -74,29 +74,6 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_roster_import(args: argparse.Namespace) -> int:
-    from warnd.clock import utcnow
-    from warnd.db.engine import Database
-    from warnd.roster import RosterError, format_report, import_roster
-
-    settings = settings_from_args(args)
-
-    async def main() -> int:
-        db = Database(settings.database.url)
-        try:
-            await db.upgrade()
-            report = await import_roster(db, Path(args.file), now=utcnow())
-        except RosterError as e:
-            print(f"roster not imported: {e}", file=sys.stderr)
-            return 2
-        finally:
-            await db.close()
-        print(format_report(report))
-        return 0 if report.ok else 1
-
-    return asyncio.run(main())
-
-
 def cmd_alert_submit(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     url = (args.url or f"http://{settings.server.host}:{settings.server.port}").rstrip("/") + "/api/v1/alerts"
@@ -136,12 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--database")
     up.set_defaults(func=cmd_db_upgrade)
 
-    r = sub.add_parser("roster", help="regions and officials")
-    rs = r.add_subparsers(dest="roster_command", required=True)
-    ri = rs.add_parser("import", help="import a roster (CSV or XLSX)")
-    ri.add_argument("file")
-    ri.add_argument("--database")
-    ri.set_defaults(func=cmd_roster_import)
+    from warnd.roster.cli import add_cli as add_roster_cli
+
+    add_roster_cli(sub, settings_from_args)  # warnd roster import
 
     a = sub.add_parser("alert", help="warnings")
     as_ = a.add_subparsers(dest="alert_command", required=True)

@@ -59,6 +59,9 @@ def test_a_cell_may_hold_a_mobile_and_a_landline_but_not_two_mobiles() -> None:
     assert [p.e164 for p in parse_phones("手机13800000000")] == ["+8613800000000"]
     assert [p.e164 for p in parse_phones("0745-1234567转8001")] == ["+867451234567"]
     assert parse_phones("  ") == []
+    with pytest.raises(PhoneError) as e:
+        parse_phones("4221234")
+    assert e.value.code == "no_area_code"
     for text, code in [("13800000000/13900000000", "several_mobiles"),
                        ("13800000000/0745-1234567/0745-7654321", "too_many")]:
         with pytest.raises(PhoneError) as e:

@@ -91,8 +91,8 @@ def parse_phones(text: str) -> list[Phone]:
     if len(found) <= 1:
         try:
             return [parse_phone(raw)]
-        except PhoneError:
-            if not found:
+        except PhoneError as e:
+            if e.code != "invalid" or not found or found[0].raw_string == raw:
                 raise
             # Text around one number: "手机13800000000", "0745-1234567转8001".
             return [_classify(found[0].number, found[0].raw_string)]
