@@ -113,9 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--database")
     up.set_defaults(func=cmd_db_upgrade)
 
+    from warnd.roster.cli import add_check_cli
     from warnd.roster.cli import add_cli as add_roster_cli
 
     add_roster_cli(sub, settings_from_args)  # warnd roster import
+    add_check_cli(sub, settings_from_args)  # warnd check
 
     a = sub.add_parser("alert", help="warnings")
     as_ = a.add_subparsers(dest="alert_command", required=True)

@@ -1,4 +1,4 @@
-"""`warnd roster import FILE [--format json]`.
+"""`warnd roster import FILE [--format json]` and `warnd check [--format json]`.
 
 Exit status: 0 every row imported (warnings and skipped rows allowed), 1 some rows were not
 imported, 2 the file could not be used at all (nothing was written).
@@ -61,3 +61,51 @@ async def _import(settings: Any, path: Path, fmt: str, deactivate_missing: bool)
     else:
         print(format_report(report))
     return 0 if report.ok else 1
+
+
+def add_check_cli(sub: Any, settings_of: Callable[[argparse.Namespace], Any]) -> None:
+    """Register `warnd check`: is the roster ready for a storm? Exit 0 ready, 1 warnings, 2 errors."""
+    c = sub.add_parser("check", help="readiness before a storm: roster against policy, speakers, sources "
+                                     "(exit 0 ready, 1 warnings, 2 errors; docs/roster.md)")
+    c.add_argument("--database", help="database URL (overrides the settings file)")
+    c.add_argument("--format", choices=("text", "json"), default="text",
+                   help="text (Chinese, for people) or json (for scripts and the console)")
+
+    def run_check(args: argparse.Namespace) -> int:
+        return asyncio.run(_check(settings_of(args), args.format))
+
+    c.set_defaults(func=run_check)
+
+
+async def _check(settings: Any, fmt: str) -> int:
+    from datetime import timedelta
+
+    from warnd.clock import utcnow
+    from warnd.core.policy import load_policy
+    from warnd.core.roles import load_roles
+    from warnd.db.engine import Database
+    from warnd.roster.readiness import (
+        Names,
+        check_readiness,
+        format_readiness,
+        readiness_json,
+        source_kinds,
+    )
+
+    roles = load_roles(_path(settings.policy.roles))
+    policy = load_policy(_path(settings.policy.path), roles)
+    db = Database(settings.database.url)
+    try:
+        await db.upgrade()
+        result, inp = await check_readiness(
+            db, policy, utcnow(), speaker_stale_after=timedelta(seconds=settings.speakers.stale_after_seconds),
+            sources=source_kinds(_path(settings.feeds.sources)))
+    finally:
+        await db.close()
+    names = Names(inp.regions, roles)
+    county = next((r.name for r in inp.regions.values() if r.parent_code is None), settings.county.name)
+    if fmt == "json":
+        print(json.dumps(readiness_json(result, names), ensure_ascii=False, indent=2))
+    else:
+        print(format_readiness(result, names, county))
+    return result.exit_code
