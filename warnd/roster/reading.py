@@ -351,7 +351,6 @@ def recognise(sheet: str, rows: Iterable[list[str]], aliases: HeaderAliases) -> 
     """Find the first row that is a header; the rows below it are the data."""
     table: Table | None = None
     header_cells: list[str] = []
-    pending: tuple[int, list[str]] | None = None  # the row after the header: maybe its second half
     for number, cells in enumerate(rows, start=1):
         if table is None:
             kind = _header_kind(cells, aliases)
@@ -361,8 +360,8 @@ def recognise(sheet: str, rows: Iterable[list[str]], aliases: HeaderAliases) -> 
                 table = Table(sheet, kind, number, columns, ignored)
                 header_cells = list(cells)
             continue
-        if pending is None and len(table.rows) == 0 and not table.skipped and table.header_rows == 1 \
-                and number == table.header_row + 1:
+        # The row right under the header may be its second half (联系方式 over 手机号码 | 联系电话).
+        if table.header_rows == 1 and number == table.header_row + 1:
             stacked = _stacked(header_cells, cells)
             kind2 = _header_kind(stacked, aliases)
             if kind2 == table.kind:
