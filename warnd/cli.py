@@ -1,5 +1,5 @@
-"""`warnd` command line: init, config show, serve, db upgrade, roster import, alert submit,
-speakers status, user.
+"""`warnd` command line: init, config show, serve, db upgrade, roster import, check, alert
+submit, speakers status, user.
 
 Every configuration or start-up error is printed as one line per problem (file, key, what is
 wrong) and exits 2; no traceback unless --traceback. The demo and the simulators are
@@ -115,38 +115,6 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_roster_import(args: argparse.Namespace) -> int:
-    from warnd.clock import utcnow
-    from warnd.config import load_roles
-    from warnd.db.engine import Database
-    from warnd.roster import RosterError, format_report, import_roster, load_header_aliases
-
-    settings = settings_from_args(args)
-    roles = load_roles(_path(settings.policy.roles))
-    try:
-        headers = load_header_aliases(_path(settings.roster.headers))
-    except RosterError as e:
-        raise ConfigError(str(e)) from None
-    path = Path(args.file)
-    if not path.is_file():
-        raise StartupError(f"{path}: no such file")
-
-    async def main() -> int:
-        db = Database(settings.database.url)
-        try:
-            await db.upgrade()
-            report = await import_roster(db, path, roles=roles, headers=headers, now=utcnow())
-        except RosterError as e:
-            print(f"roster not imported: {e}", file=sys.stderr)
-            return 2
-        finally:
-            await db.close()
-        print(format_report(report))
-        return 0 if report.ok else 1
-
-    return asyncio.run(main())
-
-
 def cmd_alert_submit(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     url = (args.url or f"http://{settings.server.host}:{settings.server.port}").rstrip("/") + "/api/v1/alerts"
@@ -202,12 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("-v", "--verbose", action="store_true", help="show each migration applied")
     up.set_defaults(func=cmd_db_upgrade)
 
-    r = sub.add_parser("roster", help="regions and officials")
-    rs = r.add_subparsers(dest="roster_command", required=True)
-    ri = rs.add_parser("import", help="import a roster (CSV or XLSX)")
-    ri.add_argument("file")
-    ri.add_argument("--database")
-    ri.set_defaults(func=cmd_roster_import)
+    from warnd.roster.cli import add_cli as add_roster_cli
+    from warnd.views.readiness_cli import add_check_cli
+
+    add_roster_cli(sub, settings_from_args)  # warnd roster import
+    add_check_cli(sub, settings_from_args)  # warnd check
 
     a = sub.add_parser("alert", help="warnings")
     as_ = a.add_subparsers(dest="alert_command", required=True)

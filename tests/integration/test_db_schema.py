@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
-from warnd.db.engine import Database
+from warnd.db.engine import Database, upgrade
 from warnd.db.models import Alert
 
 
@@ -35,3 +37,25 @@ async def test_same_sender_and_identifier_is_rejected_by_the_schema(db: Database
     with pytest.raises(IntegrityError):
         async with db.session() as s, s.begin():
             s.add(_alert("dup"))
+
+
+def test_people_migration_moves_stored_landlines_to_the_second_number(tmp_path: Path) -> None:
+    """Before 0005 the importer stored a landline in people.phone, where SMS was sent to it."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    upgrade(url, "0001")
+    engine = create_engine(url)
+    rows = [("A", "+8613800000001"), ("B", "+867451234567"), ("C", "+861012345678"), ("D", "+8614712345678")]
+    with engine.begin() as conn:
+        for key, phone in rows:
+            conn.execute(text("INSERT INTO people (key, name, phone, role, region_code, active) "
+                              "VALUES (:k, :k, :p, 'duty_officer', '430999', true)"), {"k": key, "p": phone})
+    upgrade(url)
+    with engine.connect() as conn:
+        got = {k: (p, p2) for k, p, p2 in conn.execute(text("SELECT key, phone, phone2 FROM people"))}
+    engine.dispose()
+    assert got == {
+        "A": ("+8613800000001", None),  # mobile stays
+        "B": ("", "+867451234567"),  # Huaihua landline moves
+        "C": ("", "+861012345678"),  # Beijing landline (+8610…) moves, though it starts +861
+        "D": ("+8614712345678", None),
+    }

@@ -31,7 +31,7 @@ async def test_device_sheet_imports_and_reimports_unchanged(db: Database, tmp_pa
     assert sp["SL-QS-SM-02"].region_code == "430999100201001"
     assert sp["SL-QS-FS-01"].region_code == "430999100202"  # by village name
     assert sp["SL-BS-HK-01"].capabilities == ["tts"] and sp["SL-BS-HK-01"].active
-    assert "speakers: 4 added" in format_report(report)
+    assert "应急广播：新增4，更新0，未变0，未导入0" in format_report(report)
 
     again = await import_roster(db, sample("speakers-sample.csv"), now=NOW)
     assert (again.speakers.added, again.speakers.updated, again.speakers.unchanged) == (0, 0, 4)
@@ -61,12 +61,12 @@ async def test_bad_device_rows_are_rejected_with_reasons(db: Database, tmp_path:
     report = await import_roster(db, bad, now=NOW)
     assert report.speakers.added == 1 and report.speakers.rejected == 6
     reasons = {r.row: r.reason for r in report.rejections}
-    assert "MQTT client id" in reasons[3]
-    assert "township" in reasons[4]
-    assert "unknown" in reasons[5]
-    assert "喷火" in reasons[6]
-    assert "swapped" in reasons[7]
-    assert "duplicate 设备编号 OK-1" in reasons[8]
+    assert reasons[3] == "设备编号只能有字母、数字、_ 和 -，最长64位（它也是喇叭的 MQTT 客户端 ID）（bad/id）"
+    assert reasons[4] == "喇叭只能属于村（12位代码）或组（15位），不能属于乡镇（430999100）"
+    assert reasons[5] == "行政区划代码在本县不存在（数据库和本文件里都没有）（430999100299）"
+    assert reasons[6] == "能力只能填 TTS/文本转语音、音频（喷火）"
+    assert reasons[7] == "坐标不在中国境内：经度和纬度是否填反了？（28.4, 110.4）"
+    assert reasons[8] == "设备编号重复，只导入了第一次出现的那一行（OK-1，同第2行）"
     assert list(await _speakers(db)) == ["OK-1"]
 
 

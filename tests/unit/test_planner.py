@@ -491,3 +491,54 @@ def test_plan_and_escalation_fast_for_a_whole_county(policy: Policy, roles: Role
     assert len(plan.calls) == 22 * (2 + 23 * 5 + 23 * 5)
     assert plan.gaps == ()
     assert elapsed < 2.0, elapsed
+
+
+# ------------------------------------------------------------------ 一肩挑: one person, several roles
+
+
+def one_shoulder(pid: int = 900, region_code: str = V12) -> PersonView:
+    """村党支部书记、村委会主任 held by one person (the common 一肩挑 arrangement)."""
+    return PersonView(id=pid, name="一肩挑", phone="+8613800000900", role="village_secretary",
+                      region_code=region_code, extra_roles=("village_head",))
+
+
+def test_one_person_holding_two_called_roles_gets_one_call_and_fills_both(policy: Policy) -> None:
+    people = [p for p in PEOPLE if p.region_code != V12] + [one_shoulder()]
+    plan = plan_alert(alert(Step.IMMINENT, Colour.BLUE, V12), REGIONS, people, policy, NOW)
+    assert called(plan).count(900) == 1  # two roles targeted, one call
+    (call,) = [c for c in plan.calls if c.person_id == 900]
+    assert call.role == "village_secretary"  # recorded under the first of the person's roles
+    assert [d.person_id for d in plan.deliveries].count(900) == len(call.channels)  # one message per channel
+    # Neither role is a gap: the one person holds both. Only the missing 网格员 is.
+    assert gaps(plan) == {(V12, "grid_worker")}
+
+
+def test_a_call_is_recorded_under_the_role_the_policy_asked_for(policy: Policy) -> None:
+    # A 值班员 who is also a 防指成员: a forecast calls them as 防指成员 (值班员 is not targeted).
+    both = PersonView(id=950, name="兼", phone="+8613800000950", role="duty_officer",
+                      region_code=COUNTY, extra_roles=("flood_hq_member",))
+    plan = plan_alert(alert(Step.FORECAST, Colour.BLUE, V11), REGIONS, [both], policy, NOW)
+    assert [(c.person_id, c.role) for c in plan.calls] == [(950, "flood_hq_member")]
+    assert (COUNTY, "flood_hq_member") not in gaps(plan)
+    assert (COUNTY, "county_leader_on_duty") in gaps(plan)
+
+
+def test_index_finds_a_person_under_each_role() -> None:
+    p = one_shoulder()
+    idx = PeopleIndex.build([p])
+    assert idx.at(V12, "village_secretary") == (p,)
+    assert idx.at(V12, "village_head") == (p,)
+    assert p.roles == ("village_secretary", "village_head")
+
+
+def test_superiors_of_every_role_never_the_person_themself(roles: Roles) -> None:
+    # village_head's first superior is village_secretary — which this person is. Their
+    # superior is therefore the township head (for both roles), not themself.
+    p = one_shoulder(region_code=V11)
+    idx = PeopleIndex.build([p, *[q for q in PEOPLE if q.region_code != V11]])
+    assert ids(escalation_recipients(Action.SUPERIOR, p, idx, REGIONS, roles)) == [12]
+    # A duty officer who holds a second role is still found by the duty-room rung.
+    duty = PersonView(id=960, name="值班", phone="+8613800000960", role="flood_hq_member",
+                      region_code=COUNTY, extra_roles=("duty_officer",))
+    idx2 = PeopleIndex.build([duty, by_id(101)])
+    assert ids(escalation_recipients(Action.DUTY_ROOM, by_id(101), idx2, REGIONS, roles)) == [960]

@@ -170,6 +170,11 @@ class RegionView:
 
 @dataclass(frozen=True)
 class PersonView:
+    """An official. `phone` is their mobile ("" when they have none: SMS cannot reach them);
+    `phone2` a second number for voice (联系电话: an office landline or another mobile).
+    `role` is their first role; `extra_roles` the others one person may hold (一肩挑: a
+    村支书 who is also 村主任 is one person, called once)."""
+
     id: int
     name: str
     phone: str
@@ -177,6 +182,12 @@ class PersonView:
     region_code: str
     deputy_id: int | None = None
     wecom_userid: str | None = None
+    phone2: str | None = None
+    extra_roles: tuple[str, ...] = ()
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        return (self.role, *self.extra_roles)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,8 @@ DUTY_OFFICER_ROLE = "duty_officer"
 
 @dataclass(frozen=True)
 class PeopleIndex:
-    """People by id and by (region code, role), each bucket sorted by id. O(1) lookups."""
+    """People by id and by (region code, role), each bucket sorted by id. O(1) lookups.
+    A person holding several roles (一肩挑) is in the bucket of each."""
 
     by_id: Mapping[int, PersonView]
     by_place: Mapping[tuple[str, str], tuple[PersonView, ...]]
@@ -43,7 +44,8 @@ class PeopleIndex:
         buckets: dict[tuple[str, str], list[PersonView]] = defaultdict(list)
         for p in people:
             by_id[p.id] = p
-            buckets[(p.region_code, p.role)].append(p)
+            for role in dict.fromkeys(p.roles):
+                buckets[(p.region_code, role)].append(p)
         by_place = {k: tuple(sorted(v, key=lambda p: p.id)) for k, v in buckets.items()}
         return cls(by_id=by_id, by_place=by_place)
 
@@ -83,8 +85,10 @@ def plan_alert(
     now: datetime,
 ) -> Plan:
     index = people if isinstance(people, PeopleIndex) else PeopleIndex.build(people)
-    # person id -> (window, ladder, channels): one call per person, shortest window wins.
+    # person id -> (window, ladder, channels): one call per person, shortest window wins. A
+    # person holding two targeted roles (一肩挑) is one person: one call, one set of messages.
     chosen: dict[int, tuple[timedelta, str, tuple[str, ...]]] = {}
+    called_as: dict[int, set[str]] = defaultdict(set)
     gaps: set[tuple[str, str, Level]] = set()
     for target in policy.targets(alert.hazard, alert.colour, alert.step):
         for region_code in responsible_regions(alert.region_codes, regions, target.level):
@@ -94,6 +98,7 @@ def plan_alert(
                     gaps.add((region_code, role, target.level))
                 for person in found:
                     chosen[person.id] = _merge(chosen.get(person.id), target)
+                    called_as[person.id].add(role)
 
     calls: list[PlannedCall] = []
     for pid, (window, ladder, planned) in chosen.items():
@@ -102,7 +107,8 @@ def plan_alert(
         calls.append(
             PlannedCall(
                 person_id=pid,
-                role=p.role,
+                # The call is recorded under the first of the person's roles it was made for.
+                role=next(r for r in p.roles if r in called_as[pid]),
                 region_code=p.region_code,
                 deadline=now + window,
                 ladder=ladder,
@@ -172,7 +178,10 @@ def escalation_recipients(
         deputy = people_index.by_id.get(person.deputy_id) if person.deputy_id is not None else None
         return (deputy,) if deputy is not None and deputy.id != person.id else ()
     if action is Action.SUPERIOR:
-        superiors = roles[person.role].superiors if person.role in roles else ()
+        # Every role's superiors, in the person's role order (一肩挑: the 村支书's superiors, then
+        # the 村主任's); the person themself is never their own superior.
+        superiors = tuple(dict.fromkeys(
+            s for r in person.roles if r in roles for s in roles[r].superiors))
         return nearest_holders(person.region_code, superiors, people_index, regions, exclude=person.id)
     if action is Action.DUTY_ROOM:
         chain = [person.region_code, *ancestors(person.region_code, regions)]

@@ -57,13 +57,26 @@ class Person(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     key: str = Field(unique=True, max_length=64)  # stable upsert key (编号, else phone)
     name: str
-    phone: str = Field(index=True, max_length=32)  # E.164, e.g. +8613800000000
-    role: str = Field(index=True)
+    # The mobile in E.164 (+8613800000000); "" for an official with only a landline.
+    phone: str = Field(index=True, max_length=32)
+    role: str = Field(index=True)  # the first role; further ones in person_extra_roles
     region_code: str = Field(index=True)
     deputy_key: str | None = None  # 替补人, by key so import order does not matter
     wecom_userid: str | None = None
     active: bool = True
     updated_at: datetime | None = ts()
+    # A second number for voice (联系电话), E.164: an office landline or another mobile.
+    phone2: str | None = Field(default=None, max_length=32)
+
+
+class PersonExtraRole(SQLModel, table=True):
+    """Roles a person holds besides `people.role` (一肩挑: 村党支部书记、村委会主任), in the order
+    the roster lists them. One person with two roles is one person: one call per warning."""
+
+    __tablename__ = "person_extra_roles"
+    person_id: int = Field(foreign_key="people.id", primary_key=True)
+    role: str = Field(primary_key=True, max_length=64)
+    position: int = 0
 
 
 class Alert(SQLModel, table=True):

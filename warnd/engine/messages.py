@@ -75,7 +75,9 @@ def render(ctx: MessageContext, template: str, recipient: PersonView | None, *, 
 def address_for(person: PersonView, channel: str) -> str:
     if channel == "wecom":
         return person.wecom_userid or ""
-    return person.phone  # sms, voice
+    if channel == "voice":
+        return person.phone or person.phone2 or ""  # a landline-only official can still be called
+    return person.phone  # sms: the mobile, "" when there is none
 
 
 class Composer:

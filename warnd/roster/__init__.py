@@ -1,14 +1,16 @@
-"""Roster import: regions and people from the duty room's CSV or XLSX sheets."""
+"""Roster import: regions, people and loudspeakers from the duty room's CSV or XLSX sheets."""
 
-from warnd.roster.importer import (
+from warnd.roster.importer import import_roster
+from warnd.roster.problems import Severity
+from warnd.roster.reading import HeaderAliases, RosterError, load_header_aliases
+from warnd.roster.report import (
     Counts,
     ImportReport,
     Rejection,
     SheetInfo,
     format_report,
-    import_roster,
+    report_json,
 )
-from warnd.roster.reading import HeaderAliases, RosterError, load_header_aliases
 
 __all__ = [
     "Counts",
@@ -16,8 +18,10 @@ __all__ = [
     "ImportReport",
     "Rejection",
     "RosterError",
+    "Severity",
     "SheetInfo",
     "format_report",
     "import_roster",
     "load_header_aliases",
+    "report_json",
 ]

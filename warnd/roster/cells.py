@@ -1,10 +1,10 @@
-"""Parsing one roster cell into a stored value. Each parser raises CellError with a reason the
-duty-room operator can act on; the importer attaches the row number."""
+"""Parsing one roster cell into a stored value. Each parser raises CellError with a Problem the
+county clerk can act on (warnd.roster.problems); the importer attaches the row number.
+`label` arguments are the sheet's header words for the field, used in the message."""
 
 from __future__ import annotations
 
 import re
-import unicodedata
 
 import shapely
 import shapely.wkt
@@ -12,16 +12,16 @@ from shapely.errors import ShapelyError
 from shapely.validation import explain_validity
 
 from warnd.core.domain import Level
+from warnd.core.phones import Phone, PhoneError, parse_phones
+from warnd.roster.problems import CellError, problem
 
-
-class CellError(ValueError):
-    pass
+__all__ = ["CellError", "Phone"]
 
 
 _LEVEL_BY_LENGTH = {lv.code_length: lv for lv in Level}
 
 
-def normalise_code(text: str) -> str:
+def normalise_code(text: str, label: str = "行政区划代码") -> str:
     """A region code in our convention: 6 county, 9 township, 12 village, 15 group digits.
 
     The national statistical code (统计用区划代码) pads every level to 12 digits with zeros
@@ -30,18 +30,13 @@ def normalise_code(text: str) -> str:
     """
     t = re.sub(r"\s+", "", text)
     if not t.isascii() or not t.isdigit():
-        raise CellError(f"region code {text!r} is not all digits")
+        raise CellError(problem("code_not_digits", text, code=label))
     if len(t) == 12 and t.endswith("000"):
         t = t[:6] if t.endswith("000000") else t[:9]
     if len(t) not in _LEVEL_BY_LENGTH:
-        raise CellError(
-            f"region code {text!r} has {len(t)} digits; expected 6 (county), 9 (township), "
-            "12 (village) or 15 (group = village code + 3 digits)"
-        )
+        raise CellError(problem("code_length", f"{text}：{len(t)}位", code=label))
     if len(t) > 6 and t.endswith("000"):
-        raise CellError(
-            f"region code {text!r} ends in 000, which is no township, village or group number"
-        )
+        raise CellError(problem("code_000", text, code=label))
     return t
 
 
@@ -66,64 +61,33 @@ for _lv, _words in {
         _LEVEL_WORDS[_w] = _lv
 
 
-def parse_level(text: str) -> Level:
+def parse_level(text: str, label: str = "级别") -> Level:
     t = re.sub(r"\s+", "", text).casefold()
     lv = _LEVEL_WORDS.get(t)
     if lv is None:
-        raise CellError(
-            f"level {text!r} is not one of county/township/village/group (县/乡镇/村/组)"
-        )
+        raise CellError(problem("level_unknown", text, level=label))
     return lv
 
 
-_PHONE_NOISE = re.compile(r"[\s\-()（）.·—_]+")
-_MOBILE = re.compile(r"1[3-9]\d{9}")
-# 0 + area code (10, 2x, or three digits 3xx–9xx) + a 7- or 8-digit local number.
-_LANDLINE = re.compile(r"0(?:10|2\d|[3-9]\d{2})\d{7,8}")
+_PHONE_CODES = {"scientific": "phone_scientific", "no_area_code": "phone_no_area_code",
+                "several_mobiles": "phone_several_mobiles", "too_many": "phone_too_many",
+                "foreign": "phone_foreign", "not_personal": "phone_not_personal"}
 
 
-def normalise_phone(text: str) -> str:
-    """Mainland mobile or landline → E.164 (+8613800000000, +867451234567)."""
-    raw = unicodedata.normalize("NFKC", text).strip()  # full-width digits and dashes
-    if not raw:
-        raise CellError("phone is empty")
-    if re.fullmatch(r"\d(\.\d+)?[eE]\+?\d+", raw):
-        # Excel shows an over-wide number as 1.38E+10 and a CSV export keeps only that.
-        raise CellError(
-            f"phone {raw!r} is in Excel scientific notation, its digits are lost; format the column as text and export again"
-        )
-    if len(re.findall(r"1[3-9]\d{9}|0\d{2,3}[\-\s]?\d{7,8}", raw)) > 1:
-        raise CellError(
-            f"phone {raw!r} holds several numbers; one number per cell (a second person is a row of its own)"
-        )
-    t = _PHONE_NOISE.sub("", raw)
-    country_code = True
-    if t.startswith("+86"):
-        t = t[3:]
-    elif t.startswith("0086"):
-        t = t[4:]
-    elif t.startswith("86") and len(t) == 13:
-        t = t[2:]
-    elif t.startswith("+"):
-        raise CellError(f"phone {raw!r} is not a mainland China number")
-    else:
-        country_code = False
-    if country_code and t[:1] in tuple("23456789"):
-        t = "0" + t  # +86 745 1234567: the trunk 0 is dropped after the country code
-    if _MOBILE.fullmatch(t):
-        return "+86" + t
-    if _LANDLINE.fullmatch(t):
-        return "+86" + t[1:]
-    raise CellError(
-        f"phone {raw!r} is not a valid mainland mobile (11 digits, 1[3-9]…) or landline with area code (0745-1234567)"
-    )
+def parse_phone_cell(text: str, phone_label: str = "手机号码", phone2_label: str = "联系电话") -> list[Phone]:
+    """Every number in a phone cell (none, one, or a mobile and a landline)."""
+    try:
+        return parse_phones(text)
+    except PhoneError as e:
+        code = _PHONE_CODES.get(e.code, "phone_invalid")
+        raise CellError(problem(code, e.text, phone=phone_label, phone2=phone2_label)) from None
 
 
 _TRUE = {"是", "在岗", "在职", "正常", "启用", "有效", "y", "yes", "true", "1", "√", "✓"}
 _FALSE = {"否", "不在岗", "离岗", "离职", "停用", "调离", "无效", "n", "no", "false", "0", "×", "✗"}
 
 
-def parse_active(text: str) -> bool:
+def parse_active(text: str, label: str = "在岗") -> bool:
     t = re.sub(r"\s+", "", text).casefold()
     if not t:
         return True  # an empty cell in a listed row: listed means on duty
@@ -131,7 +95,7 @@ def parse_active(text: str) -> bool:
         return True
     if t in _FALSE:
         return False
-    raise CellError(f"在岗 value {text!r} is not one of 是/否, 在岗/离岗, yes/no")
+    raise CellError(problem("active_invalid", text, active=label))
 
 
 # Mainland China plus a margin: catches swapped longitude/latitude and degrees-minutes typos.
@@ -143,40 +107,36 @@ def _in_china(lon: float, lat: float) -> bool:
     return LON_RANGE[0] <= lon <= LON_RANGE[1] and LAT_RANGE[0] <= lat <= LAT_RANGE[1]
 
 
-def parse_point(lon_text: str, lat_text: str) -> str | None:
+def parse_point(lon_text: str, lat_text: str, lon_label: str = "经度", lat_label: str = "纬度") -> str | None:
     if not lon_text and not lat_text:
         return None
     if not lon_text or not lat_text:
-        raise CellError("经度 and 纬度 must be given together")
+        raise CellError(problem("coord_pair", lon=lon_label, lat=lat_label))
     try:
         lon, lat = float(lon_text), float(lat_text)
-    except ValueError as e:
-        raise CellError(
-            f"coordinates {lon_text!r}, {lat_text!r} are not decimal degrees (e.g. 110.39, 28.45)"
-        ) from e
+    except ValueError:
+        raise CellError(problem("coord_bad", f"{lon_text}, {lat_text}")) from None
     if not _in_china(lon, lat):
-        hint = " (longitude and latitude swapped?)" if _in_china(lat, lon) else ""
-        raise CellError(f"point {lon}, {lat} is outside China{hint}")
+        code = "coord_swapped" if _in_china(lat, lon) else "coord_outside"
+        raise CellError(problem(code, f"{lon}, {lat}"))
     return str(shapely.to_wkt(shapely.Point(lon, lat), rounding_precision=-1))
 
 
-def parse_polygon(text: str) -> str | None:
+def parse_polygon(text: str, label: str = "边界WKT") -> str | None:
     """Boundary as POLYGON or MULTIPOLYGON WKT in lon/lat (WGS84); stored normalised."""
     if not text:
         return None
     try:
         geom = shapely.wkt.loads(text)
     except (ShapelyError, ValueError) as e:
-        raise CellError(f"边界WKT is not valid WKT: {e}") from e
+        raise CellError(problem("wkt_bad", str(e)[:80], wkt=label)) from None
     if geom.geom_type not in ("Polygon", "MultiPolygon"):
-        raise CellError(f"边界WKT is a {geom.geom_type}; a POLYGON or MULTIPOLYGON is expected")
+        raise CellError(problem("wkt_type", geom.geom_type, wkt=label))
     if geom.is_empty:
-        raise CellError("边界WKT is empty")
+        raise CellError(problem("wkt_empty", wkt=label))
     if not geom.is_valid:
-        raise CellError(f"边界WKT polygon is invalid: {explain_validity(geom)}")
+        raise CellError(problem("wkt_invalid", explain_validity(geom), wkt=label))
     minx, miny, maxx, maxy = geom.bounds
     if not (_in_china(minx, miny) and _in_china(maxx, maxy)):
-        raise CellError(
-            "边界WKT lies outside China; coordinates must be longitude latitude in degrees"
-        )
+        raise CellError(problem("wkt_outside", wkt=label))
     return str(shapely.to_wkt(geom, rounding_precision=-1))

@@ -21,7 +21,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from warnd.core.domain import Level
 from warnd.db.models import Speaker
-from warnd.roster.cells import CellError, normalise_code, parse_active, parse_point
+from warnd.roster.cells import normalise_code, parse_active, parse_point
+from warnd.roster.problems import LEVEL_ZH, CellError, Problem, problem
 
 _DEVICE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _CAPS = {"tts": "tts", "文本": "tts", "文字": "tts", "语音合成": "tts", "文本转语音": "tts", "文转语": "tts",
@@ -37,7 +38,7 @@ def parse_capabilities(text: str) -> list[str]:
             continue
         cap = _CAPS.get(part.casefold())
         if cap is None:
-            raise CellError(f"能力 {part!r} is not one of TTS/文本转语音, 音频/audio")
+            raise CellError(problem("capability_unknown", part, capabilities="能力"))
         if cap not in out:
             out.append(cap)
     return out or ["tts"]
@@ -57,52 +58,55 @@ class SpeakerRow:
 
 
 def parse_speaker(cells_of: Callable[[str], str], has: Callable[[str], bool], sheet: str, number: int,
-                  known: dict[str, Level], find_place: Callable[[str], set[str]]) -> tuple[SpeakerRow | None, list[str]]:
+                  known: dict[str, Level], find_place: Callable[[str], set[str]],
+                  label: Callable[[str], str] = lambda f: f) -> tuple[SpeakerRow | None, list[Problem]]:
     """One device row. `known`: region code → level (database and this file)."""
-    reasons: list[str] = []
+    reasons: list[Problem] = []
     device_id = cells_of("device_id").strip()
     if not device_id:
-        reasons.append("missing 设备编号")
+        reasons.append(problem("device_missing", device_id=label("device_id")))
     elif not _DEVICE_ID.fullmatch(device_id):
-        reasons.append(f"设备编号 {device_id!r} may hold only letters, digits, _ and - (at most 64): it is the MQTT client id")
+        reasons.append(problem("device_bad", device_id, device_id=label("device_id")))
     region: str | None = None
     code_text, place_text = cells_of("region_code"), cells_of("place")
     if code_text:
         try:
-            region = normalise_code(code_text)
+            region = normalise_code(code_text, label("region_code"))
         except CellError as e:
-            reasons.append(str(e))
+            reasons.append(e.problem)
         if region is not None and region not in known:
-            reasons.append(f"region {region} is unknown: not in the database nor in this file")
+            reasons.append(problem("region_unknown", region, region_code=label("region_code")))
             region = None
     elif place_text:
         found = find_place(place_text)
         if len(found) == 1:
             region = next(iter(found))
+        elif found:
+            reasons.append(problem("place_ambiguous", place_text, region_code=label("region_code")))
         else:
-            reasons.append(f"所属村组 {place_text!r} matches {len(found) or 'no'} regions; give the 行政区划代码")
+            reasons.append(problem("place_unknown", place_text))
     else:
-        reasons.append("missing 行政区划代码 and 所属村组")
+        reasons.append(problem("region_missing", region_code=label("region_code"), place=label("place")))
     if region is not None and known[region] not in (Level.VILLAGE, Level.GROUP):
-        reasons.append(f"region {region} is a {known[region].value}; a loudspeaker belongs to a village (12 digits) or group (15)")
+        reasons.append(problem("speaker_level", region, have=LEVEL_ZH[known[region]]))
         region = None
     caps: list[str] | None = None
     if has("capabilities"):
         try:
             caps = parse_capabilities(cells_of("capabilities"))
         except CellError as e:
-            reasons.append(str(e))
+            reasons.append(e.problem)
     lon = lat = None
     try:
         if parse_point(cells_of("lon"), cells_of("lat")) is not None:
             lon, lat = float(cells_of("lon")), float(cells_of("lat"))
     except CellError as e:
-        reasons.append(str(e))
+        reasons.append(e.problem)
     try:
-        active = parse_active(cells_of("active"))
+        active = parse_active(cells_of("active"), label("active"))
     except CellError as e:
         active = True
-        reasons.append(str(e))
+        reasons.append(e.problem)
     if reasons or region is None:
         return None, reasons
     return SpeakerRow(sheet, number, device_id, region, caps, lon, lat, has("lon") or has("lat"), active), reasons
