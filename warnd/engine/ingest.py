@@ -204,6 +204,8 @@ class Ingestor:
                 await conn.execute(update(Call.__table__).where(  # type: ignore[attr-defined]
                     Call.__table__.c.id == bindparam("cid")).values(short_code=bindparam("code")),  # type: ignore[attr-defined]
                     [{"cid": cid, "code": short_code_for(cid)} for cid in call_ids.values()])
+            events.record(s, now, "calls_opened", alert_id=alert.id, calls=len(call_ids),  # audit: traceable count
+                          carried=sorted(call_ids[p] for p in carried if p in call_ids))
             state_of = {r["person_id"]: r["state"] for r in call_rows}
             delivery_rows = []
             link_rows: list[dict[str, Any]] = []
