@@ -154,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     from warnd.speakers.cli import add_cli as add_speakers_cli
 
     add_speakers_cli(sub, settings_from_args)  # warnd speakers status
+    from warnd.audit.cli import add_cli as add_report_cli
+
+    add_report_cli(sub, settings_from_args)  # warnd report
     return p
 
 

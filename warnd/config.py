@@ -159,6 +159,16 @@ class WeComCfg:
 
 
 @dataclass(frozen=True)
+class ReportCfg:
+    """Audit reports (warnd report, docs/audit.md)."""
+
+    coverage_target: float = 0.95  # share of places to reach; the plans ask for ≥ 95 %
+    labels: str = ""  # an edited copy of config/report.toml (empty: the shipped texts)
+    html_template: str = ""  # an edited copy of config/report.html.j2
+    utc_offset_hours: float = 8  # times in reports are local (Beijing time)
+
+
+@dataclass(frozen=True)
 class Settings:
     county: County = field(default_factory=County)
     database: DatabaseCfg = field(default_factory=DatabaseCfg)
@@ -172,6 +182,7 @@ class Settings:
     wecom: WeComCfg = field(default_factory=WeComCfg)
     feeds: FeedsCfg = field(default_factory=FeedsCfg)
     speakers: SpeakersCfg = field(default_factory=SpeakersCfg)
+    report: ReportCfg = field(default_factory=ReportCfg)
 
 
 def _merge(obj: Any, raw: dict[str, Any], where: str) -> Any:
