@@ -39,8 +39,11 @@ class _Builder:
         self.kinds = facts.kinds()
         channels = {s.d.channel for s in facts.sends if s.d.purpose in REACH_PURPOSES}
         self.channels = sorted(channels, key=channel_order)
-        # Reach columns: person channels seen, then loudspeakers and phoned confirmations if any.
+        # Reach columns: person channels used, loudspeakers if any played a command, phoned
+        # confirmations if any.
         reach = {c for u in facts.units.values() for c in u.reached}
+        if facts.speakers:
+            reach.add(SPEAKER)
         self.reach_channels = self.channels + [c for c in (SPEAKER, PHONE) if c in reach]
 
     # --- helpers ------------------------------------------------------------------------------
