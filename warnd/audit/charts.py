@@ -65,7 +65,7 @@ def timeline(steps: dict[str, Any], tz: timezone, *, label: str, legend_total: s
     ends = [t for _, v in series for t in v["confirmed_at"]] + starts
     t0, t1 = min(starts), max(ends)
     t1 = max(t1 + (t1 - t0) / 20, t0 + timedelta(minutes=10))  # room after the last confirmation
-    left, right, top, bottom = 52, 150, 16, 40
+    left, right, top, bottom = 52, 200, 16, 40
     pw, ph = width - left - right, height - top - bottom
 
     def x(t: datetime) -> float:
@@ -114,7 +114,7 @@ def histogram(steps: dict[str, Any], *, label: str, unit: str = "分钟", width:
         counts.append(c)
     tick = max(1, math.ceil(max(max(c) for c in counts) / 4))  # whole people per grid line
     top_n = tick * 4
-    left, right, top, bottom = 44, 150, 16, 44
+    left, right, top, bottom = 44, 200, 16, 44
     pw, ph = width - left - right, height - top - bottom
     group = pw / len(HIST_BINS)
     bar = (group - 8) / len(series)

@@ -88,6 +88,8 @@ def write_json(report: AuditReport, path: Path) -> Path:
 
 def text_width(s: str) -> int:
     """Display width: a Chinese character takes two columns."""
+    if s.isascii():
+        return len(s)
     return sum(2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in s)
 
 
@@ -119,33 +121,45 @@ def _xlsx_cell(report: AuditReport, column: Column, row: dict[str, Any]) -> tupl
 
 
 def write_xlsx(report: AuditReport, path: Path) -> Path:
+    """Streamed (openpyxl write-only): a county's storm is thousands of rows."""
     from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
     from openpyxl.styles import Alignment, Font, PatternFill
     from openpyxl.utils import get_column_letter
 
-    wb = Workbook()
-    wb.remove(wb.active)
+    wb = Workbook(write_only=True)
     taken: set[str] = set()
     head_font, head_fill = Font(bold=True), PatternFill("solid", fgColor="DDE6F0")
+    head_align = Alignment(vertical="center")
     for t in report.tables:
         ws = wb.create_sheet(sheet_title(t.title, taken))
+        cells = [[_xlsx_cell(report, c, row) for c in t.columns] for row in t.rows]
         widths = [text_width(c.label) for c in t.columns]
-        ws.append([c.label for c in t.columns])
-        for cell in ws[1]:
-            cell.font, cell.fill = head_font, head_fill
-            cell.alignment = Alignment(vertical="center")
-        for r, row in enumerate(t.rows, start=2):
+        for row, values in zip(t.rows, cells, strict=True):
             for i, c in enumerate(t.columns):
-                value, fmt = _xlsx_cell(report, c, row)
-                cell = ws.cell(row=r, column=i + 1, value=value)
-                if fmt:
-                    cell.number_format = fmt
-                widths[i] = max(widths[i], text_width(display(report, c, row)))
+                if values[i][0] is not None:
+                    widths[i] = max(widths[i], text_width(display(report, c, row)))
         for i, w in enumerate(widths, start=1):
             ws.column_dimensions[get_column_letter(i)].width = min(max(w + 2, 6), 60)
         ws.freeze_panes = "A2"
         if t.rows:
             ws.auto_filter.ref = f"A1:{get_column_letter(len(t.columns))}{len(t.rows) + 1}"
+        header = []
+        for c in t.columns:
+            cell = WriteOnlyCell(ws, value=c.label)
+            cell.font, cell.fill, cell.alignment = head_font, head_fill, head_align
+            header.append(cell)
+        ws.append(header)
+        for values in cells:
+            out: list[Any] = []
+            for value, fmt in values:
+                if fmt is None:
+                    out.append(value)
+                else:
+                    cell = WriteOnlyCell(ws, value=value)
+                    cell.number_format = fmt
+                    out.append(cell)
+            ws.append(out)
     _about_sheet(wb, report, taken)
     wb.save(path)
     return path
@@ -163,10 +177,10 @@ def _about_sheet(wb: Any, report: AuditReport, taken: set[str]) -> None:
         ("电话号码", "完整显示" if report.may_see_phones else "已脱敏"),
     ]
     lines += [(t.title, t.note) for t in report.tables if t.note]
-    for k, v in lines:
-        ws.append([k, v])
     ws.column_dimensions["A"].width = 16
     ws.column_dimensions["B"].width = 100
+    for k, v in lines:
+        ws.append([k, v])
 
 
 # --- everything ----------------------------------------------------------------------------------

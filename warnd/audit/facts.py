@@ -30,6 +30,12 @@ CHANNEL_ORDER = ("sms", "wecom", "voice", "public_sms")
 SPEAKER, PHONE = "speaker", "phone"  # pseudo-channels: a loudspeaker played, the duty officer phoned
 SENT_EVENTS = ("delivery_sent", "delivery_reconciled")
 DELIVERY_EVENTS = (*SENT_EVENTS, "delivery_delivered", "delivery_undelivered", "delivery_failed")
+# Every event kind a number is counted from (the loader reads only these).
+USED_EVENTS = (
+    "alert_accepted", "calls_opened", "coverage_gap", *DELIVERY_EVENTS, "call_confirmed", "call_escalated",
+    "call_to_duty_room", "escalation_gap", "feedback_received", "speaker_played", "speaker_failed",
+    "speaker_fallback_opened", "speaker_fallback",
+)
 
 
 def kind_of(status: str) -> str:

@@ -48,9 +48,11 @@ def chart_svgs(report: AuditReport) -> list[dict[str, Any]]:
 def context(report: AuditReport) -> dict[str, Any]:
     tables = [{
         "key": t.key, "title": t.title, "note": t.note,
-        "columns": [{"label": c.label, "numeric": c.kind in NUMERIC} for c in t.columns],
+        "columns": [{"label": c.label, "numeric": c.key in ("real", "drill") or c.kind in NUMERIC}
+                    for c in t.columns],
         "rows": [[{"text": display(report, c, row),
-                   "numeric": (row.get("_kind", c.kind) if c.key in ("real", "drill") else c.kind) in NUMERIC}
+                   # summary values (real/drill) line up whatever they hold
+                   "numeric": c.key in ("real", "drill") or c.kind in NUMERIC}
                   for c in t.columns] for row in t.rows],
     } for t in report.tables]
     summary = {r["key"]: r for r in report.table("summary").rows}

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 
+from warnd.audit.facts import USED_EVENTS
 from warnd.audit.rows import (
     AlertRow,
     AuditInput,
@@ -90,7 +91,7 @@ async def load_input(db: Database, scope: Scope, *, now: datetime,
                 _T[Alert].c.id.in_(chunk))]
             inp.events += [EventRow(i, at, kind, aid, cid, did, pid, dict(data or {})) for i, at, kind, aid, cid, did,
                            pid, data in await rows(_T[Event], "id at kind alert_id call_id delivery_id person_id data",
-                                                   _T[Event].c.alert_id.in_(chunk))]
+                                                   _T[Event].c.alert_id.in_(chunk) & _T[Event].c.kind.in_(USED_EVENTS))]
             inp.calls += [CallRow(*r) for r in await rows(
                 _T[Call], "id alert_id person_id step role region_code state level created_at note",
                 _T[Call].c.alert_id.in_(chunk))]
