@@ -165,7 +165,7 @@ class ReportCfg:
     coverage_target: float = 0.95  # share of places to reach; the plans ask for ≥ 95 %
     labels: str = ""  # an edited copy of config/report.toml (empty: the shipped texts)
     html_template: str = ""  # an edited copy of config/report.html.j2
-    utc_offset_hours: float = 8  # times in reports are local (Beijing time)
+    utc_offset_hours: float = 8.0  # times in reports are local (Beijing time)
 
 
 @dataclass(frozen=True)

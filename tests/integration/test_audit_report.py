@@ -193,9 +193,10 @@ def sqlite_url(tmp_path: Path, sqlite_template: Path) -> str:
     return f"sqlite:///{db}"
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, config: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "warnd.cli", "report", *args], cwd=REPO, env=env,
+    pre = ["--config", str(config)] if config else []
+    return subprocess.run([sys.executable, "-m", "warnd.cli", *pre, "report", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=120)
 
 
@@ -277,3 +278,24 @@ async def test_files_read_back_and_the_cli(sqlite_url: str, tmp_path: Path) -> N
     assert bad.returncode == 2 and "not a time" in bad.stderr
     bad = cli("--alert", "1", "--format", "pdf", *db)
     assert bad.returncode == 2 and "formats are" in bad.stderr
+    # An operator's edited texts and template: used when right, refused clearly when not.
+    labels, page = tmp_path / "labels.toml", tmp_path / "page.html.j2"
+    labels.write_text('title = "汛期审计"\n[tables.issues.columns]\nperson_times = "覆盖人次"\n', encoding="utf-8")
+    page.write_text("<h1>{{ title }}</h1>{% for t in tables %}<h2>{{ t.title }}</h2>{% endfor %}", encoding="utf-8")
+    config = tmp_path / "warnd.toml"
+    config.write_text(f'[report]\nlabels = "{labels}"\nhtml_template = "{page}"\ncoverage_target = 0.7\n',
+                      encoding="utf-8")
+    done = cli("--alert", str(storm.real), "--out", str(tmp_path / "mine"), "--format", "html,csv", *db,
+               config=config)
+    assert done.returncode == 0, done.stderr
+    assert "目标 70%，达标" in done.stdout
+    html = next((tmp_path / "mine").glob("*.html")).read_text(encoding="utf-8")
+    assert html.startswith("<h1>汛期审计</h1><h2>概要</h2>")
+    assert "覆盖人次" in next((tmp_path / "mine").glob("*-csv")).joinpath("issues.csv").read_text(encoding="utf-8-sig")
+    labels.write_text('[tables.issues.columns]\nperson_tmes = "x"\n', encoding="utf-8")
+    page.write_text("{% for t in tables %}", encoding="utf-8")
+    bad = cli("--alert", str(storm.real), "--out", str(tmp_path / "mine2"), *db, config=config)
+    assert bad.returncode == 2 and "person_tmes: unknown key" in bad.stderr
+    labels.write_text("", encoding="utf-8")
+    bad = cli("--alert", str(storm.real), "--out", str(tmp_path / "mine2"), *db, config=config)
+    assert bad.returncode == 2 and "report not written: TemplateSyntaxError" in bad.stderr

@@ -74,7 +74,10 @@ def add_cli(sub: Any, settings_of: Callable[[argparse.Namespace], Any]) -> None:
 async def _report(args: argparse.Namespace, settings: Any) -> int:
     from dataclasses import replace
 
+    from jinja2 import TemplateError
+
     from warnd.audit.export import write_report
+    from warnd.audit.labels import LabelsError
     from warnd.audit.load import ScopeError
     from warnd.audit.rows import Scope
     from warnd.audit.service import make_report, options_from_settings
@@ -102,12 +105,16 @@ async def _report(args: argparse.Namespace, settings: Any) -> int:
         await db.upgrade()
         report = await make_report(db, scope, now=now, options=options,
                                    role_labels={c: r.label for c, r in roles.by_code.items()})
-    except ScopeError as e:
+    except (ScopeError, LabelsError) as e:
         print(f"report not written: {e}", file=sys.stderr)
         return 2
     finally:
         await db.close()
-    paths = write_report(report, Path(args.out), args.formats, options.html_template)
+    try:
+        paths = write_report(report, Path(args.out), args.formats, options.html_template)
+    except (TemplateError, OSError) as e:  # an edited template with a mistake, a folder we cannot write
+        print(f"report not written: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
     print(headline(report))
     for fmt, path in paths.items():
         print(f"{fmt}: {path}")
