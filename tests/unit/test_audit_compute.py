@@ -306,3 +306,10 @@ def test_html_escapes_what_came_from_outside() -> None:
     assert "<script>alert(1)</script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;暴雨" in page
     assert "<script" not in page.lower().replace("&lt;script", "")  # the page itself runs no script
     assert 'http-equiv="Content-Security-Policy"' in page
+
+
+def test_an_empty_scope_still_makes_a_report() -> None:
+    r = Log().report()
+    assert summary(r)["warnings"] == (None, None) and all(not t.rows for t in r.tables[1:])
+    page = render_html(r)
+    assert "<svg" not in page and page.count('<p class="empty">无</p>') == len(r.tables) - 1

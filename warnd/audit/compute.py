@@ -442,6 +442,8 @@ class _Builder:
             if r.level == "village" and r.geometry_wkt:
                 features.append({"code": code, "name": r.name, "wkt": r.geometry_wkt,
                                  "status": status.get(code, "not_targeted")})
+        if all(f["status"] == "not_targeted" for f in features):
+            features = []  # nothing of this scope on the map
         return {"timeline": timeline, "map": features}
 
 
