@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from warnd.audit.charts import coverage_bars, timeline, village_map
+from warnd.audit.charts import coverage_bars, nice_ceiling, timeline, village_map
 from warnd.audit.cli import parse_target, parse_time
 from warnd.audit.compute import build_report
 from warnd.audit.html import render_html
@@ -274,6 +274,10 @@ def test_cli_times_and_targets() -> None:
     for bad in ("0", "150%", "abc", "-5"):
         with pytest.raises(argparse.ArgumentTypeError):
             parse_target(bad)
+
+
+def test_axis_tops_are_round() -> None:
+    assert [nice_ceiling(n) for n in (0, 1, 3, 4, 5, 9, 1668, 2000, 2001)] == [4, 4, 4, 4, 8, 20, 2000, 2000, 4000]
 
 
 def test_charts_escape_text_and_skip_what_they_cannot_draw() -> None:

@@ -38,6 +38,13 @@ def _text(x: float, y: float, s: str, *, size: int = 12, anchor: str = "start", 
             f'fill="{fill}">{escape(s)}</text>')
 
 
+def nice_ceiling(n: int, lines: int = 4) -> int:
+    """The axis top for counts up to n: `lines` grid lines at a round whole step (1, 2, 5 × 10^k)."""
+    need = max(n, 1) / lines
+    step = next(m * 10**k for k in range(12) for m in (1, 2, 5) if m * 10**k >= need)
+    return step * lines
+
+
 def step_colour(step: str, i: int) -> str:
     return STEP_COLOURS.get(step, OTHER_COLOURS[i % len(OTHER_COLOURS)])
 
@@ -112,8 +119,7 @@ def histogram(steps: dict[str, Any], *, label: str, unit: str = "分钟", width:
             i = max(j for j, lo in enumerate(HIST_BINS) if m >= lo) if m >= 0 else 0
             c[i] += 1
         counts.append(c)
-    tick = max(1, math.ceil(max(max(c) for c in counts) / 4))  # whole people per grid line
-    top_n = tick * 4
+    top_n = nice_ceiling(max(max(c) for c in counts))
     left, right, top, bottom = 44, 200, 16, 44
     pw, ph = width - left - right, height - top - bottom
     group = pw / len(HIST_BINS)
