@@ -190,6 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
     from warnd.auth.cli import add_cli as add_user_cli
 
     add_user_cli(sub, settings_from_args)  # warnd user add|list|disable|unlock|password|token
+
+    from warnd.audit.cli import add_cli as add_report_cli
+
+    add_report_cli(sub, settings_from_args)  # warnd report
     return p
 
 

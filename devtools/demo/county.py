@@ -29,6 +29,16 @@ TOWN_NAMES = "官庄 马底驿 筲箕湾 五强溪 清浪 北溶 二酉 明溪�
 VILLAGE_SUFFIX = "溪 坪 湾 冲 坳 岭 塘 口 坡 垭 田 洲 岩 寨 桥".split()
 
 
+def _outline(t: int, v: int, rng: random.Random) -> str:
+    """A made-up village outline (WKT, lon/lat): townships on a 6-wide grid, each 5 × 3 villages,
+    corners jittered so the audit report's village map looks like a map."""
+    lon0, lat0 = 110.0 + (t % 6) * 0.15, 28.8 - (t // 6) * 0.12
+    x0, y0 = lon0 + (v % 5) * 0.03, lat0 - (v // 5) * 0.04
+    pts = [(x0, y0), (x0 + 0.03, y0), (x0 + 0.03, y0 - 0.04), (x0, y0 - 0.04)]
+    pts = [(x + rng.uniform(-0.003, 0.003), y + rng.uniform(-0.003, 0.003)) for x, y in pts]
+    return "POLYGON((" + ", ".join(f"{x:.4f} {y:.4f}" for x, y in [*pts, pts[0]]) + "))"
+
+
 def _name(rng: random.Random) -> str:
     return rng.choice(SURNAMES) + "".join(rng.choice(GIVEN) for _ in range(rng.choice((1, 2))))
 
@@ -44,6 +54,7 @@ class Phones:
 
 async def generate_county(db: Database, now: datetime, seed: int = 631) -> dict[str, int]:
     rng = random.Random(seed)
+    shape_rng = random.Random(seed + 7)  # its own stream: the officials stay the same
     phones = Phones()
     regions: list[Region] = [Region(code=COUNTY_CODE, name="沅陵县", level="county", updated_at=now)]
     people: list[Person] = []
@@ -75,7 +86,8 @@ async def generate_county(db: Database, now: datetime, seed: int = 631) -> dict[
         for v in range(VILLAGES_PER_TOWNSHIP):
             vcode = f"{tcode}{200 + v:03d}"
             vname = TOWN_NAMES[(t + v) % len(TOWN_NAMES)][:1] + rng.choice("上下东西南北大小") + VILLAGE_SUFFIX[v] + "村"
-            regions.append(Region(code=vcode, name=vname, level="village", parent_code=tcode, updated_at=now))
+            regions.append(Region(code=vcode, name=vname, level="village", parent_code=tcode, updated_at=now,
+                                  geometry_wkt=_outline(t, v, shape_rng)))
             vsec = person("village_secretary", vcode)
             vhead = person("village_head", vcode, deputy_of=vsec)
             vhead.deputy_key = vsec.key

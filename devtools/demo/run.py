@@ -35,6 +35,9 @@ from devtools.simulators.twilio_api import TwilioApi
 from devtools.simulators.wecom_api import WeComApi
 from warnd.api.app import make_app
 from warnd.app import App
+from warnd.audit import Scope, make_report
+from warnd.audit.cli import headline
+from warnd.audit.export import write_report
 from warnd.clock import ScaledClock
 from warnd.config import (
     ApiCfg,
@@ -51,6 +54,7 @@ from warnd.config import (
     parse_stations,
 )
 from warnd.confirm.feedback import people_moved_by_township
+from warnd.db.engine import Database
 from warnd.db.models import Alert, Call, Delivery, Person
 from warnd.feeds.telemetry import feed_readings, rain_series
 from warnd.logging import configure_logging
@@ -241,7 +245,7 @@ async def run_demo(out: Path, speed: float = 960.0, seed: int = 631, busy_speed:
     moved = await people_moved_by_township(engine.db)
     loudspeakers = await loudspeaker_summary(engine.db, now=clock.now(), stale_after_seconds=10**7)
     dupes = [k for k, n in Counter((m.to, m.context) for m in sim.messages).items() if n > 1]
-    summary = {
+    summary: dict[str, Any] = {
         "county": county, "clock_speed": speed, "busy_clock_speed": busy_speed, "wall_seconds": round(time.monotonic() - started, 1),
         "steps": table, "ingest": ingested,
         "sms": {"accepted_by_provider": len(sim.messages), "duplicate_sends": len(dupes),
@@ -257,9 +261,24 @@ async def run_demo(out: Path, speed: float = 960.0, seed: int = 631, busy_speed:
     for server in (sim, twilio, wecom):
         await server.stop()
     await speakers.stop()
+    # The audit report of the whole storm, as an auditor pulls it afterwards: from the event log
+    # once everything in flight has landed.
+    audit_started = time.monotonic()
+    db = Database(settings.database.url)
+    try:
+        report = await make_report(db, Scope(start=t0 - timedelta(minutes=1), end=clock.now() + timedelta(seconds=1)),
+                                   now=clock.now())
+    finally:
+        await db.close()
+    reports = write_report(report, out, ["html", "xlsx"])
+    summary["audit"] = {"headline": headline(report), "seconds": round(time.monotonic() - audit_started, 1),
+                        **{fmt: str(p) for fmt, p in reports.items()}}
     (out / "summary.json").write_text(
         json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
     print_table(table, summary)
+    print(f"审计报告 audit: {headline(report)} ({summary['audit']['seconds']} s)")
+    print(f"audit report (HTML): {reports['html']}")
+    print(f"audit report (XLSX): {reports['xlsx']}")
     print(f"summary written to {out / 'summary.json'}")
     return 0 if not dupes else 1
 

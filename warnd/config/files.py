@@ -31,6 +31,8 @@ DEFAULT_FILES: dict[str, str] = {
     "policy.templates": "templates.toml",
     "policy.vocabulary": "vocabulary.toml",
     "roster.headers": "roster-headers.toml",
+    "report.labels": "report.toml",
+    "report.html_template": "report.html.j2",
 }
 
 

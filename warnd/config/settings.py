@@ -194,6 +194,15 @@ class WeComCfg(Section):
     per_user_per_minute: int = 30
 
 
+class ReportCfg(Section):
+    """Audit reports (warnd report, docs/audit.md)."""
+
+    coverage_target: float = Field(default=0.95, gt=0, le=1)  # share of places to reach; the plans ask ≥ 95 %
+    labels: str = ""  # an edited copy of report.toml (empty: the shipped texts)
+    html_template: str = ""  # an edited copy of report.html.j2
+    utc_offset_hours: float = Field(default=8.0, ge=-12, le=14)  # times in reports are local (Beijing time)
+
+
 class Settings(Section):
     county: County = County()
     database: DatabaseCfg = DatabaseCfg()
@@ -209,6 +218,7 @@ class Settings(Section):
     wecom: WeComCfg = WeComCfg()
     feeds: FeedsCfg = FeedsCfg()
     speakers: SpeakersCfg = SpeakersCfg()
+    report: ReportCfg = ReportCfg()
 
 
 # Environment variable → the setting it fills (secrets stay out of files).

@@ -187,6 +187,8 @@ class Ingestor:
                 rows.append(calls.carried_over(row, old) if old is not None else row)
             call_ids = await calls.open_calls(s, rows)
             state_of = {r["person_id"]: r["state"] for r in rows}
+            events.record(s, now, "calls_opened", alert_id=alert.id, calls=len(call_ids),  # audit: traceable count
+                          carried=sorted(call_ids[p] for p in carried if p in call_ids))
             delivery_rows = []
             for pd in plan.deliveries:
                 person = roster.by_id[pd.person_id]

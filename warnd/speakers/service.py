@@ -314,11 +314,14 @@ class SpeakerService(ModuleBase):
                 acks.append(m)
         fallback_needed = any(m.data.get("status") == CommandState.FAILED for m in acks)
         roster = await self.roster.get() if fallback_needed else None
+        opened = False
         async with self.db.session() as s, s.begin():
             conn = await s.connection()
             await self._apply_seen(conn, seen)
             if acks:
-                await self._apply_acks(s, acks, now, roster)
+                opened = await self._apply_acks(s, acks, now, roster)
+        if opened:
+            self.on_change()  # after the commit: the outbox must find the fallback messages
         self.wake.set()
 
     async def _apply_seen(self, conn: Any, seen: dict[str, dict[str, Any]]) -> None:
@@ -331,7 +334,7 @@ class SpeakerService(ModuleBase):
                 {k: bindparam(f"v_{k}") for k in keys}), params)
 
     async def _apply_acks(self, s: AsyncSession, acks: list[DeviceMessage], now: datetime,
-                          roster: RosterSnapshot | None) -> None:
+                          roster: RosterSnapshot | None) -> bool:
         """Apply a batch of acks (decided by warnd.core.speakers.ack_values), written with one
         executemany per kind of change, each row compare-and-swapped on the state it was read in."""
         id_list = sorted({str(m.data.get("cmd_id")) for m in acks})
@@ -378,12 +381,13 @@ class SpeakerService(ModuleBase):
                        else [bindparam("b_cur")])
             await conn.execute(update(SC).where(SC.c.id == bindparam("b_id"), SC.c.state.in_(allowed)).values(
                 {k: bindparam(f"v_{k}") for k in keys}), params)
+        opened = 0
         if dark and roster is not None:
             for alert_id, items in dark.items():
                 alert = await s.get(Alert, alert_id)
                 if alert is not None and alert.state == AlertState.ACTIVE:
-                    await self._open_fallbacks(s, alert, items, roster, now)
-            self.on_change()
+                    opened += await self._open_fallbacks(s, alert, items, roster, now)
+        return opened > 0
 
     # --- fallback ------------------------------------------------------------------------
 
