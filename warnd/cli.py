@@ -19,16 +19,12 @@ import urllib.request
 from pathlib import Path
 
 from warnd.config import ConfigError, Settings, SettingsError
+from warnd.config.errors import StartupError
 from warnd.config.settings import load_config
 
 # aiosqlite runs each connection in a thread; with the default 5 ms GIL switch interval every
 # database round trip can wait that long for a busy event loop to let go.
 SWITCH_INTERVAL = 0.0005
-
-
-class StartupError(Exception):
-    """A start-up failure outside the configuration files (database, port, input file),
-    already worded as one line."""
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:

@@ -123,7 +123,7 @@ async def _report(args: argparse.Namespace, settings: Any) -> int:
 
 def headline(report: Any) -> str:
     """One line per kind: 实战 3期 1234人次，覆盖率 96.0%（目标 95%，达标）."""
-    from warnd.audit.export import display
+    from warnd.audit.display import display
 
     summary = {r["key"]: r for r in report.table("summary").rows}
     col = report.table("summary").columns

@@ -12,35 +12,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from warnd.audit.display import TIME_FORMAT, cell_kind, display
 from warnd.audit.model import BOOL, INT, MINUTES, RATE, TIME, AuditReport, Column, Table
 
-FORMATS = ("html", "xlsx", "csv", "json")
-TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 SHEET_BAD = re.compile(r"[\[\]:*?/\\]")
 
-
-def cell_kind(column: Column, row: dict[str, Any]) -> str:
-    """A column's kind, except in the summary table where each row says what it holds."""
-    return str(row.get("_kind", column.kind)) if column.key in ("real", "drill") else column.kind
-
-
-def display(report: AuditReport, column: Column, row: dict[str, Any]) -> str:
-    """The value as a person reads it: local time, 96.7%, 是/否, — for nothing."""
-    v = row.get(column.key)
-    if v is None:
-        return report.words.get("none", "—")
-    kind = cell_kind(column, row)
-    if kind == RATE:
-        return f"{float(v) * 100:.1f}%"
-    if kind == MINUTES:
-        return f"{float(v):.1f}"
-    if kind == BOOL or isinstance(v, bool):
-        return report.words["yes"] if v else report.words["no"]
-    if kind == TIME and isinstance(v, datetime):
-        return report.local(v).strftime(TIME_FORMAT)
-    return str(v)
-
-
+FORMATS = ("html", "xlsx", "csv", "json")
 def base_name(report: AuditReport) -> str:
     s = report.scope
     if s.get("alert_id") is not None:

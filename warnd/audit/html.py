@@ -11,7 +11,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import Markup
 
 from warnd.audit import charts
-from warnd.audit.export import TIME_FORMAT, display
+from warnd.audit.display import TIME_FORMAT, display
 from warnd.audit.model import AuditReport, Column
 from warnd.config.files import package_default
 

@@ -45,3 +45,8 @@ class SourcesError(ConfigError):
 
 class StationsError(ConfigError):
     """stations.toml"""
+
+
+class StartupError(Exception):
+    """A start-up failure outside the configuration files (database, port, input file),
+    already worded as one line."""

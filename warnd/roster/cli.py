@@ -29,7 +29,7 @@ def add_cli(sub: Any, settings_of: Callable[[argparse.Namespace], Any]) -> None:
 
     def run_import(args: argparse.Namespace) -> int:
         if not Path(args.file).is_file():
-            from warnd.cli import StartupError
+            from warnd.config.errors import StartupError
 
             raise StartupError(f"{args.file}: no such file")
         return asyncio.run(_import(settings_of(args), Path(args.file), args.format, args.deactivate_missing))
