@@ -118,7 +118,7 @@ class App:
         feed_log = FeedLog(db, clock)
         trust = SourceTrust(feed_config.sources, vocab, feed_config.wording, feed_log, clock)
         ingestor = Ingestor(db, clock, policy, vocab, templates, roles, roster, settings.county,
-                            links=links, prepare=trust.prepare, on_change=kick)
+                            links=links, prepare=trust.prepare, on_change=kick, cfg=settings.ingest)
         calls = Calls(db, clock, on_change=kick)
         outbox = Outbox(db, clock, chans, settings.delivery, after_sent=restart_windows, on_change=kick,
                         single_instance=db.is_sqlite)

@@ -27,10 +27,12 @@ async def test_api_refuses_without_token_and_bad_xml_changes_nothing(c: CountyHa
     assert r.status == 401
     body = await c.warn(b"<alert xmlns='urn:oasis:names:tc:emergency:cap:1.2'><identifier>x", expect=400)
     assert body["field"] == "xml"
-    body = await c.warn(cap_xml("RS-9", T0, T0, "黄色", "h", "i", ["431222999999"]), expect=422)
-    assert "431222999999" in body["unknown_codes"]
+    # A code of this county that no region has: recorded for the duty room, nobody called.
+    body = await c.warn(cap_xml("RS-9", T0, T0, "黄色", "h", "i", ["431222999999"]), expect=202)
+    assert "431222999999" in body["unknown_codes"] and body["state"] == "out_of_area" and body["calls"] == 0
     async with c.app.db.session() as s:
         assert (await s.exec(select(func.count()).select_from(Event).where(Event.kind == "alert_accepted"))).one() == 0
+        assert (await s.exec(select(func.count()).select_from(Event).where(Event.kind == "alert_out_of_area"))).one() == 1
     await c.phone(SECRETARY).expect_no_sms()
 
 

@@ -118,6 +118,7 @@ async def test_expired_message_is_not_disseminated(st: Stack) -> None:
 
 async def test_lifting_update_cancels_the_referenced_warning(st: Stack) -> None:
     _, first = await push(st, "qxt", cap("QXT-L", onset=T0 + timedelta(minutes=30)))
+    await st.clock.advance(timedelta(minutes=40))  # the lifting message is sent 40 minutes later
     lift = cap("QXT-L2", sent=T0 + timedelta(minutes=40), msg_type="Update", event="暴雨黄色预警解除",
                headline="沅陵县气象台解除暴雨黄色预警信号", references=[("QXT-L", T0)])
     status, body = await push(st, "qxt", lift)

@@ -102,7 +102,9 @@ async def seed(engine: App) -> None:
 
 @asynccontextmanager
 async def stack(db_url: str, tmp_path: Path, sources: str = "", stations: str = "",
-                seed_roster: bool = True, clock: ManualClock | None = None) -> AsyncIterator[Stack]:
+                seed_roster: bool = True, clock: ManualClock | None = None,
+                **sections: Any) -> AsyncIterator[Stack]:
+    """`sections`: further settings sections (e.g. ingest=IngestCfg(...))."""
     clock = clock or ManualClock(T0)
     sim = TencentSmsApi()
     await sim.start()
@@ -121,7 +123,7 @@ async def stack(db_url: str, tmp_path: Path, sources: str = "", stations: str = 
             secret_id=sim.secret_id, secret_key=sim.secret_key, sdk_app_id=sim.sdk_app_id,
             sign_name=sim.sign_name, template_id="100001", endpoint=sim.base_url.split("://", 1)[1],
             callback_token=CB)),
-        feeds=feeds,
+        feeds=feeds, **sections,
     )
     engine = App.build(settings, clock=clock)
     if seed_roster:

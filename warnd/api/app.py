@@ -13,25 +13,17 @@ from warnd.api.auth import Public, Rule, principal
 from warnd.api.feeds import feed_routes
 from warnd.api.middleware import BodyLimits, install, own_body, read_body
 from warnd.api.problems import problem
+from warnd.api.responses import ingest_body, ingest_status
 from warnd.app import App
 from warnd.auth.service import AuthService
 from warnd.console import views as console
 from warnd.console.render import SITE, Site
 from warnd.core.domain import ConfirmVia
-from warnd.engine.ingest import IngestError, IngestResult
+from warnd.engine.ingest import IngestError
 from warnd.views.board import alert_calls, alert_summary
 
 MAX_CAP_BYTES = 5 * 1024 * 1024  # real CAP can carry embedded audio: keep the limit well above 1 MB
 APP = web.AppKey("warnd", App)
-
-def _ingest_body(r: IngestResult) -> dict[str, Any]:
-    return {
-        "id": r.alert_id, "created": r.created, "step": r.step or None, "colour": r.colour or None,
-        "calls": r.calls, "deliveries": r.deliveries, "cancelled_calls": r.cancelled_calls,
-        "superseded": r.superseded, "unknown_codes": r.unknown_codes, "out_of_area": r.out_of_area,
-        "gaps": [{"region": g.region_code, "role": g.role, "level": g.level} for g in r.gaps],
-    }
-
 
 def _ingest_problem(e: IngestError) -> web.Response:
     return problem(e.status, e.title, e.detail, field=e.field, **e.extra)
@@ -45,7 +37,7 @@ async def post_alert(request: web.Request) -> web.StreamResponse:
         result = await engine.ingestor.submit_cap(data, source="api", actor=principal(request).name)
     except IngestError as e:
         return _ingest_problem(e)
-    return web.json_response(_ingest_body(result), status=201 if result.created else 200,
+    return web.json_response(ingest_body(result), status=ingest_status(result),
                              dumps=lambda o: json.dumps(o, ensure_ascii=False))
 
 
@@ -110,7 +102,7 @@ async def cancel_alert(request: web.Request) -> web.StreamResponse:
                                          actor=principal(request).name)
     except IngestError as e:
         return _ingest_problem(e)
-    return web.json_response(_ingest_body(r))
+    return web.json_response(ingest_body(r))
 
 
 async def healthz(request: web.Request) -> web.StreamResponse:
@@ -149,7 +141,7 @@ def make_app(app: App) -> web.Application:
     ]
     access.add(web_app.router, api)
     access.add(web_app.router, [(r, FEED_PUSH if (r.kwargs.get("name") or "").startswith("feed_push")
-                                 else "feeds.read") for r in feed_routes(app.feeds, _ingest_body)])
+                                 else "feeds.read") for r in feed_routes(app.feeds)])
     for channel in app.channels.values():
         access.add(web_app.router, [(r, WEBHOOK) for r in channel.webhook_routes(app.inbound)])
     access.add(web_app.router, [(r, CONFIRM_LINK) for r in app.confirm_pages.routes()])

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from warnd.api.middleware import own_body, read_body
 from warnd.api.problems import problem, unauthorized
+from warnd.api.responses import ingest_body, ingest_status
 from warnd.engine.ingest import IngestError
 from warnd.feeds.service import FeedService, PushRejected
 from warnd.feeds.sources import Source
@@ -42,7 +43,7 @@ def _worth_reading(src: Source | None, kind: str, request: web.Request) -> bool:
     return bool(src.secret and request.headers.get("X-Warnd-Signature"))
 
 
-def feed_routes(service: FeedService, ingest_body: Any) -> list[web.RouteDef]:
+def feed_routes(service: FeedService) -> list[web.RouteDef]:
     def feeds() -> FeedService:
         return service
 
@@ -60,7 +61,7 @@ def feed_routes(service: FeedService, ingest_body: Any) -> list[web.RouteDef]:
             return problem(e.status, e.title, e.detail, source=name)
         except IngestError as e:
             return problem(e.status, e.title, e.detail, field=e.field, **e.extra)
-        return web.json_response(ingest_body(result), status=201 if result.created else 200, dumps=_dumps)
+        return web.json_response(ingest_body(result), status=ingest_status(result), dumps=_dumps)
 
     @own_body
     async def push_telemetry(request: web.Request) -> web.StreamResponse:

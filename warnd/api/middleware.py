@@ -84,7 +84,7 @@ def _check_headers(request: web.Request, limit: int) -> None:
                                             f"this one declares {request.content_length}")
 
 
-BODY_READ = "warnd.body_read"  # set on a request copy whose body is already in memory
+BODY_READ = web.RequestKey("warnd.body_read", bool)  # on a request copy whose body is already in memory
 
 
 async def _read(request: web.Request, limit: int, seconds: float,

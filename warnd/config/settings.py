@@ -111,6 +111,18 @@ class DeliveryCfg(Section):
     reply_help_interval_seconds: float = 1800
 
 
+class IngestCfg(Section):
+    """What an incoming warning must satisfy before anything is stored (docs/feeds.md)."""
+
+    # A message with no `expires` sent longer ago than this is stale, not disseminated.
+    max_age_without_expires_hours: float = Field(default=24, gt=0)
+    # `sent` further in the future than this (a wrong clock, a forged message) is refused.
+    max_future_minutes: float = Field(default=15, ge=0)
+    # Whose warnings a sender may update or cancel besides its own: sender → [senders].
+    # E.g. the county duty room over its own feeds: {"431222_YJJ" = ["431222_QXT@hn.cma.gov.cn"]}.
+    may_supersede: dict[str, list[str]] = Field(default_factory=dict)
+
+
 class TencentCfg(Section):
     secret_id: str = ""
     secret_key: str = secret()
@@ -213,6 +225,7 @@ class Settings(Section):
     policy: PolicyCfg = PolicyCfg()
     roster: RosterCfg = RosterCfg()
     delivery: DeliveryCfg = DeliveryCfg()
+    ingest: IngestCfg = IngestCfg()
     sms: SmsCfg = SmsCfg()
     voice: VoiceCfg = VoiceCfg()
     wecom: WeComCfg = WeComCfg()

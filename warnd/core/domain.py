@@ -84,6 +84,7 @@ class AlertState(enum.StrEnum):
     SUPERSEDED = "superseded"  # an Update replaced it
     CANCELLED = "cancelled"
     EXPIRED = "expired"
+    OUT_OF_AREA = "out_of_area"  # recorded, targets nothing in this county: nobody is called
 
 
 class CallState(enum.StrEnum):

@@ -228,7 +228,7 @@ class FeedEntry(SQLModel, table=True):
     entry_key: str = Field(max_length=512)
     url: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     seen_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
-    outcome: str  # ingested | duplicate | refused
+    outcome: str  # ingested | duplicate | out_of_area | refused
     alert_id: int | None = None
     detail: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 

@@ -20,7 +20,7 @@ from warnd.cap.classify import Vocabulary, classify, explicit_step
 from warnd.cap.model import CapInfo, CapMessage
 from warnd.cap.parser import CapError, parse_cap
 from warnd.clock import Clock
-from warnd.config import County
+from warnd.config import County, IngestCfg
 from warnd.core.domain import (
     AlertFacts,
     AlertState,
@@ -70,6 +70,7 @@ class IngestResult:
     out_of_area: list[str] = field(default_factory=list)
     cancelled_calls: int = 0
     superseded: list[int] = field(default_factory=list)
+    state: str = AlertState.ACTIVE.value  # out_of_area: recorded, nobody called (answered 202)
 
 
 def _pick_info(msg: CapMessage) -> CapInfo | None:
@@ -87,10 +88,12 @@ class Ingestor:
         templates: Templates, roles: Roles, roster: RosterCache, county: County, *,
         links: Links | None = None, prepare: Prepare | None = None,
         on_change: Callable[[], None] = lambda: None, send_grace: timedelta = calls.SEND_GRACE,
+        cfg: IngestCfg | None = None,
     ):
         self.db, self.clock, self.policy, self.vocab = db, clock, policy, vocabulary
         self.templates, self.roles, self.roster, self.county = templates, roles, roster, county
         self.links, self.prepare, self.on_change, self.send_grace = links, prepare, on_change, send_grace
+        self.cfg = cfg or IngestCfg()
 
     def composer(self, links: bool = True) -> Composer:
         return Composer(self.templates, self.roles, self.links if links else None)
@@ -110,6 +113,8 @@ class Ingestor:
             raise IngestError(422, "Not disseminated", f"status {msg.status} is not disseminated", "alert.status")
         if msg.msg_type in (MsgType.ACK, MsgType.ERROR):
             raise IngestError(422, "Not disseminated", f"msgType {msg.msg_type} is not disseminated", "alert.msgType")
+        await self._check_times(msg, source, actor)
+        await self._check_trust(msg, source, actor)
         try:
             if msg.msg_type == MsgType.CANCEL:
                 result = await self._cancel_message(msg, data, source, actor)
@@ -127,6 +132,61 @@ class Ingestor:
     async def _find(self, sender: str, identifier: str) -> int | None:
         async with self.db.read() as s:
             return (await s.exec(select(Alert.id).where(Alert.sender == sender, Alert.identifier == identifier))).first()
+
+    async def _refuse(self, msg: CapMessage, source: str, actor: str | None, error: IngestError) -> IngestError:
+        """Record why a message was refused (its own transaction: nothing else is stored)."""
+        async with self.db.session() as s, s.begin():
+            events.record(s, self.clock.now(), "alert_refused", source=source, sender=msg.sender,
+                          identifier=msg.identifier, status=error.status, reason=error.title, detail=error.detail,
+                          field=error.field, actor=actor)
+        return error
+
+    async def _check_times(self, msg: CapMessage, source: str, actor: str | None) -> None:
+        """Time sanity on every path (API, feeds, telemetry): nothing stale, expired on arrival,
+        self-contradicting or from the future is disseminated."""
+        now = self.clock.now()
+        error: IngestError | None = None
+        future = timedelta(minutes=self.cfg.max_future_minutes)
+        if any(i.expires is not None and i.expires < msg.sent for i in msg.infos):
+            error = IngestError(400, "Expires before sent", "an <info> expires before the message was sent",
+                                "info.expires")
+        elif msg.sent - now > future:
+            error = IngestError(422, "Sent in the future",
+                                f"sent {msg.sent.isoformat()} is more than {self.cfg.max_future_minutes:g} minutes "
+                                f"ahead of this server's clock ({now.isoformat()})", "alert.sent")
+        elif msg.msg_type in (MsgType.ALERT, MsgType.UPDATE) and msg.infos:
+            if all(i.expires is not None and i.expires <= now for i in msg.infos):
+                error = IngestError(422, "Expired", "every <info> of the message has expired: not disseminated",
+                                    "info.expires")
+            elif all(i.expires is None for i in msg.infos) and \
+                    now - msg.sent > timedelta(hours=self.cfg.max_age_without_expires_hours):
+                error = IngestError(422, "Stale", f"sent {msg.sent.isoformat()} with no expires, more than "
+                                    f"{self.cfg.max_age_without_expires_hours:g} hours ago: not disseminated",
+                                    "alert.sent")
+        if error is not None:
+            raise await self._refuse(msg, source, actor, error)
+
+    def may_act_on(self, sender: str, owner: str) -> bool:
+        """Whether a message from `sender` may update or cancel a warning `owner` sent: its own,
+        or one the configuration explicitly lets it supersede."""
+        return sender == owner or owner in self.cfg.may_supersede.get(sender, [])
+
+    async def _check_trust(self, msg: CapMessage, source: str, actor: str | None) -> None:
+        """Trust follows the chain: an Update or Cancel acts only on warnings of its own sender
+        (or one it may supersede by configuration). A reference to anyone else's active warning
+        refuses the whole message: nothing changes."""
+        if msg.msg_type not in (MsgType.UPDATE, MsgType.CANCEL) or not msg.references:
+            return
+        async with self.db.read() as s:
+            targets = [a for a in await self._referenced(s, msg) if a.state == AlertState.ACTIVE]
+        foreign = [a for a in targets if not self.may_act_on(msg.sender, a.sender)]
+        if foreign:
+            a = foreign[0]
+            raise await self._refuse(msg, source, actor, IngestError(
+                403, "Not the sender's warning",
+                f"sender {msg.sender!r} may not {'cancel' if msg.msg_type == MsgType.CANCEL else 'update'} "
+                f"warning {a.identifier!r} of sender {a.sender!r}", "alert.references",
+                referenced=[[x.sender, x.identifier] for x in foreign]))
 
     async def _referenced(self, s: AsyncSession, msg: CapMessage) -> list[Alert]:
         found: list[Alert] = []
@@ -146,12 +206,6 @@ class Ingestor:
         step = explicit_step(info) or step_from_lead(msg.sent, onset, self.policy)
         roster = await self.roster.get()
         area = resolve_area(info.areas, roster.regions, self.county.code)
-        if not area.codes:
-            raise IngestError(
-                422, "Area covers no known region",
-                "none of the area's codes or shapes matches a region of this county",
-                "info.area", unknown_codes=list(area.unknown_codes), out_of_area=list(area.out_of_area),
-            )
         now = self.clock.now()
         composer = self.composer()
         async with self.db.session() as s, s.begin():
@@ -163,11 +217,14 @@ class Ingestor:
                 headline=info.headline or info.event, description=info.description or "",
                 instruction=info.instruction or "", area_desc="；".join(a.area_desc for a in info.areas),
                 onset=onset, expires=info.expires, region_codes=sorted(area.codes),
-                unknown_codes=list(area.unknown_codes), state=AlertState.ACTIVE, received_at=now,
+                unknown_codes=list(area.unknown_codes),
+                state=AlertState.ACTIVE if area.codes else AlertState.OUT_OF_AREA, received_at=now,
                 raw_xml=raw.decode("utf-8", errors="replace"),
             )
             s.add(alert)
             await s.flush()
+            if not area.codes:
+                return await self._out_of_area(s, msg, alert, source, actor, area.unknown_codes, area.out_of_area, now)
             assert alert.id is not None
             result = IngestResult(alert.id, True, step=step, colour=colour,
                                   unknown_codes=list(area.unknown_codes), out_of_area=list(area.out_of_area))
@@ -296,3 +353,18 @@ class Ingestor:
                                                  details=details), now)
                 for officer in roster.duty_officers()]
         return await deliveries.insert_rows(s, rows)
+
+    async def _out_of_area(self, s: AsyncSession, msg: CapMessage, alert: Alert, source: str, actor: str | None,
+                           unknown: tuple[str, ...], elsewhere: tuple[str, ...], now: datetime) -> IngestResult:
+        """Nothing in this county is covered: the message is recorded (the duty room sees that
+        a warning for a neighbouring area arrived) and nobody is called. An Update that moves a
+        warning of ours entirely elsewhere still replaces it: our calls stop."""
+        assert alert.id is not None
+        result = IngestResult(alert.id, True, step=alert.step, colour=alert.colour, unknown_codes=list(unknown),
+                              out_of_area=list(elsewhere), state=AlertState.OUT_OF_AREA.value)
+        events.record(s, now, "alert_out_of_area", alert_id=alert.id, source=source, sender=msg.sender,
+                      identifier=msg.identifier, headline=alert.headline, area=alert.area_desc,
+                      unknown_codes=list(unknown), out_of_area=list(elsewhere), actor=actor)
+        if msg.msg_type == MsgType.UPDATE:
+            await self._supersede(s, msg, alert, now, result)
+        return result

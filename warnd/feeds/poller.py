@@ -249,7 +249,8 @@ class Poller:
         detail: str | None = None
         try:
             r = await self.ingestor.submit_cap(doc, source=source.ingest_name)
-            outcome, alert_id = ("ingested" if r.created else "duplicate"), r.alert_id
+            outcome = ("duplicate" if not r.created else "out_of_area" if r.state == "out_of_area" else "ingested")
+            alert_id = r.alert_id
         except IngestError as e:
             outcome, detail = "refused", f"{e.status} {e.title}: {e.detail}"
         now = self.clock.now()

@@ -16,7 +16,6 @@ from warnd.cap.classify import Vocabulary
 from warnd.cap.model import CapMessage
 from warnd.clock import Clock
 from warnd.config import County, load_sources, load_stations, load_wording
-from warnd.core.domain import MsgType
 from warnd.db.engine import Database
 from warnd.db.models import FeedState
 from warnd.engine import events
@@ -111,13 +110,6 @@ class SourceTrust:
                 raise IngestError(403, "Untrusted sender",
                                   f"sender {msg.sender!r} is not on the allow-list of source {src.name!r}",
                                   "alert.sender")
-            now = self.clock.now()
-            if msg.msg_type in (MsgType.ALERT, MsgType.UPDATE) and msg.infos and all(
-                    i.expires is not None and i.expires <= now for i in msg.infos):
-                await self.log.record("feed_rejected", source=src.name, reason="expired",
-                                      sender=msg.sender, identifier=msg.identifier)
-                raise IngestError(422, "Expired", "every <info> of the message has expired: not disseminated",
-                                  "info.expires")
         try:
             return prepare(msg, src, self.vocab, self.wording)
         except LiftWithoutReferences as e:
