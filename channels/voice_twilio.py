@@ -66,7 +66,7 @@ class TwilioVoice(TwilioAccount, ChannelBase):
     provider = "twilio_voice"
     max_batch = 1
     rate_per_second = None  # Twilio's calls-per-second limit is per account
-    lookup = "exact"  # the Calls list, filtered by recipient and time
+    lookup = "none"  # Twilio keeps no key or text for a call: a call cannot be recognised (find_sent)
 
     @classmethod
     def from_settings(cls, cfg: Any, *, public_base_url: str, fallback: Any = None) -> TwilioVoice:

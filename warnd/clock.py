@@ -128,6 +128,11 @@ class ManualClock:
                 w.cancel()
 
 
+def speed_of(clock: Clock) -> float:
+    """Clock seconds per wall second (a ManualClock moves only when told: 1)."""
+    return float(getattr(clock, "speed", 1.0))
+
+
 def clock_from_spec(spec: str | None) -> Clock:
     """`system` (default), `scaled:SPEED` or `scaled:SPEED:ORIGIN_ISO:WALL_ORIGIN`."""
     if not spec or spec == "system":

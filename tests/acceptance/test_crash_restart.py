@@ -275,6 +275,9 @@ sign_name = "{sim.sign_name}"
 template_id = "100001"
 endpoint = "{sim.base_url.removeprefix("http://")}"
 callback_token = "{CB}"
+timeout_seconds = 1  # the lease (automatic: 2 × 2 × 1 s + 2 s, × SPEED) outlives any send in flight
+[delivery]
+lease_margin_seconds = 2
 """, encoding="utf-8")
     clock = ScaledClock(SPEED)
     serve = Serve(tmp_path / "warnd.toml", port, clock.spec(), tmp_path / "serve.log")
@@ -453,16 +456,16 @@ async def test_in_doubt_rows_wake_the_outbox_at_lease_expiry_and_failed_lookups_
     clock = ManualClock(datetime(2026, 7, 1, 2, 0, tzinfo=UTC))
     now = clock.now()
     cfg = DeliveryCfg()
+    channel = UnreachableSms()
+    outbox = Outbox(db, clock, {"sms": channel}, cfg)
     async with db.session() as s, s.begin():
         s.add(Delivery(idempotency_key="k1", person_id=1, channel="sms", purpose="warning",
                        to_address="+8613900000001", body="x", state="sending", attempts=1,
-                       send_context="k1", lease_until=now + timedelta(seconds=cfg.lease_seconds),
+                       send_context="k1", lease_until=now + outbox.lease,
                        next_attempt_at=now, created_at=now))
-    channel = UnreachableSms()
-    outbox = Outbox(db, clock, {"sms": channel}, cfg)
-    assert await outbox.next_due() == now + timedelta(seconds=cfg.lease_seconds)
+    assert await outbox.next_due() == now + outbox.lease
     assert await outbox.recover_in_doubt(everything=False) == 0  # lease still running
-    await clock.advance(cfg.lease_seconds + 1)
+    await clock.advance(outbox.lease + timedelta(seconds=1))
     assert await outbox.recover_in_doubt(everything=False) == 1
     assert channel.lookups == 1
     [row] = await query_db(db, select(Delivery))

@@ -30,7 +30,7 @@ from support.users import bearer, token_for
 from warnd.api.app import make_app
 from warnd.app import App
 from warnd.clock import ManualClock
-from warnd.config import ApiCfg, County, DatabaseCfg, Settings, SmsCfg, TencentCfg
+from warnd.config import ApiCfg, County, DatabaseCfg, DeliveryCfg, Settings, SmsCfg, TencentCfg
 from warnd.db.models import Person, Region
 
 TOKEN = "test-token-0123456789"
@@ -154,16 +154,20 @@ class CountyHarness:
 
 @asynccontextmanager
 async def county(db_url: str, officials: Sequence[Person] = OFFICIALS,
-                 regions: Sequence[Region] = REGIONS) -> AsyncIterator[CountyHarness]:
+                 regions: Sequence[Region] = REGIONS, *, sms_timeout: float = 15.0,
+                 delivery: DeliveryCfg | None = None, **sim_options: Any) -> AsyncIterator[CountyHarness]:
+    """`sms_timeout`: the Tencent SDK's timeout (1 s for tests of answers that come late);
+    `sim_options`: TencentSmsApi keyword arguments (log_path, seed, ...)."""
     clock = ManualClock(T0)
-    sim = TencentSmsApi()
+    sim = TencentSmsApi(**sim_options)
     await sim.start()
     settings = Settings(
         county=County(code="431222"), database=DatabaseCfg(url=db_url), api=ApiCfg(tokens=(TOKEN,)),
         sms=SmsCfg(provider="tencent", tencent=TencentCfg(
             secret_id=sim.secret_id, secret_key=sim.secret_key, sdk_app_id=sim.sdk_app_id,
             sign_name=sim.sign_name, template_id="100001", endpoint=sim.base_url.split("://", 1)[1],
-            callback_token=CB)),
+            callback_token=CB, timeout_seconds=sms_timeout)),
+        delivery=delivery or DeliveryCfg(),
     )
     app = App.build(settings, clock=clock)
     async with app.db.session() as s, s.begin():

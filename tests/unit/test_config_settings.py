@@ -51,7 +51,7 @@ def test_the_example_is_the_defaults() -> None:
     ("[sms]\nprovider = 'aliyun'", "sms.provider: must be one of 'tencent' or 'twilio', not 'aliyun'"),
     ("[sms.tencent]\nsecret_kye = 'x'", "sms.tencent.secret_kye: unknown key (allowed: callback_token, "
                                          "endpoint, region, sdk_app_id, secret_id, secret_key, sign_name, "
-                                         "template_id)"),
+                                         "template_id, timeout_seconds)"),
     ("sms = 'tencent'", "sms: must be a table"),
     ("[voice]\nprovider = 'aliyun'", "voice.provider: must be one of '' or 'twilio', not 'aliyun'"),
     ("[speakers]\nsteps = ['imminent', 'soon']",

@@ -102,13 +102,23 @@ class RosterCfg(Section):
 
 
 class DeliveryCfg(Section):
-    max_attempts: int = 6
-    backoff_seconds: float = 10
-    backoff_max_seconds: float = 300
+    """How the outbox sends (docs/sms-providers.md, "Faults and outages")."""
+
+    max_attempts: int = Field(default=6, ge=1)  # transient failures before giving up — only for messages
+    # tied to no warning still in force (a warning's messages are retried until it ends or its call closes)
+    backoff_seconds: float = Field(default=10, gt=0)
+    backoff_max_seconds: float = Field(default=300, gt=0)
     recipient_min_interval_seconds: float = 20
-    concurrency: int = 32
-    lease_seconds: float = 300
+    concurrency: int = Field(default=32, ge=1)
+    # 0: automatic, twice the longest provider timeout plus the margin (times a scaled clock's
+    # speed); otherwise at least the longest provider timeout plus the margin, or warnd refuses to start.
+    lease_seconds: float = Field(default=0, ge=0)
+    # Wall seconds a lease holds beyond the provider's timeout: claim to send, send to the commit.
+    lease_margin_seconds: float = Field(default=10, gt=0)
     reply_help_interval_seconds: float = 1800
+    # A send with no definite answer on a channel that cannot be asked (lookup = "none"):
+    # "resend" (a duplicate is better than a missed warning) or "fail" (the ladder moves on).
+    in_doubt_without_lookup: Literal["resend", "fail"] = "resend"
 
 
 class IngestCfg(Section):
@@ -132,6 +142,7 @@ class TencentCfg(Section):
     region: str = "ap-guangzhou"
     endpoint: str = ""
     callback_token: str = secret()
+    timeout_seconds: float = Field(default=15, gt=0)  # the SDK's request timeout (connect, then each read)
 
 
 class TwilioCfg(Section):

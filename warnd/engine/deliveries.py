@@ -115,25 +115,52 @@ async def take_over(s: AsyncSession, d: Delivery, *, now: datetime, lease_until:
 
 async def mark_sent(s: AsyncSession, sent: Sequence[tuple[Delivery, str, str]], now: datetime, token: str,
                     event: str = "delivery_sent") -> list[Delivery]:
-    """sending → sent with the provider's id for rows still claimed by `token`, one statement
-    for the batch. Returns the rows this caller really moved: a row another instance took
-    over (lease expired) and resolved is not this caller's to record."""
+    """sending → sent with the provider's id for rows still claimed by `token`. Returns the
+    rows this statement really moved (RETURNING): a row another instance took over (lease
+    expired) and resolved, or one already recorded, is not this caller's to record — not
+    even when it now carries this caller's token from another attempt."""
     if not sent:
         return []
     conn = await s.connection()
-    await conn.execute(update(T).where(
-        T.c.id == bindparam("did"), T.c.state == DeliveryState.SENDING.value, T.c.claim == token).values(
-        state=DeliveryState.SENT.value, provider=bindparam("prov"), provider_id=bindparam("pid"), sent_at=now,
-        lease_until=None, last_error=None), [{"did": d.id, "prov": p, "pid": pid} for d, p, pid in sent])
-    mine = {r[0] for r in await conn.execute(select(T.c.id).where(
-        T.c.id.in_([d.id for d, _, _ in sent]), T.c.state == DeliveryState.SENT.value, T.c.claim == token))}
+    res = await conn.execute(update(T).where(
+        T.c.id.in_([d.id for d, _, _ in sent]), T.c.state == DeliveryState.SENDING.value,
+        T.c.claim == token).values(state=DeliveryState.SENT.value, sent_at=now, lease_until=None,
+                                   last_error=None).returning(T.c.id))
+    mine = {r[0] for r in res}
     moved = [d for d, _, _ in sent if d.id in mine]
+    if not moved:
+        return []
     by_id = {d.id: (p, pid) for d, p, pid in sent}
+    await conn.execute(update(T).where(T.c.id == bindparam("did")).values(
+        provider=bindparam("prov"), provider_id=bindparam("pid")),
+        [{"did": d.id, "prov": by_id[d.id][0], "pid": by_id[d.id][1]} for d in moved])
     events.record_many(s, [events.row(
         now, event, alert_id=d.alert_id, call_id=d.call_id, delivery_id=d.id, person_id=d.person_id,
         channel=d.channel, purpose=d.purpose, provider=by_id[d.id][0], provider_id=by_id[d.id][1],
         attempt=d.attempts) for d in moved])
     return moved
+
+
+async def mark_in_doubt(s: AsyncSession, d: Delivery, error: str, look_up_at: datetime, now: datetime, *,
+                        token: str) -> bool:
+    """A send with no definite answer (timeout, reset, 5xx after the request was written): it
+    stays `sending`, held by `token` until `look_up_at`, when it is looked up with the
+    provider (Outbox.recover_in_doubt) — never sent again before that."""
+    if not await move(s, d.id, DeliveryState.SENDING, token=token, last_error=error[:2000], lease_until=look_up_at):
+        return False
+    events.record(s, now, "delivery_in_doubt", alert_id=d.alert_id, call_id=d.call_id, delivery_id=d.id,
+                  person_id=d.person_id, channel=d.channel, error=error, attempt=d.attempts,
+                  look_up_at=look_up_at.isoformat())
+    return True
+
+
+async def give_back(s: AsyncSession, d: Delivery, now: datetime, token: str) -> bool:
+    """A claimed row whose send was not started (too little of its lease left): back to
+    pending, the attempt not counted. No event: nothing was attempted."""
+    res = await (await s.connection()).execute(update(T).where(
+        T.c.id == d.id, T.c.state == DeliveryState.SENDING.value, T.c.claim == token).values(
+        state=DeliveryState.PENDING.value, attempts=T.c.attempts - 1, lease_until=None, next_attempt_at=now))
+    return bool(res.rowcount == 1)
 
 
 async def mark_failed(s: AsyncSession, d: Delivery, error: str, now: datetime, *,

@@ -9,14 +9,21 @@ No official gets the same message twice because of a retry:
 - the idempotency key is unique in the table, so a message is planned once;
 - a row is claimed by one sender only (CAS on its state), and only the holder of its claim
   token may record its outcome;
-- a row found in `sending` after its lease ran out (a crashed or hung sender) is *in doubt*:
-  this sender takes it over, asks the provider whether it already accepted it
-  (Channel.find_sent) and only sends it again if not.
+- a send without a definite answer (a timeout, a reset connection, a 5xx after the request
+  was written: InDoubtSendError) stays in `sending`, *in doubt*, and is looked up before
+  anything else happens to it; so is a row found in `sending` after its lease ran out (a
+  crashed or hung sender): this sender takes it over, asks the provider whether it already
+  accepted it (Channel.find_sent) and only sends it again if not. A channel that cannot be
+  asked (`lookup = "none"`) leaves it to [delivery] in_doubt_without_lookup;
+- leases are longer than the longest provider timeout (checked when the outbox is built), and
+  a claimed send is started only while enough of its lease is left, so no other sender can
+  take over a send still in flight.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
@@ -27,13 +34,15 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from channels.base import (
     Channel,
+    InDoubtSendError,
     OutboundMessage,
     PermanentSendError,
     SendReceipt,
     TransientSendError,
 )
-from warnd.clock import Clock, utcnow
+from warnd.clock import Clock, speed_of, utcnow
 from warnd.config import DeliveryCfg
+from warnd.config.errors import StartupError
 from warnd.core.domain import DeliveryState, Purpose
 from warnd.db.engine import Database
 from warnd.db.models import Delivery
@@ -44,6 +53,36 @@ from warnd.engine.reports import apply_parked_reports
 log = structlog.get_logger("warnd.outbox")
 
 AfterSent = Callable[[AsyncSession, list[Delivery], datetime], Awaitable[None]]
+
+DEFAULT_SEND_TIMEOUT = 15.0
+
+
+class NotStarted(Exception):
+    """A claimed send not started: too little of its lease was left when its turn came."""
+
+
+def send_timeout_of(channel: Channel | None) -> float:
+    return float(getattr(channel, "send_timeout", DEFAULT_SEND_TIMEOUT)) if channel is not None else 0.0
+
+
+def lease_seconds(cfg: DeliveryCfg, channels: Mapping[str, Channel], clock: Clock) -> float:
+    """How long (clock seconds) a claimed send is held before another sender may look it up:
+    longer than the longest provider timeout by construction. `lease_seconds = 0` is
+    automatic (twice the longest timeout plus the margin); a configured lease shorter than
+    the timeout plus the margin is refused with a StartupError."""
+    speed, margin = speed_of(clock), cfg.lease_margin_seconds
+    name, longest = max(((n, send_timeout_of(c)) for n, c in channels.items()), key=lambda x: x[1],
+                        default=("", DEFAULT_SEND_TIMEOUT))
+    if not cfg.lease_seconds:
+        return speed * (2 * longest + margin)
+    minimum = speed * (longest + margin)
+    if cfg.lease_seconds < minimum:
+        at = f" at clock speed x{speed:g}" if speed != 1 else ""
+        raise StartupError(
+            f"delivery.lease_seconds = {cfg.lease_seconds:g} is shorter than the {name or 'provider'} timeout "
+            f"({longest:g} s) plus {margin:g} s{at}: another sender could look up a send still "
+            f"in flight; set it to at least {math.ceil(minimum)}, or 0 (automatic)")
+    return float(cfg.lease_seconds)
 
 
 def message_of(d: Delivery, context: str | None = None) -> OutboundMessage:
@@ -71,6 +110,8 @@ class Outbox(ModuleBase):
         self._recorded_cond = asyncio.Condition()
         self._last_to: dict[str, datetime] = {}  # per-recipient spacing (this process)
         self._sem = asyncio.Semaphore(cfg.concurrency)
+        self.speed = speed_of(clock)
+        self.lease = timedelta(seconds=lease_seconds(cfg, channels, clock))
 
     # -- the module contract ---------------------------------------------------------------
 
@@ -106,7 +147,7 @@ class Outbox(ModuleBase):
         if not due:
             return 0
         min_gap = timedelta(seconds=self.cfg.recipient_min_interval_seconds)
-        lease = now + timedelta(seconds=self.cfg.lease_seconds)
+        lease = now + self.lease
         ready = [d for d in due if self._spacing_ok(d, now, min_gap)]
         claimed: list[list[Delivery]] = []
         async with self.db.session() as s, s.begin():
@@ -123,7 +164,7 @@ class Outbox(ModuleBase):
                     self._last_to[d.to_address] = now
                 if got:
                     claimed.append(got)
-        results = await asyncio.gather(*(self._send(g) for g in claimed))
+        results = await asyncio.gather(*(self._send(g, lease) for g in claimed))
         sent: list[Delivery] = []
         async with self.db.session() as s, s.begin():
             receipts: list[tuple[Delivery, str, str]] = []
@@ -173,22 +214,49 @@ class Outbox(ModuleBase):
         out.extend(group for group, _ in batches.values())
         return out
 
-    async def _send(self, group: list[Delivery]) -> list[SendReceipt | Exception]:
+    async def _send(self, group: list[Delivery], lease_until: datetime) -> list[SendReceipt | Exception]:
         channel = self.channels.get(group[0].channel)
         if channel is None:
             return [PermanentSendError(f"no channel {group[0].channel!r} configured") for _ in group]
         async with self._sem:
+            # Start only a send that ends (provider timeout) and is recorded within its lease.
+            timeout = send_timeout_of(channel)
+            latest = lease_until - timedelta(seconds=self.speed * (timeout + self.cfg.lease_margin_seconds / 2))
+            if self.clock.now() > latest:
+                return [NotStarted() for _ in group]
             try:
-                if len(group) > 1:
-                    return list(await channel.send_many([message_of(d) for d in group], group[0].send_context or ""))
-                return [await channel.send(message_of(group[0]))]
+                async with asyncio.timeout(timeout + self.cfg.lease_margin_seconds / 4):
+                    if len(group) > 1:
+                        return list(await channel.send_many([message_of(d) for d in group],
+                                                            group[0].send_context or ""))
+                    return [await channel.send(message_of(group[0]))]
             except (TransientSendError, PermanentSendError) as e:
                 return [e for _ in group]
-            except Exception as e:  # an SDK bug or network oddity: treat as transient
-                return [TransientSendError(f"{type(e).__name__}: {e}") for _ in group]
+            except Exception as e:  # a timeout, an SDK bug or a network oddity: no definite answer
+                return [InDoubtSendError(f"{type(e).__name__}: {e}") for _ in group]
 
     async def _record_failure(self, s: AsyncSession, d: Delivery, outcome: Exception, now: datetime) -> None:
-        if isinstance(outcome, PermanentSendError) or d.attempts >= self.cfg.max_attempts:
+        if isinstance(outcome, NotStarted):
+            await deliveries.give_back(s, d, now, self.token)
+            return
+        if isinstance(outcome, PermanentSendError):
+            await deliveries.mark_failed(s, d, str(outcome), now, token=self.token)
+            return
+        if isinstance(outcome, InDoubtSendError) or not isinstance(outcome, TransientSendError):
+            channel = self.channels.get(d.channel)
+            if channel is not None and channel.lookup != "none":
+                # Perhaps accepted: looked up (recover_in_doubt) once the provider can list it.
+                look_up_at = now + timedelta(seconds=self.speed * float(getattr(channel, "lookup_after", 5.0)))
+                await deliveries.mark_in_doubt(s, d, str(outcome), look_up_at, now, token=self.token)
+                return
+            if self.cfg.in_doubt_without_lookup == "fail":
+                await deliveries.mark_failed(s, d, f"in doubt and {d.channel} cannot be asked: {outcome}", now,
+                                             token=self.token)
+                return
+        await self._retry_or_give_up(s, d, outcome, now)
+
+    async def _retry_or_give_up(self, s: AsyncSession, d: Delivery, outcome: Exception, now: datetime) -> None:
+        if d.attempts >= self.cfg.max_attempts:
             await deliveries.mark_failed(s, d, str(outcome), now, token=self.token)
         else:
             retry_after = outcome.retry_after if isinstance(outcome, TransientSendError) else None
@@ -214,7 +282,7 @@ class Outbox(ModuleBase):
             rows = (await s.exec(q)).all()
         # Providers compare against their own (wall) clocks, not the engine's clock.
         since = utcnow() - timedelta(days=1)
-        lease = now + timedelta(seconds=self.cfg.lease_seconds)
+        lease = now + self.lease
         handled = 0
         for d in rows:
             async with self.db.session() as s, s.begin():
@@ -225,7 +293,12 @@ class Outbox(ModuleBase):
             handled += 1
             channel = self.channels.get(d.channel)
             receipt: SendReceipt | None = None
-            if channel is not None:
+            if channel is not None and channel.lookup == "none" and self.cfg.in_doubt_without_lookup == "fail":
+                async with self.db.session() as s, s.begin():
+                    await deliveries.mark_failed(s, d, f"in doubt and {d.channel} cannot be asked", now,
+                                                 token=self.token)
+                continue
+            if channel is not None and channel.lookup != "none":
                 try:
                     receipt = await channel.find_sent(message_of(d, d.send_context), since=since)
                 except Exception as e:  # provider unreachable: keep it in doubt, look again later
