@@ -45,6 +45,7 @@ from warnd.engine.ingest import Ingestor
 from warnd.engine.module import Runner
 from warnd.engine.outbox import Outbox
 from warnd.engine.roster import RosterCache
+from warnd.engine.timeline import anchor_clock
 from warnd.feeds.service import FeedConfig, FeedLog, FeedService, SourceTrust
 from warnd.speakers.service import SpeakerService
 
@@ -143,6 +144,7 @@ class App:
 
     async def start(self) -> None:
         await self.db.upgrade()
+        await anchor_clock(self.db, self.clock)  # `scaled:N`: continue the stored timeline
         self.runner.start()
         await self.feeds.start()
         if self.speakers is not None:

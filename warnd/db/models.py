@@ -407,3 +407,16 @@ class LoginAttempt(SQLModel, table=True):
     name: str = Field(max_length=64)
     client_addr: str = Field(max_length=64)
     at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class ClockAnchor(SQLModel, table=True):
+    """The anchors of a scaled clock (`[clock] spec = "scaled:N"`): clock time `origin` was
+    wall time `wall_origin`, and the clock runs `speed` times faster. One row per timeline
+    (name "engine"), so a restart, or another instance, continues the same timeline."""
+
+    __tablename__ = "clock_anchor"
+    name: str = Field(primary_key=True, max_length=32)
+    speed: float
+    origin: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    wall_origin: float
+    updated_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
