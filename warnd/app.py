@@ -60,12 +60,28 @@ def channel_specs(settings: Settings) -> list[registry.ChannelSpec]:
     """The channels the settings ask for: SMS always, voice and WeCom when configured."""
     sms = settings.sms
     specs = [registry.ChannelSpec("sms", "sms", sms.provider, getattr(sms, sms.provider, None), f"sms.{sms.provider}")]
+    if sms.backup_provider:
+        specs.append(registry.ChannelSpec("sms_backup", "sms", sms.backup_provider, getattr(sms, sms.backup_provider),
+                                          f"sms.{sms.backup_provider}"))
     if settings.voice.provider:
         specs.append(registry.ChannelSpec("voice", "voice", settings.voice.provider, settings.voice, "voice",
                                           fallback=sms.twilio))
     if settings.wecom.enabled:
         specs.append(registry.ChannelSpec("wecom", "wecom", "wecom", settings.wecom, "wecom"))
     return specs
+
+
+def failover_map(settings: Settings, policy: Policy, channels: Mapping[str, Channel]) -> dict[str, str]:
+    """Where a message failing too long on a channel goes next: [delivery] failover as given;
+    otherwise "sms" to the second SMS provider when there is one, and every policy channel to
+    the next one the policy lists (that is configured)."""
+    if settings.delivery.failover:
+        return dict(settings.delivery.failover)
+    order = [c for c in policy.channels if c in channels]
+    out = {c: order[i + 1] for i, c in enumerate(order[:-1])}
+    if "sms_backup" in channels:
+        out["sms"] = "sms_backup"
+    return out
 
 
 def build_channels(settings: Settings) -> dict[str, Channel]:
@@ -122,7 +138,8 @@ class App:
                             links=links, prepare=trust.prepare, on_change=kick, cfg=settings.ingest)
         calls = Calls(db, clock, on_change=kick)
         outbox = Outbox(db, clock, chans, settings.delivery, after_sent=restart_windows, on_change=kick,
-                        single_instance=db.is_sqlite)
+                        single_instance=db.is_sqlite, roster=roster, templates=templates,
+                        failover=failover_map(settings, policy, chans))
         escalation = Escalation(db, clock, calls, policy, templates, roles, roster, links, on_change=kick)
         expiry = Expiry(db, clock, roster, templates, roles, on_change=kick)
         inbound = InboundHandler(db, clock, calls, templates, settings.delivery, outbox, on_change=kick)

@@ -119,6 +119,11 @@ class DeliveryCfg(Section):
     # A send with no definite answer on a channel that cannot be asked (lookup = "none"):
     # "resend" (a duplicate is better than a missed warning) or "fail" (the ladder moves on).
     in_doubt_without_lookup: Literal["resend", "fail"] = "resend"
+    # A message still failing (provider down, refusing) this long after it was planned moves to
+    # the next channel: `failover` (channel → channel), else [sms] backup_provider for "sms",
+    # else the next channel of the policy's `channels`. 0: never.
+    failover_after_seconds: float = Field(default=600, ge=0)
+    failover: dict[str, str] = Field(default_factory=dict)
 
 
 class IngestCfg(Section):
@@ -154,6 +159,9 @@ class TwilioCfg(Section):
 
 class SmsCfg(Section):
     provider: Literal["tencent", "twilio"] = "tencent"
+    # A second SMS provider (channel "sms_backup", from its own [sms.<provider>] section):
+    # messages failing on the first move to it after [delivery] failover_after_seconds.
+    backup_provider: Literal["", "tencent", "twilio"] = ""
     tencent: TencentCfg = TencentCfg()
     twilio: TwilioCfg = TwilioCfg()
 

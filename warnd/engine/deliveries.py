@@ -183,6 +183,58 @@ async def retry_later(s: AsyncSession, d: Delivery, error: str, at: datetime, no
     return True
 
 
+async def mark_moot(s: AsyncSession, d: Delivery, reason: str, now: datetime, *, token: str) -> bool:
+    """A message that failed while its warning ended or its call closed: nothing to deliver."""
+    if not await move(s, d.id, DeliveryState.SENDING, token=token, state=DeliveryState.CANCELLED,
+                      last_error=reason[:2000], lease_until=None):
+        return False
+    events.record(s, now, "delivery_moot", alert_id=d.alert_id, call_id=d.call_id, delivery_id=d.id,
+                  person_id=d.person_id, channel=d.channel, reason=reason, attempts=d.attempts)
+    return True
+
+
+async def fail_over(s: AsyncSession, d: Delivery, to_channel: str, to_address: str, error: str, now: datetime, *,
+                    token: str) -> bool:
+    """A message failing on its channel for too long: this row fails (`delivery_failed_over`)
+    and the same message is planned on `to_channel` (a second provider, the next channel)."""
+    if not await move(s, d.id, DeliveryState.SENDING, token=token, state=DeliveryState.FAILED,
+                      last_error=f"failed over to {to_channel}: {error}"[:2000], lease_until=None):
+        return False
+    row = dict(idempotency_key=f"{d.idempotency_key}>{to_channel}"[:128], alert_id=d.alert_id, call_id=d.call_id,
+               person_id=d.person_id, channel=to_channel, purpose=d.purpose, step=d.step, rung=d.rung,
+               to_address=to_address, body=d.body, state=DeliveryState.PENDING.value, attempts=0,
+               next_attempt_at=now, created_at=now)
+    await insert_rows(s, [row])
+    events.record(s, now, "delivery_failed_over", alert_id=d.alert_id, call_id=d.call_id, delivery_id=d.id,
+                  person_id=d.person_id, channel=d.channel, to_channel=to_channel, error=error,
+                  attempts=d.attempts)
+    return True
+
+
+async def bring_forward(s: AsyncSession, channel: str, now: datetime) -> int:
+    """Pending rows of a channel that recovered: due now (the backlog goes out at once, most
+    urgent first, instead of each waiting out its back-off). No event: nothing was attempted."""
+    res = await (await s.connection()).execute(update(T).where(
+        T.c.channel == channel, T.c.state == DeliveryState.PENDING.value, T.c.next_attempt_at > now).values(
+        next_attempt_at=now))
+    return int(res.rowcount or 0)
+
+
+async def schedule_probe(s: AsyncSession, channel: str, at: datetime) -> int | None:
+    """A failing channel's pending row that is tried first, at `at` (or sooner, if due
+    sooner): while the provider is down one message probes it every little while, so its
+    recovery is seen at once and not when the longest back-off ends. Returns its id."""
+    first = (await s.exec(select(Delivery.id).where(
+        Delivery.channel == channel, Delivery.state == DeliveryState.PENDING.value).order_by(
+        col(Delivery.next_attempt_at), col(Delivery.id)).limit(1))).first()
+    if first is None:
+        return None
+    await (await s.connection()).execute(update(T).where(
+        T.c.id == first, T.c.state == DeliveryState.PENDING.value, T.c.next_attempt_at > at).values(
+        next_attempt_at=at))
+    return first
+
+
 async def defer(s: AsyncSession, rows: Sequence[tuple[int, datetime]]) -> None:
     """Pending rows put off (per-recipient spacing): no event, nothing was attempted."""
     if rows:
