@@ -16,6 +16,7 @@ from typing import ClassVar
 from aiohttp import ClientSession, web
 
 from channels.base import Channel, OutboundMessage, SendReceipt
+from devtools.simulators import SimulatorBase
 from support.recording_sink import RecordingSink
 
 BODY = ("【某县防指】暴雨红色预警：预计未来3小时内，城关镇、龙潭乡将出现50毫米以上强降雨，"
@@ -41,14 +42,14 @@ class Harness:
         self.public = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
         self._runner: web.AppRunner | None = None
         self.channel: Channel
+        self.sim: SimulatorBase  # the provider's stand-in, started by start()
 
     async def start(self) -> None:
         """Start the provider's stand-in, build the channel, then serve its webhooks (serve())."""
         raise NotImplementedError
 
     async def stop(self) -> None:
-        """Stop the provider's stand-in."""
-        raise NotImplementedError
+        await self.sim.stop()
 
     async def serve(self) -> None:
         app = web.Application()
@@ -72,7 +73,7 @@ class Harness:
 
     def refuse(self, address: str) -> None:
         """The provider will refuse this address for good (invalid number, unknown user)."""
-        raise NotImplementedError
+        self.sim.fail_numbers.add(address)
 
     def fail_next_transiently(self) -> None:
         """The provider's next answer is a fault worth retrying (busy, 5xx, rate limit)."""
@@ -80,7 +81,7 @@ class Harness:
 
     def accepted(self) -> list[tuple[str, str]]:
         """What the provider accepted: (address, the text it will show or speak)."""
-        raise NotImplementedError
+        return [(m.to, m.body) for m in self.sim.messages]
 
     async def report(self, receipt: SendReceipt, delivered: bool) -> None:
         """The provider reports a final outcome for this send (channels with delivery_reports)."""

@@ -24,20 +24,11 @@ class TencentHarness(Harness):
         self.urls = self.tencent.callback_urls(self.public)
         await self.serve()
 
-    async def stop(self) -> None:
-        await self.sim.stop()
-
     def address(self, n: int) -> str:
         return f"+86138000000{n:02d}"
 
-    def refuse(self, address: str) -> None:
-        self.sim.fail_numbers.add(address)
-
     def fail_next_transiently(self) -> None:
         self.sim.fail_next(1, "InternalError.Timeout")
-
-    def accepted(self) -> list[tuple[str, str]]:
-        return [(m.to, m.body) for m in self.sim.messages]
 
     async def report(self, receipt: SendReceipt, delivered: bool) -> None:
         [m] = [m for m in self.sim.messages if m.id == receipt.provider_id]

@@ -28,20 +28,11 @@ class TwilioSmsHarness(Harness):
                                                public_base_url=self.public, api_base_url=self.sim.base_url)
         await self.serve()
 
-    async def stop(self) -> None:
-        await self.sim.stop()
-
     def address(self, n: int) -> str:
         return f"+155512300{n:02d}"
 
-    def refuse(self, address: str) -> None:
-        self.sim.fail_numbers.add(address)
-
     def fail_next_transiently(self) -> None:
         self.sim.fail_next(1, 503)
-
-    def accepted(self) -> list[tuple[str, str]]:
-        return [(m.to, m.body) for m in self.sim.messages]
 
     async def report(self, receipt: SendReceipt, delivered: bool) -> None:
         status, _ = await self.sim.send_status(

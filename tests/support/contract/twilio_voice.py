@@ -22,14 +22,8 @@ class TwilioVoiceHarness(Harness):
                                    gather_seconds=5, attempts=1)
         await self.serve()
 
-    async def stop(self) -> None:
-        await self.sim.stop()
-
     def address(self, n: int) -> str:
         return f"+8613900000{n:03d}"
-
-    def refuse(self, address: str) -> None:
-        self.sim.fail_numbers.add(address)
 
     def fail_next_transiently(self) -> None:
         self.sim.fail_next(1, 503)

@@ -21,20 +21,11 @@ class WeComHarness(Harness):
                                 encoding_aes_key=s.encoding_aes_key, api_base_url=s.base_url)
         await self.serve()
 
-    async def stop(self) -> None:
-        await self.sim.stop()
-
     def address(self, n: int) -> str:
         return f"official{n:02d}"
 
-    def refuse(self, address: str) -> None:
-        self.sim.fail_numbers.add(address)
-
     def fail_next_transiently(self) -> None:
         self.sim.fail_next(1, -1)  # 系统繁忙
-
-    def accepted(self) -> list[tuple[str, str]]:
-        return [(m.to, m.body) for m in self.sim.messages]
 
     async def answer(self, receipt: SendReceipt, address: str) -> None:
         [m] = [m for m in self.sim.messages if m.context == receipt.provider_id and m.to == address]
