@@ -109,10 +109,11 @@ class Channel(Protocol):
     `max_batch` (how many recipients one request may carry; 1: no batching), `rate_per_second`
     (the provider's request rate, None: unknown), `lookup` (whether `find_sent` can say a
     send was accepted: "exact", or "none" when the provider has no such query),
-    `send_timeout` (the longest one send or lookup can be in flight, wall seconds: the
-    engine's leases are longer) and `lookup_after` (wall seconds after a send left in doubt
-    before the provider can be expected to list it) — and builds itself from its settings
-    (`from_settings`, used by channels.registry)."""
+    `delivery_reports` (whether its webhooks report a send's final outcome), `send_timeout`
+    (the longest one send or lookup can be in flight, wall seconds: the engine's leases are
+    longer) and `lookup_after` (wall seconds after a send left in doubt before the provider
+    can be expected to list it) — and builds itself from its settings (`from_settings`, used
+    by channels.registry)."""
 
     @property
     def kind(self) -> str: ...  # "sms", "voice", "wecom"
@@ -128,6 +129,9 @@ class Channel(Protocol):
 
     @property
     def lookup(self) -> str: ...
+
+    @property
+    def delivery_reports(self) -> bool: ...
 
     @property
     def send_timeout(self) -> float: ...
@@ -167,6 +171,7 @@ class ChannelBase:
     max_batch = 1
     rate_per_second: float | None = None
     lookup = "exact"
+    delivery_reports = False  # whether the provider's webhooks report a send's final outcome
     send_timeout = 15.0
     lookup_after = 5.0
 
