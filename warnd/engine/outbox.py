@@ -147,7 +147,6 @@ class Pacer:
         self.interval = 1.0 / rate if rate else 0.0
         self.monotonic = monotonic
         self._next = 0.0
-        self._lock = asyncio.Lock()
 
     def reserve(self) -> float:
         """Seconds to wait before the next request may start (and that slot is taken)."""
@@ -356,13 +355,17 @@ class Outbox(ModuleBase):
                                 facts: RetryFacts | None) -> None:
         facts = facts or RetryFacts(purpose=d.purpose, attempts=d.attempts, created_at=d.created_at)
         to_channel = self.failover.get(d.channel)
-        to_address = d.to_address if to_channel is not None else ""
-        if to_channel is not None and not (_phone_channel(d.channel) and _phone_channel(to_channel)):
-            to_address = await _address_of(s, d.person_id, to_channel)
         after = self.cfg.failover_after_seconds
         decision = after_failure(facts, now, max_attempts=self.cfg.max_attempts,
                                  failover_after=timedelta(seconds=after) if after else None,
-                                 can_fail_over=bool(to_channel and to_address))
+                                 can_fail_over=to_channel is not None)
+        to_address = d.to_address
+        if decision == AfterFailure.FAIL_OVER and to_channel is not None \
+                and not (_phone_channel(d.channel) and _phone_channel(to_channel)):
+            to_address = await _address_of(s, d.person_id, to_channel)
+            if not to_address:  # nobody to reach on that channel: keep trying this one
+                decision = after_failure(facts, now, max_attempts=self.cfg.max_attempts, failover_after=None,
+                                         can_fail_over=False)
         if decision == AfterFailure.MOOT:
             await deliveries.mark_moot(s, d, f"no longer in force: {outcome}", now, token=self.token)
         elif decision == AfterFailure.GIVE_UP:
