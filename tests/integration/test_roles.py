@@ -29,6 +29,7 @@ from warnd.api.auth import ACCESS, AUTH, COOKIES, CSRF_HEADER, Public, all_decla
 from warnd.auth.permissions import USER_ROLES, Role, allowed
 from warnd.config import AuthCfg
 from warnd.db.models import Call, Event
+from warnd.engine.approvals import Person
 
 SAFE = {"GET", "HEAD", "OPTIONS"}
 _ids = itertools.count(1)
@@ -63,8 +64,22 @@ async def open_call(st: Stack) -> int:
 
 def fixed(path: str, **kw: Any) -> Callable[[Stack], Awaitable[tuple[str, dict[str, Any]]]]:
     async def make(st: Stack) -> tuple[str, dict[str, Any]]:
-        return path.format(alert=st.extra["alert"]), kw
+        return path.format(alert=st.extra["alert"], approval=st.extra.get("approval")), kw
     return make
+
+
+async def pending_cancel(st: Stack) -> int:
+    """A cancel asked for by someone who is none of the callers (so every approver may decide it)."""
+    approval_id, _ = await st.engine.approvals.request_cancel(await fresh_alert(st), "雨停", Person("duty"))
+    return approval_id
+
+
+async def approve(st: Stack) -> tuple[str, dict[str, Any]]:
+    return f"/api/v1/approvals/{await pending_cancel(st)}/approve", {}
+
+
+async def reject(st: Stack) -> tuple[str, dict[str, Any]]:
+    return f"/api/v1/approvals/{await pending_cancel(st)}/reject", {"json": {"note": "不同意"}}
 
 
 async def new_cap(st: Stack) -> tuple[str, dict[str, Any]]:
@@ -84,7 +99,11 @@ EXAMPLES: dict[tuple[str, str], Example] = {
     ("POST", "/api/v1/alerts"): Example("alerts.submit", new_cap, 201),
     ("GET", "/api/v1/alerts/{id}"): Example("alerts.read", fixed("/api/v1/alerts/{alert}"), 200),
     ("GET", "/api/v1/alerts/{id}/calls"): Example("calls.read", fixed("/api/v1/alerts/{alert}/calls"), 200),
-    ("POST", "/api/v1/alerts/{id}/cancel"): Example("alerts.cancel", cancel, 200),
+    ("POST", "/api/v1/alerts/{id}/cancel"): Example("alerts.cancel", cancel, 202),  # waits for an approver
+    ("GET", "/api/v1/approvals"): Example("console.view", fixed("/api/v1/approvals"), 200),
+    ("GET", "/api/v1/approvals/{id}"): Example("console.view", fixed("/api/v1/approvals/{approval}"), 200),
+    ("POST", "/api/v1/approvals/{id}/approve"): Example("alerts.approve", approve, 200),
+    ("POST", "/api/v1/approvals/{id}/reject"): Example("alerts.approve", reject, 200),
     ("POST", "/api/v1/calls/{id}/ack"): Example("calls.ack", ack, 200),
     ("GET", "/api/v1/feeds"): Example("feeds.read", fixed("/api/v1/feeds"), 200),
     ("GET", "/console"): Example("console.view", fixed("/console"), 200),
@@ -109,6 +128,7 @@ def voice(base: str, twilio: Any) -> dict[str, TwilioVoice]:
 async def st(db_url: str, tmp_path: Path) -> AsyncIterator[Stack]:
     stack = await build_stack(db_url, tmp_path, channels=voice)
     stack.extra["alert"] = await fresh_alert(stack)
+    stack.extra["approval"] = await pending_cancel(stack)
     try:
         yield stack
     finally:

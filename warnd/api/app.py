@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import text
 
+from warnd.api import approvals as approvals_api
 from warnd.api import auth
 from warnd.api.auth import Public, Rule, principal
 from warnd.api.feeds import feed_routes
@@ -19,6 +20,7 @@ from warnd.auth.service import AuthService
 from warnd.console import views as console
 from warnd.console.render import SITE, Site
 from warnd.core.domain import ConfirmVia
+from warnd.engine.approvals import ApprovalError
 from warnd.engine.ingest import IngestError
 from warnd.views.board import alert_calls, alert_summary
 
@@ -97,12 +99,16 @@ async def cancel_alert(request: web.Request) -> web.StreamResponse:
         body = await _json(request)
     except web.HTTPBadRequest:
         return problem(400, "Bad request", "body must be JSON")
+    reason = str(body.get("reason", "") or "值班台解除").strip()[:500]
+    # The two-person rule: a person's cancel waits for an approver other than them.
     try:
-        r = await engine.ingestor.cancel(_int(request, "id"), str(body.get("reason", "duty room cancel"))[:500],
-                                         actor=principal(request).name)
-    except IngestError as e:
-        return _ingest_problem(e)
-    return web.json_response(ingest_body(r))
+        approval_id, created = await engine.approvals.request_cancel(_int(request, "id"), reason,
+                                                                     approvals_api.person_of(request))
+    except ApprovalError as e:
+        return approvals_api.approval_problem(e)
+    return web.json_response({"approval": approval_id, "state": "pending", "created": created,
+                              "detail": "the cancel waits for an approver other than its author"},
+                             status=202, dumps=lambda o: json.dumps(o, ensure_ascii=False))
 
 
 async def healthz(request: web.Request) -> web.StreamResponse:
@@ -140,6 +146,7 @@ def make_app(app: App) -> web.Application:
         (web.get("/healthz", healthz), Public("liveness probe: no data")),
     ]
     access.add(web_app.router, api)
+    access.add(web_app.router, approvals_api.routes(app))
     access.add(web_app.router, [(r, FEED_PUSH if (r.kwargs.get("name") or "").startswith("feed_push")
                                  else "feeds.read") for r in feed_routes(app.feeds)])
     for channel in app.channels.values():
