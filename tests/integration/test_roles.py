@@ -82,6 +82,22 @@ async def reject(st: Stack) -> tuple[str, dict[str, Any]]:
     return f"/api/v1/approvals/{await pending_cancel(st)}/reject", {"json": {"note": "不同意"}}
 
 
+COMPOSE_FORM = {"action": "preview", "hazard": "rainstorm", "colour": "yellow", "step": "warning", "hours": "6",
+                "headline": "暴雨黄色预警", "instruction": "请做好防御准备。", "area": "431222100200"}
+
+
+async def console_approve(st: Stack) -> tuple[str, dict[str, Any]]:
+    return f"/console/approvals/{await pending_cancel(st)}/approve", {"data": {}}
+
+
+async def console_reject(st: Stack) -> tuple[str, dict[str, Any]]:
+    return f"/console/approvals/{await pending_cancel(st)}/reject", {"data": {"note": "不同意"}}
+
+
+async def console_cancel(st: Stack) -> tuple[str, dict[str, Any]]:
+    return f"/console/alerts/{await fresh_alert(st)}/cancel", {"data": {"reason": "雨停"}}
+
+
 async def new_cap(st: Stack) -> tuple[str, dict[str, Any]]:
     return "/api/v1/alerts", {"data": imminent(f"ROLE-{next(_ids)}")}
 
@@ -107,6 +123,13 @@ EXAMPLES: dict[tuple[str, str], Example] = {
     ("POST", "/api/v1/calls/{id}/ack"): Example("calls.ack", ack, 200),
     ("GET", "/api/v1/feeds"): Example("feeds.read", fixed("/api/v1/feeds"), 200),
     ("GET", "/console"): Example("console.view", fixed("/console"), 200),
+    ("GET", "/console/compose"): Example("alerts.compose", fixed("/console/compose"), 200),
+    ("POST", "/console/compose"): Example("alerts.compose", fixed("/console/compose", data=COMPOSE_FORM), 200),
+    ("GET", "/console/approvals"): Example("console.view", fixed("/console/approvals"), 200),
+    ("GET", "/console/approvals/{id}"): Example("console.view", fixed("/console/approvals/{approval}"), 200),
+    ("POST", "/console/approvals/{id}/approve"): Example("alerts.approve", console_approve, 303),
+    ("POST", "/console/approvals/{id}/reject"): Example("alerts.approve", console_reject, 303),
+    ("POST", "/console/alerts/{id}/cancel"): Example("alerts.cancel", console_cancel, 303),
     ("POST", "/logout"): Example("console.view", fixed("/logout"), 303),
 }
 

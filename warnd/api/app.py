@@ -17,6 +17,7 @@ from warnd.api.problems import problem
 from warnd.api.responses import ingest_body, ingest_status
 from warnd.app import App
 from warnd.auth.service import AuthService
+from warnd.console import compose as console_compose
 from warnd.console import views as console
 from warnd.console.render import SITE, Site
 from warnd.core.domain import ConfirmVia
@@ -153,4 +154,5 @@ def make_app(app: App) -> web.Application:
         access.add(web_app.router, [(r, WEBHOOK) for r in channel.webhook_routes(app.inbound)])
     access.add(web_app.router, [(r, CONFIRM_LINK) for r in app.confirm_pages.routes()])
     access.add(web_app.router, console.routes())
+    access.add(web_app.router, console_compose.routes(app))
     return web_app
