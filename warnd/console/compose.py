@@ -112,7 +112,11 @@ def routes(app: App) -> list[tuple[web.RouteDef, Rule]]:
             summary = {"officials": shown.officials, "speakers": shown.speakers, "public": shown.public,
                        "channels": {c.channel: c.recipients for c in shown.channels},
                        "sms_segments": next((c.sms.segments for c in shown.channels if c.sms), 0),
-                       "gaps": shown.gaps[:20], "drill": draft.drill}
+                       "gaps": shown.gaps[:20], "drill": draft.drill,
+                       # What each channel sends, as the author saw it: the approver reads the same.
+                       "texts": [[c.label, c.text] for c in shown.channels]
+                       + ([["应急广播", shown.speaker_text]] if shown.speaker_text else []),
+                       "description": draft.description, "instruction": draft.instruction}
             approval_id = await app.approvals.request_publish(
                 xml, me, hazard=draft.hazard, colour=draft.colour.value, step=draft.step.value,
                 headline=draft.headline, area_desc=draft.area.description, summary=summary)
@@ -129,7 +133,8 @@ def routes(app: App) -> list[tuple[web.RouteDef, Rule]]:
         pending = await approval_views.approvals(app.db)
         decided = [a for a in await approval_views.approvals(app.db, None, limit=30) if a["state"] != "pending"]
         return render(request, "approvals.html", title="待审核", pending=pending, decided=decided,
-                      may_approve=allowed(me.role, "alerts.approve"), beijing_iso=_beijing_iso)
+                      may_approve=allowed(me.role, "alerts.approve"), beijing_iso=_beijing_iso,
+                      step_label=app.templates.step_label)
 
     async def approval_page(request: web.Request, status: int = 200, error: str = "") -> web.Response:
         me = principal(request)
@@ -139,7 +144,7 @@ def routes(app: App) -> list[tuple[web.RouteDef, Rule]]:
         alert = await alert_summary(app.db, row["alert_id"], app.clock.now()) if row["alert_id"] else None
         return render(request, "approval.html", status=status, title=f"待审核 #{row['id']}", a=row, alert=alert,
                       error=error, may_approve=allowed(me.role, "alerts.approve"), own=row["author"] == me.name,
-                      beijing_iso=_beijing_iso)
+                      beijing_iso=_beijing_iso, channel_zh=CHANNEL_ZH, step_label=app.templates.step_label)
 
     async def approval_get(request: web.Request) -> web.StreamResponse:
         return await approval_page(request)
