@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from html import unescape as html_unescape
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,11 @@ from support.channel_stack import Stack, build_stack, imminent, stop_stack
 from support.users import PASSWORD, add_user
 from warnd.cap.classify import explicit_step
 from warnd.cap.parser import parse_cap
-from warnd.db.models import Alert, Approval, Call, Delivery, Event
+from warnd.config import SpeakersCfg
+from warnd.core.compose import read_draft
+from warnd.core.domain import Step
+from warnd.db.models import Alert, Approval, Call, Delivery, Event, Speaker
+from warnd.views.compose import ComposeContext, preview
 
 VILLAGE, TOWNSHIP = "431222100200", "431222100"
 
@@ -161,3 +166,28 @@ async def test_a_bad_form_is_a_400_page_naming_the_field(st: Stack, change: dict
     assert r.status == 400 and field in await r.text()
     async with st.engine.db.read() as s:
         assert (await s.exec(select(Alert.id).where(col(Alert.id).is_not(None)))).all() == []
+
+
+async def test_preview_counts_the_loudspeakers_that_will_play(st: Stack) -> None:
+    app = st.engine
+    now = st.clock.now()
+    async with app.db.session() as s, s.begin():
+        s.add_all([
+            Speaker(device_id="spk-live", region_code=VILLAGE, online=True, last_seen_at=now, updated_at=now),
+            Speaker(device_id="spk-dark", region_code=VILLAGE + "001", online=None, updated_at=now),  # never seen
+            Speaker(device_id="spk-away", region_code="431222101300", online=True, last_seen_at=now, updated_at=now),
+        ])
+    settings = app.settings.model_copy(update={"speakers": SpeakersCfg(enabled=True, steps=("imminent",))})
+    ctx = ComposeContext(app.db, settings, app.policy, app.templates, app.roles, app.vocab, app.roster)
+    draft = read_draft({"hazard": "rainstorm", "colour": "orange", "step": "imminent", "hours": "3",
+                        "headline": "暴雨橙色临灾预警", "instruction": "请立即转移。"},
+                       [VILLAGE], (await app.roster.get()).regions, app.vocab.codes)
+    shown = await preview(ctx, draft, now)
+    assert (shown.speakers, shown.speakers_dark) == (2, 1)
+    assert "暴雨橙色临灾预警" in shown.speaker_text and "请立即转移" in shown.speaker_text
+    assert shown.needs_approval and shown.public == 0
+    at_warning = await preview(ctx, replace(draft, step=Step.WARNING), now)
+    assert at_warning.speakers is None and "本阶段不播放" in at_warning.speakers_note
+    off = await preview(ComposeContext(app.db, app.settings, app.policy, app.templates, app.roles, app.vocab,
+                                       app.roster), draft, now)
+    assert off.speakers is None and "未启用" in off.speakers_note

@@ -93,7 +93,8 @@ def routes(app: App) -> list[tuple[web.RouteDef, Rule]]:
                 hours = app.settings.console.default_hours
             area = choose_area(picked, roster.regions)
             texts = fill_texts(app.compose_texts, hazard=values["hazard"], hazard_zh=app.vocab.label(values["hazard"]),
-                               colour=colour, step_label=app.templates.step_label(values["step"] or Step.WARNING),
+                               colour=colour, step_label=app.templates.step_label(
+                                   Step(values["step"]) if values["step"] in set(Step) else Step.WARNING),
                                sender=app.settings.county.sender_name, area=area.description or "相关地区",
                                hours=hours)
             values.update(headline=texts.headline, description=texts.description, instruction=texts.instruction)
