@@ -1,7 +1,7 @@
 """approvals: the two-person rule (red or imminent warnings composed by hand, cancels)
 
 Revision ID: 0020_approvals
-Revises: 0012_timestamptz
+Revises: 0001
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from alembic import op
 import warnd.db.models
 
 revision = "0020_approvals"
-down_revision = "0012_timestamptz"
+down_revision = "0001"
 branch_labels = None
 depends_on = None
 
