@@ -19,7 +19,9 @@ from sqlmodel import select
 from devtools.demo.capgen import cap_xml
 from support.channel_stack import AUTH, T0, Stack, build_stack, imminent, stop_stack
 from support.users import PASSWORD, add_user, bearer, token_for
-from warnd.db.models import Call, Delivery, Event, Region
+from warnd.console.status import ALARM_SOURCES
+from warnd.db.models import Alert, Call, Delivery, Event, Region, SpeakerCommand
+from warnd.views.alarms import Alarm, source_alarms
 
 VILLAGE = "431222100200"
 
@@ -220,3 +222,49 @@ async def test_board_stream_sends_the_board_and_readiness_and_health_render(st: 
     auditor = bearer(await token_for(st.engine.db, "shenji", "auditor"))
     html = await (await st.http.get(f"/console/alerts/{alert_id}", headers=auditor)).text()
     assert "张书记" in html and "/ack" not in html
+
+
+async def test_board_shows_loudspeakers_per_village_and_gaps_by_name(st: Stack) -> None:
+    alert_id = (await st.post_cap(imminent("SPK-1", colour="红色")))["id"]
+    now = st.clock.now()
+    async with st.engine.db.session() as s, s.begin():
+        for i, (state, fallback) in enumerate([("played", False), ("failed", False), ("pending", True),
+                                               ("sent", False)]):
+            s.add(SpeakerCommand(cmd_id=f"c{i}", alert_id=alert_id, device_id=f"SPK-{i}", region_code=VILLAGE,
+                                 village_code=VILLAGE, step="imminent", payload="{}", state=state,
+                                 expires_at=now + timedelta(hours=1), created_at=now, fallback=fallback))
+        companion = Alert(sender="x", identifier="SPK-1#speaker-fallback", sent=now, status="Actual",
+                          msg_type="Alert", source="speaker_fallback", hazard="rainstorm", colour="yellow",
+                          step="imminent", received_at=now, fallback_for_id=alert_id)
+        s.add(companion)
+        await s.flush()
+        s.add(Call(alert_id=companion.id, person_id=1, step="imminent", role="village_secretary",
+                   region_code=VILLAGE, ladder="standard", short_code="F1", created_at=now))
+    html = await (await st.http.get(f"/console/alerts/{alert_id}", headers=st.officer)).text()
+    speakers = html.split(f'data-speakers="{VILLAGE}">')[1].split("</h3>")[0]
+    assert "播放 1" in speakers and "失败 1" in speakers and "离线 1" in speakers and "等待 1" in speakers
+    assert "补叫待应答 1" in speakers
+    assert 'data-count="speakers_played">1 / 4' in html
+    # The township has no 乡镇党委书记 on the roster: the gap is named, not coded.
+    assert "官庄镇 · 乡镇党委书记" in html and "431222100 ·" not in html
+
+
+async def test_alarm_sources_plug_in_and_a_stale_source_alarms(st: Stack) -> None:
+    app = st.http.server.app
+    assert app is not None
+
+    async def approvals(now: Any) -> list[Alarm]:
+        return [Alarm("approval:7", "approval_waiting", "critical", "红色预警等待审核（编写人 张伟）", "/console")]
+
+    app[ALARM_SOURCES].append(approvals)
+    r = await st.http.get("/console/alarms", headers=st.officer)
+    assert "红色预警等待审核" in await r.text()
+    found = source_alarms([
+        {"name": "cma", "kind": "cap_poll", "enabled": True, "status": "stale", "last_success_at": None},
+        {"name": "push", "kind": "cap_push", "enabled": True, "status": "failing", "consecutive_failures": 3,
+         "last_error": "HTTP 503", "last_error_at": None},
+        {"name": "ok", "kind": "cap_poll", "enabled": True, "status": "ok"},
+        {"name": "off", "kind": "cap_poll", "enabled": False, "status": "stale"},
+    ])
+    assert [(a.kind, a.level) for a in found] == [("source_stale", "critical"), ("source_failing", "critical")]
+    assert "cma 长时间没有更新" in found[0].text and "HTTP 503" in found[1].text
