@@ -10,6 +10,7 @@ import json
 import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,14 @@ from sqlmodel import select
 
 from devtools.demo.capgen import cap_xml
 from support.channel_stack import AUTH, T0, Stack, build_stack, imminent, stop_stack
+from support.phones import county
+from support.phones import imminent as phones_imminent
 from support.users import PASSWORD, add_user, bearer, token_for
 from warnd.console.status import ALARM_SOURCES
-from warnd.db.models import Alert, Call, Delivery, Event, Region, SpeakerCommand
+from warnd.db.models import Alert, Call, Delivery, Event, Region, Speaker, SpeakerCommand
 from warnd.views.alarms import Alarm, source_alarms
+from warnd.views.health import feeds_view
+from warnd.views.readiness import STATUS_ZH, Names, check_readiness, readiness_json
 
 VILLAGE = "431222100200"
 
@@ -187,19 +192,27 @@ async def test_board_call_now_phoned_confirmation_and_alarm(st: Stack) -> None:
     assert f'id="callnow-{call_id}"' not in call_now and 'id="callnow-' in call_now  # the others still wait
 
 
-async def test_provider_refusing_everything_is_a_critical_alarm(st: Stack) -> None:
-    await st.post_cap(imminent("FAIL-1"))
-    await st.engine.runner.settle()
-    async with st.engine.db.session() as s, s.begin():
-        for d in (await s.exec(select(Delivery))).all():
-            d.state, d.last_error, d.provider = "failed", "签名未审核 (FailedOperation.SignatureIncorrectOrUnapproved)", "tencent"
-            s.add(d)
-        s.add(Event(at=T0, kind="delivery_failed", data={}))
-    r = await st.http.get("/console/alarms", headers=st.officer)
-    html = await r.text()
-    assert "短信（tencent）平台拒绝了最近30分钟内的全部" in html and "签名未审核" in html
-    html = await (await st.http.get("/console/health", headers=st.officer)).text()
-    assert "全部失败" in html and "签名未审核" in html
+async def test_provider_refusing_everything_is_a_critical_alarm(db_url: str) -> None:
+    # The Tencent simulator with the standard 6-character cap on a template variable: every
+    # warning text is refused (FailedOperation.TemplateParamSetNotMatchApprovedTemplate or alike).
+    async with county(db_url) as c:
+        c.sim.max_param_chars = 6
+        await c.warn(phones_imminent("REFUSED-1"))
+        await c.settle()
+        async with c.app.db.read() as s:
+            states = {d.state for d in (await s.exec(select(Delivery))).all()}
+        assert states == {"failed"}
+        r = await c.http.get("/console/alarms/stream?once=1", headers=c.officer)
+        text = await r.text()
+        alarms = json.loads("".join(line[6:] for line in text.splitlines() if line.startswith("data: ")))
+        loud = [a for a in alarms if a["kind"] == "provider_failing"]
+        assert loud and loud[0]["level"] == "critical"
+        assert "短信平台拒绝了最近30分钟内的全部4条消息" in loud[0]["text"] and "TemplateParameterLengthLimit" in loud[0]["text"]
+        html = await (await c.http.get("/console/health", headers=c.officer)).text()
+        assert "全部失败" in html
+        # The list shows the failures against the warning too.
+        body = await (await c.http.get("/api/v1/alerts", headers=c.officer)).json()
+        assert body["alerts"][0]["counts"]["failed"] > 0 and body["alerts"][0]["counts"]["delivered"] == 0
 
 
 async def test_board_stream_sends_the_board_and_readiness_and_health_render(st: Stack) -> None:
@@ -268,3 +281,37 @@ async def test_alarm_sources_plug_in_and_a_stale_source_alarms(st: Stack) -> Non
     ])
     assert [(a.kind, a.level) for a in found] == [("source_stale", "critical"), ("source_failing", "critical")]
     assert "cma 长时间没有更新" in found[0].text and "HTTP 503" in found[1].text
+
+
+async def test_health_shows_the_fleet_by_village_and_stale_stations(st: Stack) -> None:
+    now = st.clock.now()
+    async with st.engine.db.session() as s, s.begin():
+        s.add(Speaker(device_id="SPK-ON", region_code=VILLAGE, online=True, last_seen_at=now - timedelta(seconds=30)))
+        s.add(Speaker(device_id="SPK-STALE", region_code=VILLAGE, online=True, last_seen_at=now - timedelta(hours=2)))
+        s.add(Speaker(device_id="SPK-OFF", region_code="431222100200001", online=False, last_seen_at=now))
+        s.add(Speaker(device_id="SPK-NEW", region_code=VILLAGE))
+    html = await (await st.http.get("/console/health", headers=st.officer)).text()
+    for key, n in {"total": 4, "online": 1, "offline": 1, "stale": 1, "never_seen": 1}.items():
+        assert f'data-fleet="{key}">{n}<' in html, key
+    assert "辰龙关村 · SPK-NEW：从未上线" in html and "辰龙关村·辰龙关村一组 · SPK-OFF：离线" in html
+    assert "SPK-ON" not in html
+
+    rows = feeds_view([{"name": "telemetry", "kind": "telemetry_stations", "stations": [
+        {"station": "S1", "name": "辰龙关雨量站", "seconds_since_reading": 7200.0},
+        {"station": "S2", "name": "官庄水位站", "seconds_since_reading": 60.0},
+        {"station": "S3", "name": "新站", "seconds_since_reading": None}]},
+        {"name": "cma", "kind": "cap_poll", "status": "stale"}], now)
+    assert [s["stale"] for s in rows["stations"]] == [True, False, True]
+    assert rows["feeds"][0]["bad"] and rows["feeds"][0]["status_zh"] == "长时间无更新"
+
+
+async def test_readiness_page_is_the_warnd_check_result(st: Stack) -> None:
+    result, inp = await check_readiness(st.engine.db, st.engine.policy, st.clock.now(),
+                                        speaker_stale_after=timedelta(seconds=180), sources={})
+    expected = readiness_json(result, Names(inp.regions, st.engine.roles))
+    assert expected["findings"], "the small county has findings (no deputies, unfilled roles)"
+    html = await (await st.http.get("/console/readiness", headers=st.officer)).text()
+    assert f"结论：{STATUS_ZH[result.status]}" in html
+    for f in expected["findings"]:
+        assert f"<li>{escape(f['text'])}</li>" in html, f["text"]
+        assert escape(f["title"]) in html
