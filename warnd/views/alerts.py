@@ -118,22 +118,29 @@ async def townships(db: Database) -> list[dict[str, str]]:
 
 async def list_alerts(db: Database, f: AlertFilter, now: datetime, hazard_label: Any = None) -> dict[str, Any]:
     """One page of warnings, newest first, with their counts; `total` counts every match."""
-    q = select(Alert.id, Alert.region_codes)
+    where: list[Any] = []
     if f.day_from:
-        q = q.where(Alert.sent >= _start_of(f.day_from))
+        where.append(Alert.sent >= _start_of(f.day_from))
     if f.day_to:
-        q = q.where(Alert.sent < _start_of(f.day_to + timedelta(days=1)))
+        where.append(Alert.sent < _start_of(f.day_to + timedelta(days=1)))
     if f.kind == "real":
-        q = q.where(Alert.status == AlertStatus.ACTUAL)
+        where.append(Alert.status == AlertStatus.ACTUAL)
     elif f.kind == "drill":
-        q = q.where(Alert.status != AlertStatus.ACTUAL)
+        where.append(Alert.status != AlertStatus.ACTUAL)
     if f.state:
-        q = q.where(Alert.state == f.state)
+        where.append(Alert.state == f.state)
+    q = select(Alert.id).where(*where)
+    newest_first = (col(Alert.sent).desc(), col(Alert.id).desc())
     async with db.read() as s:
-        matches = (await s.exec(q.order_by(col(Alert.sent).desc(), col(Alert.id).desc()))).all()
-        ids = [i for i, codes in matches if i is not None and (f.township is None or _covers(codes, f.township))]
-        total = len(ids)
-        page_ids = ids[(f.page - 1) * f.per_page: f.page * f.per_page]
+        if f.township is None:  # counted and paged by the database
+            total = int((await s.exec(select(func.count()).select_from(q.subquery()))).one())
+            page_ids = [i for i in (await s.exec(q.order_by(*newest_first).offset(
+                (f.page - 1) * f.per_page).limit(f.per_page))).all() if i is not None]
+        else:  # covered codes are a JSON list: matched here (only the filtered rows' codes are read)
+            matches = (await s.exec(select(Alert.id, Alert.region_codes).where(*where).order_by(*newest_first))).all()
+            ids = [i for i, codes in matches if i is not None and _covers(codes, f.township)]
+            total = len(ids)
+            page_ids = ids[(f.page - 1) * f.per_page: f.page * f.per_page]
         alerts = {a.id: a for a in (await s.exec(select(Alert).where(col(Alert.id).in_(page_ids)))).all()}
         calls = (await s.exec(select(Call.alert_id, Call.state, Call.deadline).where(
             col(Call.alert_id).in_(page_ids)))).all()
