@@ -23,7 +23,7 @@ from support.phones import county
 from support.phones import imminent as phones_imminent
 from support.users import PASSWORD, add_user, bearer, token_for
 from warnd.console.status import ALARM_SOURCES
-from warnd.db.models import Alert, Call, Delivery, Event, Region, Speaker, SpeakerCommand
+from warnd.db.models import Alert, Call, Delivery, Event, Feedback, Region, Speaker, SpeakerCommand
 from warnd.views.alarms import Alarm, source_alarms
 from warnd.views.health import feeds_view
 from warnd.views.readiness import STATUS_ZH, Names, check_readiness, readiness_json
@@ -138,9 +138,15 @@ async def test_board_call_now_phoned_confirmation_and_alarm(st: Stack) -> None:
     alert_id = (await st.post_cap(imminent("BOARD-1", colour="红色")))["id"]
     await add_user(st.engine.db, "zhangwei", "duty_officer", display_name="张伟")
     board = f"/console/alerts/{alert_id}"
+    calls = await st.calls(alert_id)
+    async with st.engine.db.session() as s, s.begin():  # 反馈 as the confirm page stores it
+        s.add(Feedback(call_id=calls["王网格"]["id"], alert_id=alert_id, person_id=calls["王网格"]["person_id"],
+                       region_code=VILLAGE, actions=["transferred", "gong"], people_moved=12, note="三户已转移",
+                       created_at=T0))
     html = await (await st.http.get(board, headers=st.officer)).text()
     assert "辰龙关村" in html and "张书记" in html and "村支书" in html
     assert "目前没有超时未应答的责任人" in html
+    assert "已转移、已鸣锣吹哨，转移 12 人：三户已转移" in html and 'data-count="people_moved">12<' in html
 
     # Nobody answers: the ladder runs to the duty room.
     for _ in range(6):

@@ -18,6 +18,7 @@ from warnd.app import App
 from warnd.auth.permissions import allowed
 from warnd.console import live
 from warnd.console.render import error_page, render, render_fragment
+from warnd.console.status import alarms_frame
 from warnd.core.domain import AlertState, ConfirmVia
 from warnd.db.models import Alert
 from warnd.views.alerts import AlertFilter, FilterError, list_alerts, townships
@@ -69,8 +70,11 @@ def routes(engine: App) -> list[tuple[web.RouteDef, Rule]]:
             board = await board_data(request, aid)
             if board is None:
                 return []
+            # The page's alarm bar listens on this stream too: one connection per page (a
+            # browser holds at most six to one server over HTTP/1.1).
             return [("board", render_fragment(request, "_board.html", board=board, can_ack=can_ack,
-                                                     csrf=principal(request).csrf))]
+                                              csrf=principal(request).csrf)),
+                    await alarms_frame(engine, request)]
 
         return await live.stream(request, engine.db, frames)
 

@@ -24,20 +24,28 @@ from warnd.views.readiness import STATUS_ZH, Names, check_readiness, readiness_j
 ALARM_SOURCES = web.AppKey("console_alarm_sources", list[AlarmSource])
 
 
+async def current_alarms(engine: App, request: web.Request) -> list[Alarm]:
+    extra: list[AlarmSource] = request.app[ALARM_SOURCES]
+    return await all_alarms(engine.db, engine.clock.now(), engine.roles, await engine.feeds.health(), extra)
+
+
+async def alarms_frame(engine: App, request: web.Request) -> tuple[str, str]:
+    """The `alarms` event of a live stream (the alarm bar of every page reads it)."""
+    return "alarms", json.dumps([a.as_json() for a in await current_alarms(engine, request)], ensure_ascii=False)
+
+
 def routes(engine: App) -> list[tuple[web.RouteDef, Rule]]:
     stale_after = timedelta(seconds=engine.settings.speakers.stale_after_seconds)
 
     async def alarms(request: web.Request) -> list[Alarm]:
-        extra: list[AlarmSource] = request.app[ALARM_SOURCES]
-        return await all_alarms(engine.db, engine.clock.now(), engine.roles, await engine.feeds.health(), extra)
+        return await current_alarms(engine, request)
 
     async def alarms_page(request: web.Request) -> web.StreamResponse:
         return render(request, "alarms.html", title="告警", alarms=await alarms(request))
 
     async def alarms_stream(request: web.Request) -> web.StreamResponse:
         async def frames() -> list[tuple[str, str]]:
-            found = [a.as_json() for a in await alarms(request)]
-            return [("alarms", json.dumps(found, ensure_ascii=False))]
+            return [await alarms_frame(engine, request)]
 
         return await live.stream(request, engine.db, frames)
 

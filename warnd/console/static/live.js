@@ -48,13 +48,10 @@
     });
   }
 
-  function startBoard() {
-    const board = document.getElementById("board");
-    if (!board || !board.dataset.stream || !window.EventSource) return;
+  function startBoard(es, board) {
     const body = board.querySelector(".board-body");
     if (body) setServerNow(body.dataset.now);
     let updates = 0;
-    const es = new EventSource(board.dataset.stream);
     es.addEventListener("open", () => { board.dataset.live = "on"; });
     es.addEventListener("error", () => { board.dataset.live = "reconnecting"; });
     es.addEventListener("board", (e) => {
@@ -120,9 +117,7 @@
     ring(alarms.some((a) => a.level === "critical" && !quiet.has(a.key)));
   }
 
-  function startAlarms() {
-    const bar = document.getElementById("alarm-bar");
-    if (!bar || !window.EventSource) return;
+  function startAlarms(es, bar) {
     let current = [];
     bar.querySelector(".alarm-silence").addEventListener("click", () => {
       const quiet = silenced();
@@ -131,7 +126,6 @@
       ring(false);
     });
     bar.querySelector(".alarm-sound").addEventListener("click", () => { beep(); });
-    const es = new EventSource(bar.dataset.stream);
     es.addEventListener("alarms", (e) => {
       try { current = JSON.parse(e.data); } catch (err) { return; }
       showAlarms(bar, current);
@@ -139,8 +133,15 @@
   }
 
   document.addEventListener("DOMContentLoaded", () => {
-    startBoard();
-    startAlarms();
+    // One stream per page: the board's carries the alarms too.
+    const board = document.getElementById("board");
+    const bar = document.getElementById("alarm-bar");
+    const url = (board && board.dataset.stream) || (bar && bar.dataset.stream);
+    if (url && window.EventSource) {
+      const es = new EventSource(url);
+      if (board && board.dataset.stream) startBoard(es, board);
+      if (bar) startAlarms(es, bar);
+    }
     tickCountdowns();
     setInterval(tickCountdowns, 1000);
   });
