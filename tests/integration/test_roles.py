@@ -110,6 +110,15 @@ async def ack(st: Stack) -> tuple[str, dict[str, Any]]:
     return f"/api/v1/calls/{await open_call(st)}/ack", {"json": {"note": "电话联系本人，已收到"}}
 
 
+async def console_ack(st: Stack) -> tuple[str, dict[str, Any]]:
+    return f"/console/calls/{await open_call(st)}/ack", {"data": {"note": "电话联系本人，已收到", "alert": "1"}}
+
+
+async def board_chooser(st: Stack) -> tuple[str, dict[str, Any]]:
+    await fresh_alert(st)  # two active warnings at least: the chooser lists them (one would redirect)
+    return "/console/board", {}
+
+
 # Every route that declares a permission needs an entry: (method, path pattern) -> example.
 EXAMPLES: dict[tuple[str, str], Example] = {
     ("POST", "/api/v1/alerts"): Example("alerts.submit", new_cap, 201),
@@ -131,6 +140,16 @@ EXAMPLES: dict[tuple[str, str], Example] = {
     ("POST", "/console/approvals/{id}/reject"): Example("alerts.approve", console_reject, 303),
     ("POST", "/console/alerts/{id}/cancel"): Example("alerts.cancel", console_cancel, 303),
     ("POST", "/logout"): Example("console.view", fixed("/logout"), 303),
+    ("GET", "/api/v1/alerts"): Example("alerts.read", fixed("/api/v1/alerts?per_page=5&kind=real"), 200),
+    ("GET", "/console/alerts"): Example("alerts.read", fixed("/console/alerts"), 200),
+    ("GET", "/console/alerts/{id}"): Example("calls.read", fixed("/console/alerts/{alert}"), 200),
+    ("GET", "/console/alerts/{id}/stream"): Example("calls.read", fixed("/console/alerts/{alert}/stream?once=1"), 200),
+    ("GET", "/console/board"): Example("calls.read", board_chooser, 200),
+    ("POST", "/console/calls/{id}/ack"): Example("calls.ack", console_ack, 303),
+    ("GET", "/console/alarms"): Example("console.view", fixed("/console/alarms"), 200),
+    ("GET", "/console/alarms/stream"): Example("console.view", fixed("/console/alarms/stream?once=1"), 200),
+    ("GET", "/console/health"): Example("feeds.read", fixed("/console/health"), 200),
+    ("GET", "/console/readiness"): Example("console.view", fixed("/console/readiness"), 200),
 }
 
 # Public routes get a plausible request; they must answer every caller the same way.
@@ -238,7 +257,8 @@ async def test_every_route_as_every_role(st: Stack) -> None:
     assert problems == []
     # The walk really covered the API, the console and the public pages.
     assert {("POST", "/api/v1/calls/{id}/ack"), ("POST", "/api/v1/alerts/{id}/cancel"), ("GET", "/console"),
-            ("POST", "/c/{token}"), ("GET", "/login"), ("HEAD", "/api/v1/alerts/{id}")} <= seen
+            ("POST", "/c/{token}"), ("GET", "/login"), ("HEAD", "/api/v1/alerts/{id}"), ("GET", "/api/v1/alerts"),
+            ("GET", "/console/alerts/{id}"), ("POST", "/console/calls/{id}/ack")} <= seen
     assert set(EXAMPLES) <= {(m, p) for m, p in seen}
 
 

@@ -17,12 +17,15 @@ from warnd.api.problems import problem
 from warnd.api.responses import ingest_body, ingest_status
 from warnd.app import App
 from warnd.auth.service import AuthService
+from warnd.console import alerts as console_alerts
 from warnd.console import compose as console_compose
+from warnd.console import status as console_status
 from warnd.console import views as console
 from warnd.console.render import SITE, Site
 from warnd.core.domain import ConfirmVia
 from warnd.engine.approvals import ApprovalError
 from warnd.engine.ingest import IngestError
+from warnd.views.alerts import AlertFilter, FilterError, list_alerts
 from warnd.views.board import alert_calls, alert_summary
 
 MAX_CAP_BYTES = 5 * 1024 * 1024  # real CAP can carry embedded audio: keep the limit well above 1 MB
@@ -49,6 +52,17 @@ def _int(request: web.Request, name: str) -> int:
         return int(request.match_info[name])
     except ValueError:
         raise web.HTTPNotFound() from None
+
+
+async def list_alerts_api(request: web.Request) -> web.StreamResponse:
+    """GET /api/v1/alerts?from=&to=&township=&kind=all|real|drill&state=&page=&per_page="""
+    engine = request.app[APP]
+    try:
+        f = AlertFilter.parse(request.query)
+    except FilterError as e:
+        return problem(400, "Bad request", e.detail, field=e.field)
+    body = await list_alerts(engine.db, f, engine.clock.now(), engine.vocab.label)
+    return web.json_response(body, dumps=lambda o: json.dumps(o, ensure_ascii=False))
 
 
 async def get_alert(request: web.Request) -> web.StreamResponse:
@@ -140,6 +154,7 @@ def make_app(app: App) -> web.Application:
     # Who may call each route: warnd/auth/permissions.py (tests/integration/test_roles.py).
     api: list[tuple[web.RouteDef, Rule]] = [
         (web.post("/api/v1/alerts", post_alert), "alerts.submit"),
+        (web.get("/api/v1/alerts", list_alerts_api), "alerts.read"),
         (web.get("/api/v1/alerts/{id}", get_alert), "alerts.read"),
         (web.get("/api/v1/alerts/{id}/calls", get_calls), "calls.read"),
         (web.post("/api/v1/alerts/{id}/cancel", cancel_alert), "alerts.cancel"),
@@ -155,4 +170,7 @@ def make_app(app: App) -> web.Application:
     access.add(web_app.router, [(r, CONFIRM_LINK) for r in app.confirm_pages.routes()])
     access.add(web_app.router, console.routes())
     access.add(web_app.router, console_compose.routes(app))
+    access.add(web_app.router, console_alerts.routes(app))
+    access.add(web_app.router, console_status.routes(app))
+    web_app[console_status.ALARM_SOURCES] = []  # e.g. approvals waiting (warnd/views/alarms.py)
     return web_app
