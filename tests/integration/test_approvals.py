@@ -4,6 +4,7 @@ end up in the event log; rejection and refusals change nothing."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -169,3 +170,18 @@ async def test_an_approval_the_ingest_refuses_is_failed_and_says_why(st: Stack) 
     status, body = await post(st, f"/api/v1/approvals/{body['approval']}/approve", st.extra["leader"])
     assert status == 409 and body["state"] == "failed"
     assert [e.data["author"] for e in await events(st, "approval_failed")] == ["duty", "duty"]
+
+
+async def test_a_waiting_approval_alarms_on_the_board_until_decided(st: Stack) -> None:
+    async def waiting() -> list[dict[str, Any]]:
+        r = await st.http.get("/console/alarms/stream?once=1", headers=st.officer)
+        text = await r.text()
+        alarms = json.loads("".join(line[6:] for line in text.splitlines() if line.startswith("data: ")))
+        return [a for a in alarms if a["kind"] == "approval_waiting"]
+
+    aid = await composed(st, "lifang")
+    [alarm] = await waiting()
+    assert alarm["key"] == f"approval:{aid}" and alarm["link"] == f"/console/approvals/{aid}"
+    assert "发布预警待审核" in alarm["text"] and "作者" in alarm["text"]
+    await post(st, f"/api/v1/approvals/{aid}/approve", st.extra["leader2"], json={"note": "同意"})
+    assert await waiting() == []

@@ -26,6 +26,7 @@ from warnd.core.domain import ConfirmVia
 from warnd.engine.approvals import ApprovalError
 from warnd.engine.ingest import IngestError
 from warnd.views.alerts import AlertFilter, FilterError, list_alerts
+from warnd.views.approvals import approval_alarms
 from warnd.views.board import alert_calls, alert_summary
 
 MAX_CAP_BYTES = 5 * 1024 * 1024  # real CAP can carry embedded audio: keep the limit well above 1 MB
@@ -172,5 +173,5 @@ def make_app(app: App) -> web.Application:
     access.add(web_app.router, console_compose.routes(app))
     access.add(web_app.router, console_alerts.routes(app))
     access.add(web_app.router, console_status.routes(app))
-    web_app[console_status.ALARM_SOURCES] = []  # e.g. approvals waiting (warnd/views/alarms.py)
+    web_app[console_status.ALARM_SOURCES] = [approval_alarms(app.db)]  # warnings and cancels waiting for a second person
     return web_app

@@ -2,7 +2,7 @@
 page and `GET /api/v1/approvals`, and the count the board alarms on.
 
 For the board: `await pending_count(db)` (how many wait) and `await approvals(db)` (the rows,
-oldest first, as plain dicts) — both read-only.
+oldest first, as plain dicts) — both read-only; `approval_alarms(db)` is the board's alarm source.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from sqlmodel import col, select
 from warnd.core.domain import ApprovalState, Colour
 from warnd.db.engine import Database
 from warnd.db.models import Approval
+from warnd.views.alarms import Alarm, AlarmSource
 
 KIND_ZH = {"publish": "发布预警", "cancel": "解除预警"}
 STATE_ZH = {"pending": "待审核", "approved": "已批准", "rejected": "已驳回", "failed": "批准后未能执行"}
@@ -60,3 +61,15 @@ async def pending_count(db: Database) -> int:
     async with db.read() as s:
         return int((await s.exec(select(func.count()).select_from(Approval).where(
             Approval.state == ApprovalState.PENDING.value))).one())
+
+
+def approval_alarms(db: Database) -> AlarmSource:
+    """The board's alarm for every approval that waits (a warning or a cancel not yet out)."""
+
+    async def waiting(now: datetime) -> list[Alarm]:
+        return [Alarm(f"approval:{a['id']}", "approval_waiting", "warning",
+                      f"{a['kind_zh']}待审核：{a['headline'] or a['area'] or ''}（{a['author_display'] or a['author']}提交）",
+                      link=f"/console/approvals/{a['id']}", since=a["created_at"])
+                for a in await approvals(db)]
+
+    return waiting
