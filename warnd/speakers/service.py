@@ -153,7 +153,9 @@ class SpeakerService(ModuleBase):
         now = now or self.clock.now()
         roster = await self.roster.get()  # before the write transaction (SQLite: one writer)
         async with self.db.session() as s, s.begin():
-            alert = await s.get(Alert, alert_id)
+            # Locked: another instance planning the same alert (PostgreSQL) makes this one
+            # skip it; once it commits, its `speakers_planned` event is seen below.
+            alert = (await s.exec(select(Alert).where(Alert.id == alert_id).with_for_update(skip_locked=True))).first()
             if alert is None or alert.id is None:
                 return 0
             already = (await s.exec(select(func.count()).select_from(Event).where(
