@@ -84,11 +84,11 @@ class SpeakerService(ModuleBase):
 
     def __init__(self, db: Database, clock: Clock, cfg: SpeakersCfg, county: County, policy: Policy,
                  templates: Templates, roles: Roles, roster: RosterCache,
-                 on_change: Callable[[], None] = lambda: None):
+                 on_change: Callable[[], None] = lambda: None, *, instance: str = ""):
         super().__init__()
         self.db, self.clock, self.cfg, self.county, self.policy = db, clock, cfg, county, policy
         self.templates, self.roles, self.roster, self.on_change = templates, roles, roster, on_change
-        self.channel = SpeakerMqtt(cfg.mqtt(county.code), self)
+        self.channel = SpeakerMqtt(cfg.mqtt(county.code, instance), self)
         self.ack_window = timedelta(seconds=cfg.ack_window_seconds)
         self.ttl = timedelta(seconds=cfg.command_ttl_seconds)
         self.stale_after = timedelta(seconds=cfg.stale_after_seconds)
