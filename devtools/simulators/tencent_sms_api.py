@@ -24,6 +24,7 @@ import uuid
 from collections import deque
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 from aiohttp import ClientError, web
@@ -111,6 +112,7 @@ class TencentSmsApi(SimulatorBase):
         status_callback_url: str | None = None,
         max_param_chars: int | None = None,
         undeliverable_numbers: Iterable[str] = (),
+        accepted_log: Path | None = None,
     ) -> None:
         super().__init__()
         self.secret_id = secret_id
@@ -126,6 +128,9 @@ class TencentSmsApi(SimulatorBase):
         # account must have it lifted. Set this to reproduce the rejection.
         self.max_param_chars = max_param_chars
         self.undeliverable_numbers: set[str] = set(undeliverable_numbers)
+        # The fault harness's evidence: every accepted number and text, one JSON line each,
+        # appended (and flushed) before the answer leaves — whatever the engine then records.
+        self.accepted_log = accepted_log
         self.callbacks_sent = 0
         self._serial = 0
         # Crash tests: SendSms requests to hold before answering (see hold_next_sends).
@@ -319,12 +324,21 @@ class TencentSmsApi(SimulatorBase):
                 accepted.append(msg)
             statuses.append(status)
         if accepted:
+            self._log_accepted(accepted)
             await self._record(accepted)
             if self.auto_report and self.status_callback_url:
                 self._spawn(self._push_reports(self.status_callback_url, accepted))
         if hold:  # accepted and recorded; only the answer is held back
             await self._hold(phones)
         return self._reply({"SendStatusSet": statuses})
+
+    def _log_accepted(self, msgs: list[SimMessage]) -> None:
+        if self.accepted_log is None:
+            return
+        with self.accepted_log.open("a", encoding="utf-8") as f:
+            for m in msgs:
+                f.write(json.dumps({"to": m.to, "body": m.body, "id": m.id, "context": m.context,
+                                    "time": m.time.isoformat()}, ensure_ascii=False) + "\n")
 
     async def _hold(self, phones: list[str]) -> None:
         self.held += 1
