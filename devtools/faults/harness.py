@@ -97,7 +97,8 @@ class Scenario:
     seed: int = 1
     speed: float = 100.0
     silent_share: float = 0.3  # officials who never answer (their calls climb the whole ladder)
-    chaos_seconds: float = 12.0  # real seconds over which warnings are posted and kills happen
+    post_seconds: float = 8.0  # warnings are posted at random moments over this many real seconds
+    between_kills: tuple[float, float] = (0.5, 3.0)  # real seconds from a restart to the next kill
     down_seconds: tuple[float, float] = (0.2, 2.0)  # how long a killed instance stays down
     settle_timeout: float = 120.0  # after the chaos, until the ladders are done and the outbox drained
     provider: Provider | None = None  # provider faults (through the simulator's fault controls)
@@ -307,7 +308,7 @@ class Run:
     async def _request(self, path: str, data: bytes, headers: dict[str, str]) -> tuple[int, Any]:
         """POST to a live instance; an instance killed meanwhile is answered by another."""
         assert self.http is not None
-        async with asyncio.timeout(60):
+        async with asyncio.timeout(self.sc.settle_timeout):
             while True:
                 live = self.live()
                 if live:
@@ -353,14 +354,11 @@ class Run:
                     task.add_done_callback(self._outstanding.discard)
 
     async def chaos(self) -> None:
-        moments = sorted(self.rng.uniform(0.5, self.sc.chaos_seconds) for _ in range(self.sc.kills))
-        started = time.monotonic()
-        for at in moments:
-            await asyncio.sleep(max(0.0, at - (time.monotonic() - started)))
-            live = self.live()
-            if not live:
-                continue
-            victim = self.rng.choice(live)
+        """Kill a random live instance, keep it down a while, restart it; again after a random
+        stretch of uptime (a restart takes seconds: kills at absolute moments would pile up)."""
+        for _ in range(self.sc.kills):
+            await asyncio.sleep(self.rng.uniform(*self.sc.between_kills))
+            victim = self.rng.choice(self.live())
             await victim.kill()
             self.kills += 1
             await asyncio.sleep(self.rng.uniform(*self.sc.down_seconds))
@@ -368,7 +366,7 @@ class Run:
 
     async def drive(self) -> None:
         groups = [list(range(self.sc.villages))[k::self.sc.warnings] for k in range(self.sc.warnings)]
-        moments = sorted(self.rng.uniform(0.0, self.sc.chaos_seconds * 0.6) for _ in groups)
+        moments = sorted(self.rng.uniform(0.0, self.sc.post_seconds) for _ in groups)
         started = time.monotonic()
         for k, (at, villages) in enumerate(zip(moments, groups, strict=True), start=1):
             await asyncio.sleep(max(0.0, at - (time.monotonic() - started)))
