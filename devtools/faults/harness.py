@@ -454,8 +454,14 @@ class Run:
         for c in calls:
             levels = sorted({lvl for cid, lvl in fired if cid == c.id})
             expect = list(range(1, (LADDER_LEVELS if c.state == "duty_room" else c.level) + 1))
-            if levels != expect or (phones[c.person_id] in self.silent and c.state != "duty_room"):
+            # A silent official's call ends with the duty room, or confirmed by the deputy or
+            # superior its rungs reached (their 收到 covers calls they were sent about).
+            confirmed_for_them = c.state == "confirmed" and c.level >= 2 and c.confirmed_by_id != c.person_id
+            if levels != expect or (phones[c.person_id] in self.silent
+                                    and c.state != "duty_room" and not confirmed_for_them):
                 report.incomplete_ladders += 1
+                report.notes.append(f"call {c.id}: {c.state} at level {c.level}, rungs {levels}, "
+                                    f"confirmed by {c.confirmed_by_id} via {c.confirmed_via}")
 
         # 3. One message per rung per recipient.
         codes = {c.id: c.short_code for c in calls}
