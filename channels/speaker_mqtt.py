@@ -27,7 +27,7 @@ import structlog
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from channels.mqtt import MqttSettings
+from channels.mqtt import MqttSettings, shared_topic
 
 log = structlog.get_logger("warnd.speakers.mqtt")
 
@@ -37,6 +37,11 @@ _TOPIC = re.compile(r"warnd/v1/dev/([A-Za-z0-9_-]{1,64})/(ack|state|hb)")
 MAX_PAYLOAD = 16 * 1024
 
 Kind = Literal["ack", "state", "hb"]
+
+# Subscription identifiers (MQTT 5): LIVE is the shared subscription (each message reaches
+# one instance); REPLAY a plain one to acks and states, only for the broker's retained copies
+# sent on subscribe (a shared subscription gets none). Its live copies are the other's job.
+LIVE, REPLAY = 1, 2
 
 
 def cmd_topic(device_id: str) -> str:
@@ -144,6 +149,7 @@ class ChannelStats:
     published: int = 0
     received: int = 0
     ignored: int = 0
+    replayed_live: int = 0  # live messages seen on the replay subscription and left to the shared group
     last_error: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
 
@@ -183,9 +189,7 @@ class SpeakerMqtt:
                 try:
                     self.stats.connects += 1
                     delay = self.cfg.reconnect_min_seconds
-                    await client.subscribe(f"{TOPIC_ROOT}/+/ack", qos=1)
-                    await client.subscribe(f"{TOPIC_ROOT}/+/state", qos=1)
-                    await client.subscribe(f"{TOPIC_ROOT}/+/hb", qos=0)
+                    await subscribe(client, self.cfg.share_group or self.cfg.client_id)
                     self.connected.set()
                     log.info("mqtt connected", host=self.cfg.host, port=self.cfg.port, client_id=self.cfg.client_id)
                     await _first_failure(self._read(client), self._publish_loop(client))
@@ -206,6 +210,9 @@ class SpeakerMqtt:
 
     async def _read(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
+            if not message.retain and LIVE not in subscription_ids(message):
+                self.stats.replayed_live += 1  # a live copy on the replay subscription: the group has it
+                continue
             payload = message.payload if isinstance(message.payload, bytes | bytearray) else str(message.payload).encode()
             msg = parse_message(str(message.topic), bytes(payload), bool(message.retain))
             if msg is None:
@@ -270,6 +277,33 @@ class SpeakerMqtt:
 
     async def close(self) -> None:
         pass
+
+
+def subscription_properties(identifier: int) -> Properties:
+    p = Properties(PacketTypes.SUBSCRIBE)
+    p.SubscriptionIdentifier = identifier
+    return p
+
+
+async def subscribe(client: aiomqtt.Client, group: str) -> None:
+    """Acks, states and heartbeats through the instances' shared group; retained acks and
+    states through a plain subscription as well (re-read at every connect: acks published
+    while no instance was up, each device's last state)."""
+    for kind, qos in (("ack", 1), ("state", 1), ("hb", 0)):
+        await client.subscribe(shared_topic(group, f"{TOPIC_ROOT}/+/{kind}"), qos=qos,
+                               properties=subscription_properties(LIVE))
+    for kind in ("ack", "state"):
+        await client.subscribe(f"{TOPIC_ROOT}/+/{kind}", qos=1, properties=subscription_properties(REPLAY))
+    # A session from before shared subscriptions may still hold this one: every instance
+    # would get every heartbeat.
+    await client.unsubscribe(f"{TOPIC_ROOT}/+/hb")
+
+
+def subscription_ids(message: aiomqtt.Message) -> list[int]:
+    ids = getattr(message.properties, "SubscriptionIdentifier", None) if message.properties else None
+    if ids is None:
+        return [LIVE]  # a broker that sends none: everything counts as live
+    return list(ids) if isinstance(ids, list | tuple) else [int(ids)]
 
 
 async def _first_failure(*coros: Any) -> None:

@@ -150,7 +150,8 @@ class App:
         inbound = InboundHandler(db, clock, calls, templates, settings.delivery, outbox, on_change=kick)
         feeds = FeedService(db, clock, ingestor, feed_config, settings.county, feed_log)
         speakers = (SpeakerService(db, clock, settings.speakers, settings.county, policy, templates, roles, roster,
-                                   on_change=kick) if settings.speakers.enabled else None)
+                                   on_change=kick, instance=settings.server.instance)
+                    if settings.speakers.enabled else None)
         runner.add(outbox, escalation, expiry, *feeds.modules())
         if speakers is not None:
             runner.add(speakers)

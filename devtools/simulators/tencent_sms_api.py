@@ -137,6 +137,8 @@ class TencentSmsApi(SimulatorBase):
         # account must have it lifted. Set this to reproduce the rejection.
         self.max_param_chars = max_param_chars
         self.undeliverable_numbers: set[str] = set(undeliverable_numbers)
+        # The fault harness's evidence: every accepted number and text, one JSON line each,
+        # appended (and flushed) before the answer leaves — whatever the engine then records.
         self.callbacks_sent = 0
         self._serial = 0
         # Crash tests: SendSms requests to hold before answering (see hold_next_sends).

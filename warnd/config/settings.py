@@ -60,6 +60,9 @@ class ServerCfg(Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     public_base_url: str = "http://127.0.0.1:8080"
+    # This instance's name when several share one database (docs/operations.md, "Several
+    # instances"): stable across its restarts and unique among them. Empty: a single instance.
+    instance: str = Field(default="", pattern=r"^[A-Za-z0-9_-]{0,32}$")
     # Limits per client (docs/operations.md, "HTTP limits and hostile input").
     max_connections: int = Field(default=1000, ge=1)  # open at once; at the limit the oldest one still sending is dropped
     max_connections_per_client: int = Field(default=256, ge=1)  # per peer address (behind a proxy: the proxy's limits)
@@ -185,10 +188,13 @@ class SpeakersCfg(MqttSettings, Section):
     fallback_ladder: str = "standard"
     fallback_channels: List = ("sms",)
 
-    def mqtt(self, county_code: str) -> MqttSettings:
-        """The connection settings; the client id defaults to warnd-{county code}."""
+    def mqtt(self, county_code: str, instance: str = "") -> MqttSettings:
+        """The connection settings; the client id defaults to warnd-{county code}, and each of
+        several instances connects as its own client ({client id}-{instance})."""
         values = {k: getattr(self, k) for k in MqttSettings.model_fields}
-        values["client_id"] = self.client_id or f"warnd-{county_code}"
+        base = self.client_id or f"warnd-{county_code}"
+        values["share_group"] = self.share_group or base
+        values["client_id"] = base + (f"-{instance}" if instance else "")
         return MqttSettings(**values)
 
 

@@ -88,9 +88,13 @@ async def move(s: AsyncSession, delivery_id: int | None, expect: DeliveryState, 
 async def claim(s: AsyncSession, ids: Sequence[int], *, lease_until: datetime, context: str,
                 token: str) -> set[int]:
     """pending → sending for the rows still pending, marked with this sender's claim token;
-    returns the ids this caller claimed."""
+    returns the ids this caller claimed (from the update itself). On PostgreSQL rows another
+    instance is claiming right now are skipped, not waited for (`FOR UPDATE SKIP LOCKED`):
+    several senders never block or deadlock on each other's batches."""
+    free = select(T.c.id).where(T.c.id.in_(list(ids)), T.c.state == DeliveryState.PENDING.value).with_for_update(
+        skip_locked=True)
     res = await (await s.connection()).execute(update(T).where(
-        T.c.id.in_(list(ids)), T.c.state == DeliveryState.PENDING.value).values(
+        T.c.id.in_(free.scalar_subquery()), T.c.state == DeliveryState.PENDING.value).values(
         state=DeliveryState.SENDING.value, attempts=T.c.attempts + 1, lease_until=lease_until,
         send_context=context, claim=token).returning(T.c.id))
     return {r[0] for r in res}

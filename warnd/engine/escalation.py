@@ -80,8 +80,13 @@ class Escalation(ModuleBase):
             return 0
         roster = await self.roster.get()  # before the transaction: SQLite has one writer
         async with self.db.session() as s, s.begin():
+            # Claimed: on PostgreSQL the rows are locked for this transaction and rows another
+            # instance is escalating are skipped, never waited for (no pass blocks or
+            # deadlocks on another's); SQLite's single writer serialises passes anyway.
             ids = [cid for cid, _ in due if cid is not None]
-            rows = {c.id: c for c in (await s.exec(select(Call).where(col(Call.id).in_(ids)))).all()}
+            rows = {c.id: c for c in (await s.exec(select(Call).where(
+                col(Call.id).in_(ids), Call.state == CallState.OPEN, col(Call.deadline) <= now).order_by(
+                col(Call.id)).with_for_update(skip_locked=True))).all()}
             planned = [p for cid, fence in due if (call := rows.get(cid)) is not None
                        and (p := self._plan(call, fence, now, roster)) is not None]
             fired = await self._apply(s, planned, now, roster)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,6 +34,7 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
+from channels.mqtt import shared_topic
 from warnd.clock import Clock
 from warnd.config import County
 from warnd.core.domain import AlertState, Step
@@ -393,8 +395,9 @@ class TelemetryService:
             try:
                 async with aiomqtt.Client(hostname=u.hostname or "127.0.0.1", port=u.port or 1883,
                                           username=u.username, password=u.password,
-                                          identifier=f"warnd-telemetry-{source.name}") as client:
-                    await client.subscribe(source.topic, qos=1)
+                                          identifier=f"warnd-telemetry-{source.name}-{uuid.uuid4().hex[:8]}") as client:
+                    # Shared: with several instances, each reading reaches one of them.
+                    await client.subscribe(shared_topic(f"warnd-telemetry-{source.name}", source.topic), qos=1)
                     log.info("telemetry subscribed", source=source.name, topic=source.topic)
                     delay = 1.0
                     async for message in client.messages:

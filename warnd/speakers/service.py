@@ -84,11 +84,11 @@ class SpeakerService(ModuleBase):
 
     def __init__(self, db: Database, clock: Clock, cfg: SpeakersCfg, county: County, policy: Policy,
                  templates: Templates, roles: Roles, roster: RosterCache,
-                 on_change: Callable[[], None] = lambda: None):
+                 on_change: Callable[[], None] = lambda: None, *, instance: str = ""):
         super().__init__()
         self.db, self.clock, self.cfg, self.county, self.policy = db, clock, cfg, county, policy
         self.templates, self.roles, self.roster, self.on_change = templates, roles, roster, on_change
-        self.channel = SpeakerMqtt(cfg.mqtt(county.code), self)
+        self.channel = SpeakerMqtt(cfg.mqtt(county.code, instance), self)
         self.ack_window = timedelta(seconds=cfg.ack_window_seconds)
         self.ttl = timedelta(seconds=cfg.command_ttl_seconds)
         self.stale_after = timedelta(seconds=cfg.stale_after_seconds)
@@ -153,7 +153,9 @@ class SpeakerService(ModuleBase):
         now = now or self.clock.now()
         roster = await self.roster.get()  # before the write transaction (SQLite: one writer)
         async with self.db.session() as s, s.begin():
-            alert = await s.get(Alert, alert_id)
+            # Locked: another instance planning the same alert (PostgreSQL) makes this one
+            # skip it; once it commits, its `speakers_planned` event is seen below.
+            alert = (await s.exec(select(Alert).where(Alert.id == alert_id).with_for_update(skip_locked=True))).first()
             if alert is None or alert.id is None:
                 return 0
             already = (await s.exec(select(func.count()).select_from(Event).where(
