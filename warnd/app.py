@@ -45,6 +45,7 @@ from warnd.engine.ingest import Ingestor
 from warnd.engine.module import Runner
 from warnd.engine.outbox import Outbox
 from warnd.engine.roster import RosterCache
+from warnd.engine.watch import Watch
 from warnd.feeds.service import FeedConfig, FeedLog, FeedService, SourceTrust
 from warnd.speakers.service import SpeakerService
 
@@ -128,7 +129,9 @@ class App:
         feeds = FeedService(db, clock, ingestor, feed_config, settings.county, feed_log)
         speakers = (SpeakerService(db, clock, settings.speakers, settings.county, policy, templates, roles, roster,
                                    on_change=kick) if settings.speakers.enabled else None)
-        runner.add(outbox, escalation, expiry, *feeds.modules())
+        watch = Watch(db, clock, roster, templates, on_change=kick, sources={
+            s.name: (s.kind, s.interval_seconds) for s in feed_config.sources.by_name.values() if s.enabled})
+        runner.add(outbox, escalation, expiry, watch, *feeds.modules())
         if speakers is not None:
             runner.add(speakers)
         pages = ConfirmPages(db, clock, calls, links, kick)

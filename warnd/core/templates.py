@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from warnd.core.domain import Step
 
 PLACEHOLDERS = frozenset(
-    "tag sender headline area colour step instruction code name official role region count details link".split()
+    "tag sender headline area colour step instruction code name official role region count details link"
+    " channel error source minutes".split()
 )
 # Optional per-channel tables ([voice], [wecom]) override [sms] texts of the same name.
 CHANNEL_TABLES = ("voice", "wecom")
@@ -17,6 +18,12 @@ REQUIRED = ("warning", "update_info", "resend", "deputy", "superior", "cancel_no
 # Texts a county may override; warnd falls back on these when templates.toml has none.
 OPTIONAL = {
     "duty_notice": "{tag}【值班室提醒】{details}",
+    # What the duty notice says ({details} above) for each failure nobody would otherwise see.
+    "notice_send_rejected": "“{headline}”有{count}人的{channel}被拒绝、未送达：{details}。原因：{error}。请电话通知",
+    "notice_provider_failing": "{channel}平台连续拒绝发送（{count}条均失败），预警发不出去。原因：{error}。"
+                               "请检查签名、模板和账户，并电话通知责任人",
+    "notice_source_stale": "信息源“{source}”已{minutes}分钟没有更新，可能已中断（{error}）。请检查并留意上级预警",
+    "notice_empty_duty_room": "{official}（{role}，{region}）未确认{step}“{headline}”，已转值班室，但值班室没有值班员",
 }
 
 
