@@ -109,7 +109,7 @@ class Escalation(ModuleBase):
             return 0
         moved = await calls.apply_moves(s, [Move(p.call, p.new) for p in planned])
         alerts = await _alerts(s, {p.call.alert_id for p in planned})
-        composer = Composer(self.templates, self.roles, self.links)
+        composer = Composer(self.templates, self.roles, self.links, policy=self.policy, regions=roster.regions)
         rows: list[dict[str, Any]] = []
         fired = 0
         for p in planned:

@@ -38,7 +38,6 @@ from warnd.core import speakers as decide
 from warnd.core.domain import (
     AlertState,
     AlertStatus,
-    Colour,
     CommandState,
     PersonView,
     PlannedCall,
@@ -143,11 +142,12 @@ class SpeakerService(ModuleBase):
                 created += await self.plan_alert(alert_id, now)
         return created
 
-    def speaker_text(self, alert: Alert) -> str:
-        ctx = Composer(self.templates, self.roles, None).context(alert)
+    def speaker_text(self, alert: Alert, roster: RosterSnapshot | None = None) -> str:
+        ctx = Composer(self.templates, self.roles, None, policy=self.policy,
+                       regions=roster.regions if roster is not None else None).context(alert)
         return self.templates.render("speaker_text", tag=ctx.tag, step=ctx.step, sender=ctx.sender,
-                                     headline=ctx.headline, instruction=alert.instruction.strip(), area=ctx.area,
-                                     colour=Colour(alert.colour).zh)
+                                     headline=ctx.headline, instruction=ctx.instruction, area=ctx.area,
+                                     colour=ctx.colour)
 
     async def plan_alert(self, alert_id: int, now: datetime | None = None) -> int:
         now = now or self.clock.now()
@@ -170,7 +170,7 @@ class SpeakerService(ModuleBase):
             rows: list[dict[str, Any]] = []
             dark: list[_Dark] = []
             if expires > now and alert.state == AlertState.ACTIVE:
-                text = self.speaker_text(alert)
+                text = self.speaker_text(alert, roster)
                 for sp in sorted(speakers, key=lambda x: x.device_id):
                     cmd_id = f"w{alert.id}-{uuid.uuid4().hex[:16]}"
                     payload = decide.play_payload(
@@ -424,7 +424,7 @@ class SpeakerService(ModuleBase):
         companion = await self._companion(s, alert, now)
         assert companion.id is not None
         existing = set((await s.exec(select(Call.person_id).where(Call.alert_id == companion.id))).all())
-        composer = Composer(self.templates, self.roles, None)
+        composer = Composer(self.templates, self.roles, None, policy=self.policy, regions=roster.regions)
         window = timedelta(minutes=self.cfg.fallback_confirm_minutes)
         ladder = self.cfg.fallback_ladder if self.cfg.fallback_ladder in self.policy.ladders else next(iter(self.policy.ladders))
         opened = 0
