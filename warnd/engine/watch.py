@@ -89,16 +89,17 @@ class Watch(ModuleBase):
             delivery_ids = {d for d, _ in bad if d is not None}
             channel_of = dict((await s.exec(select(Delivery.id, Delivery.channel).where(
                 col(Delivery.id).in_(delivery_ids)))).all()) if delivery_ids else {}
-            accepted = set((await s.exec(select(Delivery.channel).where(
-                col(Delivery.sent_at) >= since).group_by(col(Delivery.channel)))).all())
-        per_channel: dict[str, set[int]] = defaultdict(set)
-        last_error: dict[str, str] = {}
-        for did, data in bad:
-            channel = channel_of.get(did)
-            if channel is None or did is None:
-                continue
-            per_channel[channel].add(did)
-            last_error[channel] = str((data or {}).get("error", ""))
+            per_channel: dict[str, set[int]] = defaultdict(set)
+            last_error: dict[str, str] = {}
+            for did, data in bad:
+                channel = channel_of.get(did)
+                if channel is None or did is None:
+                    continue
+                per_channel[channel].add(did)
+                last_error[channel] = str((data or {}).get("error", ""))
+            # Only where enough failed: did anything get through meanwhile?
+            accepted = {ch for ch, ids in per_channel.items() if len(ids) >= self.min_failures and (await s.exec(
+                select(Delivery.id).where(Delivery.channel == ch, col(Delivery.sent_at) >= since).limit(1))).first()}
         failing = {ch for ch, ids in per_channel.items() if len(ids) >= self.min_failures and ch not in accepted}
         self._failing &= failing | set(per_channel)  # a message got through: re-arm
         self._failing -= accepted
