@@ -20,6 +20,7 @@ from warnd.console import views as console
 from warnd.console.render import SITE, Site
 from warnd.core.domain import ConfirmVia
 from warnd.engine.ingest import IngestError
+from warnd.speakers.coverage import loudspeaker_coverage
 from warnd.views.board import alert_calls, alert_summary
 
 MAX_CAP_BYTES = 5 * 1024 * 1024  # real CAP can carry embedded audio: keep the limit well above 1 MB
@@ -50,9 +51,11 @@ def _int(request: web.Request, name: str) -> int:
 
 async def get_alert(request: web.Request) -> web.StreamResponse:
     engine = request.app[APP]
-    body = await alert_summary(engine.db, _int(request, "id"), engine.clock.now())
+    alert_id = _int(request, "id")
+    body = await alert_summary(engine.db, alert_id, engine.clock.now())
     if body is None:
         return problem(404, "Not found", "no such alert")
+    body["loudspeakers"] = await loudspeaker_coverage(engine.db, alert_id)
     return web.json_response(body, dumps=lambda o: json.dumps(o, ensure_ascii=False))
 
 

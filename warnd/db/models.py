@@ -276,6 +276,7 @@ class Speaker(SQLModel, table=True):
     state_reason: str | None = None  # lwt | shutdown | ...
     state_at: datetime | None = ts()
     last_seen_at: datetime | None = ts()  # last heartbeat, state or ack
+    hb_interval_s: int | None = None  # the heartbeat interval the device advertises in its state
     updated_at: datetime | None = ts()
 
 

@@ -177,7 +177,7 @@ class SpeakerService(ModuleBase):
                         cmd_id=cmd_id, alert_id=alert.id, warning_ref=f"{alert.sender}|{alert.identifier}",
                         device_id=sp.device_id, issued_at=now, expires_at=expires, drill=drill,
                         colour=alert.colour, step=alert.step, text=text, style=self.style)
-                    why = decide.darkness(sp.online, sp.last_seen_at, now, self.stale_after)
+                    why = decide.darkness(sp.online, sp.last_seen_at, now, self.stale_after, sp.hb_interval_s)
                     rows.append(dict(
                         cmd_id=cmd_id, alert_id=alert.id, device_id=sp.device_id, region_code=sp.region_code,
                         village_code=decide.village_of(sp.region_code), step=alert.step, drill=drill,
@@ -308,10 +308,14 @@ class SpeakerService(ModuleBase):
             if m.kind == "state" and isinstance(m.data.get("online"), bool):
                 upd.update(online=m.data["online"], state_reason=str(m.data.get("reason") or "")[:32] or None,
                            state_at=now)
+                if isinstance(m.data.get("hb_interval_s"), int):  # advertised on every connect (§4)
+                    upd.update(hb_interval_s=m.data["hb_interval_s"])
             elif m.kind == "hb":
                 upd.update(online=True)
             elif m.kind == "ack":
                 acks.append(m)
+                if not m.retained:  # any fresh ack is a sign of life, whatever it reports
+                    upd.update(online=True)
         fallback_needed = any(m.data.get("status") == CommandState.FAILED for m in acks)
         roster = await self.roster.get() if fallback_needed else None
         opened = False
