@@ -440,3 +440,34 @@ async def test_the_devices_own_heartbeat_interval_decides_staleness(db_url: str)
         assert (a.fallback, b.fallback) == (True, False)
     finally:
         await close_stack(stack)
+
+
+async def test_a_fallback_closes_when_the_dark_speaker_plays_within_its_window(db_url: str) -> None:
+    stack = await make_stack(db_url, MAIN_BROKER, {"A1": VA}, ack_window_seconds=60)
+    try:
+        alert_id = await stack.submit(f"SPK-{tag()}")  # A1 never seen: dark, the fallback opens at once
+        cmd = await _sent(stack, alert_id, "A1")
+        assert cmd.fallback
+
+        async def fallback_calls() -> list[Call]:
+            async with stack.engine.db.session() as s:
+                comp = (await s.exec(select(Alert).where(Alert.fallback_for_id == alert_id))).one()
+                return list((await s.exec(select(Call).where(Call.alert_id == comp.id))).all())
+
+        assert [c.state for c in await fallback_calls()] == ["open"]
+        dev = cmd.device_id
+        async with aiomqtt.Client(*MAIN_BROKER, identifier=dev) as device:  # it comes back and plays, in time
+            for status in ("received", "playing", "played"):
+                await device.publish(f"warnd/v1/dev/{dev}/ack", json.dumps(
+                    {"v": 1, "cmd_id": cmd.cmd_id, "device_id": dev, "status": status, "at": _now_iso()}), qos=1)
+
+        async def closed() -> bool:
+            return [c.state for c in await fallback_calls()] == ["cancelled"]
+
+        await eventually(closed, within=20, what="the fallback call closed")
+        played = (await stack.commands(alert_id))["A1"]
+        assert played.state == "played" and not played.late
+        cov = await speaker_coverage(stack.engine.db, alert_id)
+        assert (cov.villages_reached, cov.not_reached) == (1, [])
+    finally:
+        await close_stack(stack)

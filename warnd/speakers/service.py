@@ -316,7 +316,8 @@ class SpeakerService(ModuleBase):
                 acks.append(m)
                 if not m.retained:  # any fresh ack is a sign of life, whatever it reports
                     upd.update(online=True)
-        fallback_needed = any(m.data.get("status") == CommandState.FAILED for m in acks)
+        # A failure opens a fallback; a play may close one (the roster says whose it is).
+        fallback_needed = any(m.data.get("status") in (CommandState.FAILED, CommandState.PLAYED) for m in acks)
         roster = await self.roster.get() if fallback_needed else None
         opened = False
         async with self.db.session() as s, s.begin():
@@ -363,6 +364,7 @@ class SpeakerService(ModuleBase):
                 reasons[found.cmd_id] = str(m.data.get("reason") or "other")
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
         dark: dict[int, list[_Dark]] = defaultdict(list)
+        reached: dict[int, list[SpeakerCommand]] = defaultdict(list)  # dark at planning, then played in time
         for cmd_id, status in decide.best_acks(valid).items():
             cmd = cmds[cmd_id]
             view = decide.CommandView(CommandState(cmd.state), cmd.sent_at, cmd.received_at, cmd.deadline, cmd.fallback)
@@ -376,6 +378,8 @@ class SpeakerService(ModuleBase):
                 events.record(s, now, f"speaker_{status.value}", alert_id=cmd.alert_id, device=cmd.device_id,
                               village=cmd.village_code, cmd_id=cmd.cmd_id, reason=values.get("reason"),
                               late=bool(values.get("late")))
+            if status == CommandState.PLAYED and cmd.fallback and not values.get("late"):
+                reached[cmd.alert_id].append(cmd)
             if decide.needs_fallback(view, status):
                 dark[cmd.alert_id].append(_Dark(cmd.device_id, cmd.region_code, f"failed:{values['reason']}", cmd.id))
         conn = await s.connection()
@@ -385,6 +389,8 @@ class SpeakerService(ModuleBase):
                        else [bindparam("b_cur")])
             await conn.execute(update(SC).where(SC.c.id == bindparam("b_id"), SC.c.state.in_(allowed)).values(
                 {k: bindparam(f"v_{k}") for k in keys}), params)
+        if reached and roster is not None:
+            await self._close_reached_fallbacks(s, reached, roster, now)
         opened = 0
         if dark and roster is not None:
             for alert_id, items in dark.items():
@@ -394,6 +400,34 @@ class SpeakerService(ModuleBase):
         return opened > 0
 
     # --- fallback ------------------------------------------------------------------------
+
+    async def _close_reached_fallbacks(self, s: AsyncSession, reached: dict[int, list[SpeakerCommand]],
+                                       roster: RosterSnapshot, now: datetime) -> int:
+        """A speaker that was dark at planning played inside its ack window after all: the
+        fallback call it opened (鸣锣吹哨/敲门入户) is closed, unless the same official still has
+        another dark speaker of this warning that has not played."""
+        closed = 0
+        for alert_id, cmds in reached.items():
+            companion = (await s.exec(select(Alert.id).where(Alert.fallback_for_id == alert_id))).first()
+            if companion is None:
+                continue
+            still_dark = (await s.exec(select(SpeakerCommand.region_code).where(
+                SpeakerCommand.alert_id == alert_id, SpeakerCommand.fallback == True,  # noqa: E712
+                col(SpeakerCommand.id).not_in([c.id for c in cmds]),
+                (SpeakerCommand.state != CommandState.PLAYED) | (SpeakerCommand.late == True),  # noqa: E712
+            ))).all()
+            waiting = {o.id for code in still_dark if (o := self.fallback_official(code, roster)) is not None}
+            officials = {o.id for c in cmds if (o := self.fallback_official(c.region_code, roster)) is not None}
+            done = officials - waiting
+            if not done:
+                continue
+            ids = list((await s.exec(select(Call.id).where(
+                Call.alert_id == companion, col(Call.person_id).in_(done)))).all())
+            moved = await calls.cancel_calls(s, [i for i in ids if i is not None], now,
+                                             event="speaker_fallback_closed", reason="speaker_played", alert_id=companion,
+                                             for_alert=alert_id, devices=[c.device_id for c in cmds])
+            closed += len(moved)
+        return closed
 
     def fallback_official(self, region_code: str, roster: RosterSnapshot) -> PersonView | None:
         """The planner's nearest-holder search over `fallback_roles`."""
