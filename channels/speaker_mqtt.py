@@ -79,7 +79,8 @@ class SpeakerHandler(Protocol):
 
 
 SCHEMAS = Path(__file__).with_name("schemas")  # the published JSON Schemas of docs/mqtt.md
-SCHEMA_OF = {"ack": "ack.json", "state": "state.json", "hb": "heartbeat.json", "cmd": "command.json"}
+SCHEMA_OF = {"ack": "ack.json", "state": "state.json", "hb": "heartbeat.json", "cmd": "command.json",
+             "stop": "stop.json"}
 
 
 @cache
@@ -91,7 +92,7 @@ def validator(kind: str) -> jsonschema.protocols.Validator:
 
 
 def contract_errors(kind: str, data: Any) -> list[str]:
-    """What in `data` breaks the published schema of `kind` (ack, state, hb, cmd); [] when valid."""
+    """What in `data` breaks the published schema of `kind` (ack, state, hb, cmd, stop); [] when valid."""
     return [f"{'/'.join(str(p) for p in e.absolute_path) or '(message)'}: {e.message}"
             for e in validator(kind).iter_errors(data)]
 

@@ -471,3 +471,39 @@ async def test_a_fallback_closes_when_the_dark_speaker_plays_within_its_window(d
         assert (cov.villages_reached, cov.not_reached) == (1, [])
     finally:
         await close_stack(stack)
+
+
+async def test_a_cancelled_warning_sends_a_stop_to_the_speaker_playing_it(main_stack: Stack) -> None:
+    from channels.speaker_mqtt import contract_errors
+
+    stack = main_stack
+    dev = stack.ids["A1"]
+    async with aiomqtt.Client(*MAIN_BROKER, identifier=dev) as device:
+        await device.subscribe(f"warnd/v1/dev/{dev}/cmd", qos=1)
+        alert_id = await stack.submit(f"SPK-{tag()}")
+        cmd = await _sent(stack, alert_id, "A1")
+        for status in ("received", "playing"):
+            await device.publish(f"warnd/v1/dev/{dev}/ack", json.dumps(
+                {"v": 1, "cmd_id": cmd.cmd_id, "device_id": dev, "status": status, "at": _now_iso()}), qos=1)
+
+        async def playing() -> bool:
+            return (await stack.commands(alert_id))["A1"].state == "playing"
+
+        await eventually(playing, what="the speaker playing")
+        await stack.engine.ingestor.cancel(alert_id, "雨情减弱，预警解除")
+        stack.engine.kick()
+        stop: dict[str, object] = {}
+        async with asyncio.timeout(30):
+            async for m in device.messages:
+                body = json.loads(bytes(m.payload))  # type: ignore[arg-type]
+                if body.get("type") == "stop":
+                    stop = body
+                    break
+    assert stop["stops"] == cmd.cmd_id and stop["device_id"] == dev and stop["warning_id"] == str(alert_id)
+    assert contract_errors("stop", stop) == []
+
+    async def recorded() -> bool:
+        c = (await stack.commands(alert_id))["A1"]
+        return c.state == "cancelled" and c.stop_sent_at is not None
+
+    await eventually(recorded, what="the stop recorded")

@@ -76,6 +76,14 @@ def play_payload(*, cmd_id: str, alert_id: int, warning_ref: str, device_id: str
     }
 
 
+def stop_payload(*, cmd_id: str, alert_id: int, device_id: str, issued_at: datetime,
+                 expires_at: datetime) -> dict[str, Any]:
+    """The `stop` command of the MQTT contract (docs/mqtt.md §3.4): the warning of play command
+    `cmd_id` was cancelled; a device playing it or holding it in its queue drops it."""
+    return {"v": 1, "type": "stop", "cmd_id": f"{cmd_id}-stop", "stops": cmd_id, "warning_id": str(alert_id),
+            "device_id": device_id, "issued_at": iso(issued_at), "expires_at": iso(expires_at)}
+
+
 def best_acks(acks: Iterable[tuple[str, CommandState]]) -> dict[str, CommandState]:
     """Per command, the most advanced status in a batch (a batch may hold received, playing
     and played of one device)."""

@@ -280,14 +280,41 @@ class SpeakerService(ModuleBase):
                                         SpeakerCommand.expires_at).join(Alert, col(Alert.id) == SpeakerCommand.alert_id).where(
                 SpeakerCommand.state == CommandState.PENDING, col(SpeakerCommand.expires_at) > now,
                 Alert.state == AlertState.ACTIVE).order_by(col(SpeakerCommand.id)).limit(limit))).all()
-        return [OutgoingCommand(key=i, device_id=d, payload=p.encode(),
-                                expiry_seconds=max(1, math.ceil((e - now).total_seconds() / speed)))
-                for i, d, p, e in rows if i is not None]
+        out = [OutgoingCommand(key=i, device_id=d, payload=p.encode(),
+                               expiry_seconds=max(1, math.ceil((e - now).total_seconds() / speed)))
+               for i, d, p, e in rows if i is not None]
+        return out + await self._stops(now, speed, limit - len(out))
+
+    async def _stops(self, now: datetime, speed: float, limit: int) -> list[OutgoingCommand]:
+        """Stop commands owed: the warning was cancelled while the device had its play command
+        (published, maybe playing). Keyed by the negative row id (see `published`)."""
+        if limit <= 0:
+            return []
+        async with self.db.read() as s:
+            rows = (await s.exec(select(SpeakerCommand).join(
+                Alert, col(Alert.id) == SpeakerCommand.alert_id).where(
+                Alert.state == AlertState.CANCELLED, col(SpeakerCommand.state).in_(
+                    [CommandState.SENT.value, CommandState.RECEIVED.value, CommandState.PLAYING.value]),
+                col(SpeakerCommand.stop_sent_at).is_(None), col(SpeakerCommand.expires_at) > now,
+            ).order_by(col(SpeakerCommand.id)).limit(limit))).all()
+        return [OutgoingCommand(
+            key=-c.id, device_id=c.device_id, expiry_seconds=max(1, math.ceil((c.expires_at - now).total_seconds() / speed)),
+            payload=json.dumps(decide.stop_payload(cmd_id=c.cmd_id, alert_id=c.alert_id, device_id=c.device_id,
+                                                   issued_at=now, expires_at=c.expires_at), ensure_ascii=False).encode())
+            for c in rows if c.id is not None]
 
     async def published(self, keys: Sequence[int]) -> None:
         now = self.clock.now()
+        stops = [-k for k in keys if k < 0]
+        keys = [k for k in keys if k > 0]
         async with self.db.session() as s, s.begin():
             conn = await s.connection()
+            if stops:  # the device has been told to drop it: the play command ends here
+                await conn.execute(update(SC).where(SC.c.id.in_(stops), SC.c.stop_sent_at.is_(None)).values(
+                    stop_sent_at=now, state=CommandState.CANCELLED.value, reason="stopped"))
+                events.record(s, now, "speaker_stops_published", count=len(stops))
+            if not keys:
+                return
             await conn.execute(update(SC).where(SC.c.id.in_(list(keys)), SC.c.state == CommandState.PENDING.value).values(
                 state=CommandState.SENT.value, sent_at=now, deadline=now + self.ack_window,
                 publish_attempts=SC.c.publish_attempts + 1))
