@@ -83,6 +83,8 @@ def test_every_township_but_one_village_is_still_named_short() -> None:
     ("沅陵县气象台：暴雨红色预警", "沅陵县气象台", "暴雨红色预警"),
     ("暴雨红色预警信号", "沅陵县气象台", "暴雨红色预警信号"),
     ("沅陵县气象台", "沅陵县气象台", "沅陵县气象台"),
+    ("沅陵县发布暴雨黄色预警", "沅陵县防汛抗旱指挥部", "暴雨黄色预警"),
+    ("湖南省气象台发布暴雨橙色预警", "沅陵县气象台", "暴雨橙色预警"),
 ])
 def test_headline_names_the_sender_once(headline: str, sender: str, shown: str) -> None:
     assert headline_without_sender(headline, sender) == shown

@@ -3,6 +3,7 @@ warnd.config.templates): the placeholders they may use and how they are filled."
 
 from __future__ import annotations
 
+import re
 import string
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -103,6 +104,9 @@ def sentence(text: str) -> str:
     return text
 
 
+_ISSUED_BY = re.compile(r"^[^，,。：:；;\s]{2,20}?发布(.+)$")
+
+
 def headline_without_sender(headline: str, sender: str) -> str:
     """"沅陵县气象台发布暴雨红色预警信号" from 沅陵县气象台 → "暴雨红色预警信号": the templates
     name the sender once ("{sender}发布{headline}")."""
@@ -111,7 +115,8 @@ def headline_without_sender(headline: str, sender: str) -> str:
         rest = h[len(sender):].lstrip(" ：:，,")
         rest = rest[2:] if rest.startswith("发布") else rest
         return rest.strip() or h
-    return h
+    issued = _ISSUED_BY.match(h)  # "沅陵县发布暴雨黄色预警": another name for the issuer
+    return issued.group(1).strip() if issued else h
 
 
 def area_words(codes: Iterable[str], regions: Mapping[str, RegionView], limit: int = MAX_AREA) -> str:
