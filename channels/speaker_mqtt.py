@@ -20,9 +20,12 @@ import socket
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import aiomqtt
+import jsonschema
 import structlog
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -80,8 +83,28 @@ class SpeakerHandler(Protocol):
     async def on_messages(self, msgs: Sequence[DeviceMessage]) -> None: ...
 
 
+SCHEMAS = Path(__file__).with_name("schemas")  # the published JSON Schemas of docs/mqtt.md
+SCHEMA_OF = {"ack": "ack.json", "state": "state.json", "hb": "heartbeat.json", "cmd": "command.json",
+             "stop": "stop.json"}
+
+
+@cache
+def validator(kind: str) -> jsonschema.protocols.Validator:
+    schema = json.loads((SCHEMAS / SCHEMA_OF[kind]).read_text(encoding="utf-8"))
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+
+
+def contract_errors(kind: str, data: Any) -> list[str]:
+    """What in `data` breaks the published schema of `kind` (ack, state, hb, cmd, stop); [] when valid."""
+    return [f"{'/'.join(str(p) for p in e.absolute_path) or '(message)'}: {e.message}"
+            for e in validator(kind).iter_errors(data)]
+
+
 def parse_message(topic: str, payload: bytes, retained: bool = False) -> DeviceMessage | None:
-    """A device message, or None for anything that does not follow the contract."""
+    """A device message, or None for anything that does not follow the contract: its topic,
+    JSON, and the published JSON Schema of its kind (an ack without `at` is refused)."""
     m = _TOPIC.fullmatch(topic)
     if m is None or len(payload) > MAX_PAYLOAD:
         return None
@@ -95,6 +118,11 @@ def parse_message(topic: str, payload: bytes, retained: bool = False) -> DeviceM
     claimed = data.get("device_id")
     if claimed is not None and claimed != device_id:
         return None  # a device cannot speak for another
+    errors = contract_errors(kind, data)
+    if errors:
+        log.warning("device message refused: not as the contract's schema says", device=device_id, kind=kind,
+                    errors=errors[:3])
+        return None
     return DeviceMessage(device_id, kind, data, retained)  # type: ignore[arg-type]
 
 

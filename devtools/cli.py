@@ -19,7 +19,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from devtools.demo.run import run_demo
 
     sys.setswitchinterval(SWITCH_INTERVAL)
-    return asyncio.run(run_demo(Path(args.out), speed=args.speed, seed=args.seed, busy_speed=args.busy_speed))
+    return asyncio.run(run_demo(Path(args.out), speed=args.speed, seed=args.seed, busy_speed=args.busy_speed,
+                                database=args.database, broker=args.broker, mqtt_username=args.mqtt_username))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,6 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--busy-speed", type=float, default=60.0,
                    help="clock speed-up for the busy hour, from the rain gauge's first crossing (default 60)")
     d.add_argument("--seed", type=int, default=631)
+    d.add_argument("--database", help="run against this (empty) database, e.g. postgresql://warnd@db/warnd "
+                   "(default: SQLite in a temporary folder)")
+    d.add_argument("--broker", help="HOST:PORT of a running Mosquitto (default: a private one on a free port)")
+    d.add_argument("--mqtt-username", default="", help="warnd's MQTT user on --broker (its ACL entry)")
     d.set_defaults(func=cmd_demo)
     add_speakers_cli(sub, settings_from_args)
     return p

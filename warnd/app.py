@@ -49,6 +49,7 @@ from warnd.engine.module import Runner
 from warnd.engine.outbox import Outbox
 from warnd.engine.roster import RosterCache
 from warnd.engine.timeline import anchor_clock
+from warnd.engine.watch import Watch
 from warnd.feeds.service import FeedConfig, FeedLog, FeedService, SourceTrust
 from warnd.speakers.service import SpeakerService
 
@@ -152,7 +153,9 @@ class App:
         speakers = (SpeakerService(db, clock, settings.speakers, settings.county, policy, templates, roles, roster,
                                    on_change=kick, instance=settings.server.instance)
                     if settings.speakers.enabled else None)
-        runner.add(outbox, escalation, expiry, *feeds.modules())
+        watch = Watch(db, clock, roster, templates, on_change=kick, sources={
+            s.name: (s.kind, s.interval_seconds) for s in feed_config.sources.by_name.values() if s.enabled})
+        runner.add(outbox, escalation, expiry, watch, *feeds.modules())
         if speakers is not None:
             runner.add(speakers)
         pages = ConfirmPages(db, clock, calls, links, kick)

@@ -126,7 +126,8 @@ async def _progress(engine: App, clock: ScaledClock, t0: datetime, stage: list[s
         await asyncio.sleep(0.5)  # display refresh only; nothing waits on it
 
 
-async def run_demo(out: Path, speed: float = 960.0, seed: int = 631, busy_speed: float = 60.0) -> int:
+async def run_demo(out: Path, speed: float = 960.0, seed: int = 631, busy_speed: float = 60.0, *,
+                   database: str | None = None, broker: str | None = None, mqtt_username: str = "") -> int:
     """`speed` runs the quiet hours; from the rain gauge's first crossing on (T+4:50) the clock
     slows to `busy_speed` so that 3,000+ messages, replies and escalations fit on one core in
     real time while the 5-minute red confirm window is still minutes long."""
@@ -140,13 +141,13 @@ async def run_demo(out: Path, speed: float = 960.0, seed: int = 631, busy_speed:
     twilio, wecom = TwilioApi(), WeComApi()
     for server in (sim, twilio, wecom):
         await server.start()
-    speakers = await SpeakerFleetProcess.start_broker(workdir)
+    speakers = (SpeakerFleetProcess.external(broker) if broker else await SpeakerFleetProcess.start_broker(workdir))
     token, cb_token = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
     port = free_port()  # links and voice callbacks carry the public URL: fixed before the build
     base = f"http://127.0.0.1:{port}"
     settings = Settings(
         county=County(code=COUNTY_CODE, name="沅陵县", sender_name="沅陵县防汛抗旱指挥部"),
-        database=DatabaseCfg(url=f"sqlite:///{workdir / 'warnd.db'}", durable=False),
+        database=DatabaseCfg(url=database or f"sqlite:///{workdir / 'warnd.db'}", durable=database is not None),
         server=ServerCfg(host="127.0.0.1", port=port, public_base_url=base),
         api=ApiCfg(tokens=(token,)),
         policy=PolicyCfg(path=str(demo_policy(workdir))),
@@ -162,7 +163,8 @@ async def run_demo(out: Path, speed: float = 960.0, seed: int = 631, busy_speed:
                        api_base_url=wecom.base_url, max_per_second=500),
         # Heartbeats run in real time while the demo clock races: judge speakers by their
         # last-will state, not by heartbeat age.
-        speakers=SpeakersCfg(enabled=True, host="127.0.0.1", port=speakers.port, ack_window_seconds=900,
+        speakers=SpeakersCfg(enabled=True, host=speakers.host, port=speakers.port, username=mqtt_username,
+                             ack_window_seconds=900,
                              stale_after_seconds=10**7),
     )
     engine = App.build(settings, clock=clock)
@@ -180,7 +182,7 @@ async def run_demo(out: Path, speed: float = 960.0, seed: int = 631, busy_speed:
     await web.TCPSite(runner, "127.0.0.1", port).start()
     print(f"warnd-dev demo: {county['townships']} townships, {county['villages']} villages, "
           f"{county['officials']} officials; clock ×{speed:g}, ×{busy_speed:g} from the gauge's first crossing; "
-          f"SQLite in {workdir}", file=sys.stderr)
+          f"database {settings.database.url.split('@')[-1]}", file=sys.stderr)
     userids, leader_phones = await _leaders(engine)
     channel_officials = ChannelOfficials(wecom, twilio, clock, random.Random(seed + 1))
     not_by_sms = channel_officials.assign(userids, leader_phones, f"{base}/webhooks/wecom/callback")

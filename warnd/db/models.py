@@ -276,6 +276,7 @@ class Speaker(SQLModel, table=True):
     state_reason: str | None = None  # lwt | shutdown | ...
     state_at: datetime | None = ts()
     last_seen_at: datetime | None = ts()  # last heartbeat, state or ack
+    hb_interval_s: int | None = None  # the heartbeat interval the device advertises in its state
     updated_at: datetime | None = ts()
 
 
@@ -310,6 +311,7 @@ class SpeakerCommand(SQLModel, table=True):
     received_at: datetime | None = ts()
     played_at: datetime | None = ts()
     late: bool = False  # `played` arrived after the ack window
+    stop_sent_at: datetime | None = ts()  # the warning was cancelled: its stop command reached the broker
     publish_attempts: int = 0
     fallback: bool = False  # a fallback call was requested for this command's village
 

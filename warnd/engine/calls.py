@@ -126,6 +126,24 @@ async def cancel_open(s: AsyncSession, alert_id: int, now: datetime, *, event: s
     return moved
 
 
+async def cancel_calls(s: AsyncSession, call_ids: Sequence[int], now: datetime, *, event: str,
+                       **data: Any) -> list[tuple[int, int]]:
+    """These calls, if still waiting for 应, are cancelled because what they asked for is moot
+    (a loudspeaker fallback whose speaker played after all); their pending escalations too.
+    Returns (call id, person id) of each call moved; `event` is recorded per call."""
+    if not call_ids:
+        return []
+    res = await (await s.connection()).execute(update(C).where(
+        C.c.id.in_(list(call_ids)), C.c.state.in_(OPEN_STATES)).values(
+        state=CallState.CANCELLED.value, deadline=None, fence=C.c.fence + 1, claim=new_token()).returning(
+        C.c.id, C.c.person_id))
+    moved = sorted((int(cid), int(pid)) for cid, pid in res.all())
+    await deliveries.cancel_pending(s, call_ids=[cid for cid, _ in moved])
+    for cid, pid in moved:
+        events.record(s, now, event, call_id=cid, person_id=pid, **data)
+    return moved
+
+
 @dataclass(frozen=True)
 class Move:
     """A transition the state machine decided, to be applied with a compare-and-swap."""

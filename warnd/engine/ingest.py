@@ -100,8 +100,9 @@ class Ingestor:
         self.links, self.prepare, self.on_change, self.send_grace = links, prepare, on_change, send_grace
         self.cfg = cfg or IngestCfg()
 
-    def composer(self, links: bool = True) -> Composer:
-        return Composer(self.templates, self.roles, self.links if links else None)
+    def composer(self, links: bool = True, roster: RosterSnapshot | None = None) -> Composer:
+        return Composer(self.templates, self.roles, self.links if links else None, policy=self.policy,
+                        regions=roster.regions if roster is not None else None)
 
     async def submit_cap(self, data: bytes, source: str = "api", actor: str | None = None,
                          approved_by: str | None = None) -> IngestResult:
@@ -215,7 +216,7 @@ class Ingestor:
         roster = await self.roster.get()
         area = resolve_area(info.areas, roster.regions, self.county.code)
         now = self.clock.now()
-        composer = self.composer()
+        composer = self.composer(roster=roster)
         async with self.db.session() as s, s.begin():
             alert = Alert(
                 sender=msg.sender, identifier=msg.identifier, sent=msg.sent, status=msg.status,
