@@ -8,7 +8,7 @@ the composition root.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -21,6 +21,9 @@ from warnd.db.models import Alert, Call
 
 DRILL_TAGS = {AlertStatus.EXERCISE.value: "【演练】", AlertStatus.TEST.value: "【测试】"}
 MAX_INSTRUCTION = 120  # keeps an SMS within a few segments; the full text is in the console
+# Templates whose {headline}{instruction} a GB/T message's own text for the channel replaces
+# (alerts.channel_texts); reminders and escalations keep the short headline.
+CHANNEL_TEXT_TEMPLATES = frozenset({"warning", "update_info", "speaker_text"})
 
 
 class Links(Protocol):
@@ -58,6 +61,11 @@ class MessageContext:
             colour=Colour(alert.colour).zh if alert.colour in set(Colour) else alert.colour,
             instruction=instruction, area=alert.area_desc,
         )
+
+    def with_channel_text(self, text: str) -> MessageContext:
+        """The producer's own text for this channel (GB/T <method>) in place of the headline
+        and instruction."""
+        return replace(self, headline=text.strip().rstrip("。"), instruction="")
 
 
 def render(ctx: MessageContext, template: str, recipient: PersonView | None, *, roles: Roles,
@@ -109,7 +117,11 @@ class Composer:
                                         expires_at=self.links.expiry(alert, now), now=now)
             self._link_rows.append(row)
             link = self.links.url(token)
-        return render(self.context(alert), name, recipient, roles=self.roles, call=call, official=official,
+        ctx = self.context(alert)
+        own = (alert.channel_texts or {}).get(channel) if template in CHANNEL_TEXT_TEMPLATES else None
+        if own:
+            ctx = ctx.with_channel_text(str(own))
+        return render(ctx, name, recipient, roles=self.roles, call=call, official=official,
                       region_name=region_name, link=link, **values)
 
     async def flush_links(self, s: AsyncSession) -> None:

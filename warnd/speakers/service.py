@@ -145,9 +145,12 @@ class SpeakerService(ModuleBase):
 
     def speaker_text(self, alert: Alert) -> str:
         ctx = Composer(self.templates, self.roles, None).context(alert)
+        own = (alert.channel_texts or {}).get("speaker")
+        if own:  # a GB/T message's SPEAKER text: read as the producer wrote it
+            ctx = ctx.with_channel_text(str(own))
         return self.templates.render("speaker_text", tag=ctx.tag, step=ctx.step, sender=ctx.sender,
-                                     headline=ctx.headline, instruction=alert.instruction.strip(), area=ctx.area,
-                                     colour=Colour(alert.colour).zh)
+                                     headline=ctx.headline, instruction="" if own else alert.instruction.strip(),
+                                     area=ctx.area, colour=Colour(alert.colour).zh)
 
     async def plan_alert(self, alert_id: int, now: datetime | None = None) -> int:
         now = now or self.clock.now()
