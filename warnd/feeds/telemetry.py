@@ -261,6 +261,21 @@ class TelemetryService:
                 pass  # same station, metric and time: a redelivery
         return stored
 
+    async def counter(self, station: str, metric: str, at: datetime, value: float) -> float | None:
+        """Store a station's counter reading (e.g. SL 651 PT, cumulative rain) at `at` and
+        return the last value stored before it (None: the first). A redelivered value is
+        stored once; the answer is the same."""
+        now = self.clock.now()
+        try:
+            async with self.db.session() as s, s.begin():
+                s.add(TelemetryReading(station=station, metric=metric, at=at, value=value, received_at=now))
+        except IntegrityError:
+            pass
+        async with self.db.read() as s:
+            return (await s.exec(select(TelemetryReading.value).where(
+                TelemetryReading.station == station, TelemetryReading.metric == metric,
+                col(TelemetryReading.at) < at).order_by(col(TelemetryReading.at).desc()).limit(1))).first()
+
     async def measures_at(self, station: Station, at: datetime) -> Measures:
         th = station.thresholds
         longest = max(th.rain, default=0)
@@ -306,7 +321,8 @@ class TelemetryService:
                     # Only what the inline path would have evaluated: not stale now, and not
                     # dated in the future when it arrived (both were reported as ignored then).
                     q = select(TelemetryReading).where(
-                        TelemetryReading.station == station.id, col(TelemetryReading.at) >= now - th.max_age)
+                        TelemetryReading.station == station.id, col(TelemetryReading.metric).in_(METRICS),
+                        col(TelemetryReading.at) >= now - th.max_age)
                     if st is not None and st.evaluated_at is not None:
                         q = q.where(col(TelemetryReading.at) > st.evaluated_at)
                     rows = [r for r in (await s.exec(q.order_by(col(TelemetryReading.at)).limit(limit))).all()
