@@ -111,7 +111,7 @@ class TcpLink:
                     raise ConnectionError("the centre closed the connection")
                 self._buf += chunk
 
-    async def report(self, raw: bytes, *, retries: int = 3, timeout: float = 5.0) -> Frame:  # noqa: ASYNC109
+    async def report(self, raw: bytes, *, retries: int = 3, timeout: float = 10.0) -> Frame:  # noqa: ASYNC109
         """Send a frame and wait for its confirmation, sending it again when none comes."""
         for attempt in range(retries + 1):
             await self.send(raw)

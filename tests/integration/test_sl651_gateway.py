@@ -48,6 +48,12 @@ async def st(db_url: str, tmp_path: Path) -> AsyncIterator[Stack]:
         yield s
 
 
+async def settled(st: Stack) -> None:
+    """Every frame received so far evaluated (the gateway confirms first, evaluates after)."""
+    assert st.engine.feeds is not None and st.engine.feeds.sl651 is not None
+    await st.engine.feeds.sl651.settle()
+
+
 def port(st: Stack, kind: str = "tcp") -> int:
     assert st.engine.feeds is not None and st.engine.feeds.sl651 is not None
     return st.engine.feeds.sl651.tcp_port if kind == "tcp" else st.engine.feeds.sl651.udp_port
@@ -81,6 +87,7 @@ async def test_a_storm_over_tcp_raises_the_warning(st: Stack, mode: str) -> None
     assert [a.serial for a in answers] == [1, 2, 3]
     assert all(not a.upstream and a.end == EOT and a.station == RAIN and a.function == TIMED for a in answers)
     assert [v for _t, v in await rain_rows(st)] == [4.0, 8.0, 12.0]
+    await settled(st)
     [alert] = await st.alerts()
     assert alert.source == "telemetry:YL001" and alert.hazard == "flash_flood" and alert.step == "warning"
     h = await health(st)
@@ -161,6 +168,7 @@ async def test_five_minute_series_and_a_threshold_report(st: Stack) -> None:
     # Value i is the 5 minutes ending at the observation time + 5·i minutes.
     assert [t for t, _v in rows] == [(NOW - timedelta(minutes=55 - 5 * i)).astimezone(rows[0][0].tzinfo)
                                      for i in range(12)]
+    await settled(st)
     alerts = await st.alerts()  # 21 mm in the hour ≥ 20: the thresholds decided, not the 33 itself
     assert len(alerts) == 1 and alerts[0].step == "warning"
 
@@ -172,6 +180,7 @@ async def test_a_threshold_report_below_the_threshold_raises_nothing(st: Stack) 
         await link.report(station.report(NOW - timedelta(minutes=5), function=ADDED, rain_mm=3.0))
     finally:
         await link.close()
+    await settled(st)
     assert await st.count(Alert) == 0
 
 
@@ -195,6 +204,7 @@ async def test_udp_and_water_level(st: Stack) -> None:
         levels = (await s.exec(select(TelemetryReading.value).where(TelemetryReading.station == "YL002",
                                                                     TelemetryReading.metric == "level_m"))).all()
     assert list(levels) == [3.8]
+    await settled(st)
     [alert] = await st.alerts()
     assert alert.source == "telemetry:YL002"
     row = next(r for r in (await health(st))["stations"] if r["station"] == "YL002")

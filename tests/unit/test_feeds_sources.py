@@ -22,8 +22,10 @@ WORDING = load_wording()
 
 def test_shipped_sources_example_loads() -> None:
     env = {"WARND_FEED_CMA_TOKEN": "t" * 32, "WARND_FEED_HYDRO_SECRET": "s" * 32,
-           "WARND_TELEMETRY_TOKEN": "x" * 32}
+           "WARND_TELEMETRY_TOKEN": "x" * 32, "WARND_FEED_12379_TOKEN": "n" * 32}
     sources = load_sources(sample("sources.toml"), env=env, known_hazards=VOCAB.codes)
+    national = sources.by_name["hunan-12379"]
+    assert national.sender_allowed("43122241600000") and national.mapping.level_scheme == "none"
     kinds = {s.kind for s in sources.by_name.values()}
     assert kinds == {"cap_push", "cap_poll", "telemetry"}
     push = sources.of_kind("cap_push")[0]

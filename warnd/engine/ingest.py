@@ -337,7 +337,7 @@ class Ingestor:
                 sender=msg.sender, identifier=msg.identifier, sent=msg.sent, status=msg.status,
                 msg_type=msg.msg_type, references=[[a, b, c.isoformat()] for a, b, c in msg.references],
                 source=source, hazard=first.hazard, colour=first.colour, step=first.step,
-                event=info.event if info else first.event, sender_name=first.sender_name,
+                event=(info.event if info else "") or first.event, sender_name=first.sender_name,
                 headline=first.headline, region_codes=first.region_codes, state=AlertState.CANCELLED,
                 received_at=now, raw_xml=raw.decode("utf-8", errors="replace"),
             )

@@ -16,7 +16,10 @@ For every frame (codec: warnd.cap.sl651):
   confirmed again but not evaluated twice;
 - test reports (30) are confirmed and noted, never evaluated; reports (31–34) become readings
   of the existing telemetry path (warnd.feeds.telemetry), so thresholds, hysteresis and
-  hold-off apply unchanged. Rainfall comes from the twelve 5-minute values (DRP) when the
+  hold-off apply unchanged. Readings are stored, then the frame is confirmed, then they are
+  evaluated (raising a warning can take seconds on a busy county; the station must not wait
+  for it and send again). A crash between confirmation and evaluation loses nothing: the
+  telemetry module evaluates stored readings nobody evaluated. Rainfall comes from the twelve 5-minute values (DRP) when the
   frame has them, else from the difference of the cumulative counter PT with the previous
   value (a smaller value is a counter reset: the new value is the rain since the reset),
   else from the current rainfall PJ. The water level is Z. A 33 (加报, threshold-triggered)
@@ -67,6 +70,7 @@ MAX_RAIN_STEP_MM = 500.0  # a counter jump larger than this is not rain (a repro
 SEEN_SERIALS = 64  # per station: how far back retransmissions are recognised
 
 Recorder = Callable[..., Awaitable[None]]
+_ADDED = Reading("", datetime.min.replace(tzinfo=UTC))  # marker: a 33 report asks for an evaluation
 
 
 @dataclass
@@ -109,8 +113,23 @@ class StationGateway:
         self._assembly: dict[tuple[str, int], _Assembly] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
-    async def handle(self, raw: bytes, peer: str = "") -> list[bytes]:
-        """One frame as received; returns the frames to send back (possibly none)."""
+    async def receive(self, raw: bytes, peer: str = "") -> tuple[list[bytes], Callable[[], Awaitable[None]]]:
+        """One frame as received: (frames to send back, the evaluation to run once they are
+        sent). Everything durable (the readings) is stored before this returns."""
+        replies, pending = await self._receive(raw, peer)
+
+        async def after() -> None:
+            for reading, stored in pending:
+                await self.telemetry.evaluate(reading, stored)
+            if evaluate_all:
+                await self.telemetry.evaluate_pending()
+
+        evaluate_all = bool(pending) and pending[-1][0] is _ADDED
+        if evaluate_all:
+            pending.pop()
+        return replies, after
+
+    async def _receive(self, raw: bytes, peer: str) -> tuple[list[bytes], list[tuple[Reading, bool]]]:
         try:
             frame = decode_frame(raw)
         except CrcError as e:
@@ -120,39 +139,40 @@ class StationGateway:
             if h is not None:
                 h.bad_crc += 1
             await self.record("sl651_bad_crc", peer=peer, address=address, detail=e.detail)
-            return []
+            return [], []
         except Sl651Error as e:
             await self.record("sl651_refused", peer=peer, reason=e.detail, field=e.field)
-            return []
+            return [], []
         if not frame.upstream:
-            return []
+            return [], []
         station = self.by_address.get(frame.station)
         if station is None:
             self.unknown_total += 1
             await self.record("sl651_refused", peer=peer, address=frame.station, reason="unknown station")
-            return []
+            return [], []
         h = self.health[frame.station]
         if station.sl651_password and frame.password != station.sl651_password:
             h.refused += 1
             await self.record("sl651_refused", peer=peer, address=frame.station, station=station.id,
                               reason="wrong password")
-            return []
+            return [], []
         now = self.clock.now()
         h.frames += 1
         h.last_frame_at = now
         h.last_function = FUNCTIONS.get(frame.function, f"{frame.function:02X}")
         if frame.function == KEEP_ALIVE:
-            return []
+            return [], []
         lock = self._locks.setdefault(frame.station, asyncio.Lock())
         async with lock:
             if frame.packet is not None:
                 whole = self._assemble(frame)
                 if whole is None:
-                    return [confirmation(frame, now, end=ACK)]
+                    return [confirmation(frame, now, end=ACK)], []
                 reply_to, frame = frame, whole
             else:
                 reply_to = frame
-            return [confirmation(reply_to, now)] if await self._report(station, frame, h, peer) else []
+            pending = await self._report(station, frame, h, peer)
+            return [confirmation(reply_to, now)], pending
 
     def _assemble(self, frame: Frame) -> Frame | None:
         """Keep a packet; the whole message (bodies joined in packet order) once all arrived."""
@@ -170,32 +190,35 @@ class StationGateway:
         return Frame(frame.mode, frame.centre, frame.station, frame.password, frame.function, True, body,
                      frame.end, None)
 
-    async def _report(self, station: Station, frame: Frame, h: StationHealth, peer: str) -> bool:
-        """Handle a whole upstream frame; False: refused (no confirmation)."""
+    async def _report(self, station: Station, frame: Frame, h: StationHealth,
+                      peer: str) -> list[tuple[Reading, bool]]:
+        """Store what a whole upstream frame carries; the readings to evaluate (a 33 report
+        ends with the _ADDED marker: evaluate everything pending as well)."""
         seen = self._seen.setdefault(frame.station, deque(maxlen=SEEN_SERIALS))
         serial = frame.serial
         if serial is not None and serial in seen:
             h.retransmissions += 1
-            return True  # the station missed our confirmation: confirm again, evaluate once
+            return []  # the station missed our confirmation: confirm again, evaluate once
         try:
             report = decode_report(frame)
         except Sl651Error as e:
             await self.record("sl651_unreadable", peer=peer, station=station.id, serial=serial, reason=e.detail)
-            return True  # confirmed: sending it again would not make it readable
+            return []  # confirmed: sending it again would not make it readable
         voltage = report.value("VT")
         if voltage is not None:
             h.voltage = voltage
+        pending: list[tuple[Reading, bool]] = []
         if frame.function in REPORTS:
             for reading in await self.readings(station, report):
-                await self.telemetry.submit(reading)
+                pending.append((reading, await self.telemetry.store(reading)))
             if frame.function == ADDED:
                 # A threshold-triggered report: evaluate now, the thresholds decide.
-                await self.telemetry.evaluate_pending()
+                pending.append((_ADDED, False))
         elif frame.function == TEST:
             log.info("SL 651 test report", station=station.id, serial=serial)
         if serial is not None:
             seen.append(serial)
-        return True
+        return pending
 
     async def readings(self, station: Station, report: Report) -> list[Reading]:
         """Readings of the telemetry path from a decoded report (see the module docstring)."""
@@ -253,8 +276,43 @@ class Sl651Server:
         self._conns: set[asyncio.Task[None]] = set()
         self.tcp_port = 0
         self.udp_port = 0
+        self._busy = 0  # frames received whose evaluation has not finished
+        self._idle: asyncio.Condition | None = None
+        # Evaluations run one at a time, in the order frames arrived, beside the connections:
+        # a slow one (raising a warning for a whole township) never delays a confirmation.
+        self._evaluations: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
+        self._worker: asyncio.Task[None] | None = None
+
+    def begin(self) -> None:
+        self._busy += 1
+
+    async def end(self) -> None:
+        self._busy -= 1
+        if self._idle is not None:
+            async with self._idle:
+                self._idle.notify_all()
+
+    async def settle(self) -> None:
+        """Wait until every frame received so far is evaluated (tests and the demo)."""
+        self._idle = self._idle or asyncio.Condition()
+        async with self._idle:
+            await self._idle.wait_for(lambda: self._busy == 0)
+
+    async def _evaluate(self) -> None:
+        while True:
+            after = await self._evaluations.get()
+            try:
+                await after()
+            except Exception:
+                log.exception("SL 651 evaluation failed; the telemetry module retries stored readings")
+            finally:
+                await self.end()
+
+    def _after(self, after: Callable[[], Awaitable[None]]) -> None:
+        self._evaluations.put_nowait(after)
 
     async def start(self) -> None:
+        self._worker = asyncio.create_task(self._evaluate(), name="sl651-evaluation")
         if self.tcp:
             host, port = _host_port(self.tcp)
             self._server = await asyncio.start_server(self._serve, host, port)
@@ -262,13 +320,17 @@ class Sl651Server:
         if self.udp:
             host, port = _host_port(self.udp)
             loop = asyncio.get_running_loop()
-            transport, _ = await loop.create_datagram_endpoint(lambda: _Udp(self.gateway), local_addr=(host, port))
+            transport, _ = await loop.create_datagram_endpoint(lambda: _Udp(self), local_addr=(host, port))
             self._transport = transport
             self.udp_port = transport.get_extra_info("sockname")[1]
         log.info("SL 651 gateway listening", tcp=self.tcp_port or None, udp=self.udp_port or None,
                  stations=len(self.gateway.by_address))
 
     async def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+            self._worker = None
         if self._server is not None:
             self._server.close()
             for t in list(self._conns):
@@ -300,7 +362,14 @@ class Sl651Server:
                 if skipped:
                     await self.gateway.record("sl651_refused", peer=peer, reason=f"{skipped} bytes between frames")
                 for raw in frames:
-                    for reply in await self.gateway.handle(raw, peer):
+                    self.begin()
+                    try:
+                        replies, after = await self.gateway.receive(raw, peer)
+                    except BaseException:
+                        await self.end()
+                        raise
+                    self._after(after)  # evaluated once the station has its confirmation
+                    for reply in replies:
                         writer.write(reply)
                     await writer.drain()
                 if len(buf) > MAX_STREAM_BUFFER:
@@ -316,8 +385,8 @@ class Sl651Server:
 
 
 class _Udp(asyncio.DatagramProtocol):
-    def __init__(self, gateway: StationGateway):
-        self.gateway = gateway
+    def __init__(self, server: Sl651Server):
+        self.server, self.gateway = server, server.gateway
         self.transport: asyncio.DatagramTransport | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -325,16 +394,26 @@ class _Udp(asyncio.DatagramProtocol):
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.server.begin()
         task = asyncio.get_running_loop().create_task(self._handle(data, addr))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _handle(self, data: bytes, addr: tuple[str, int]) -> None:
         frames, _rest, _skipped = split_stream(data)
-        for raw in frames or [data]:
-            for reply in await self.gateway.handle(raw, str(addr)):
-                if self.transport is not None:
-                    self.transport.sendto(reply, addr)
+        afters = []
+        try:
+            for raw in frames or [data]:
+                replies, after = await self.gateway.receive(raw, str(addr))
+                afters.append(after)
+                for reply in replies:
+                    if self.transport is not None:
+                        self.transport.sendto(reply, addr)
+        finally:
+            async def evaluate_all() -> None:
+                for a in afters:
+                    await a()
+            self.server._after(evaluate_all)
 
 
 def _host_port(text: str) -> tuple[str, int]:

@@ -247,6 +247,22 @@ class TelemetryService:
         async with lock:
             return await self._submit(station, reading)
 
+    async def store(self, reading: Reading) -> bool:
+        """Store a reading without evaluating it (a gateway confirms receipt first, then calls
+        `evaluate`; if the process dies in between, TelemetryEvaluation picks it up). False: a
+        duplicate, or an unknown station."""
+        if self.stations.get(reading.station) is None:
+            return False
+        return await self._store(reading, self.clock.now())
+
+    async def evaluate(self, reading: Reading, stored: bool) -> ReadingOutcome:
+        """Evaluate a reading `store` has dealt with."""
+        station = self.stations.get(reading.station)
+        if station is None:
+            return ReadingOutcome(reading.station, reading.at, False, "unknown_station")
+        async with self._locks.setdefault(station.id, asyncio.Lock()):
+            return await self._evaluate(station, reading, stored)
+
     async def _store(self, r: Reading, now: datetime) -> bool:
         stored = False
         for metric in METRICS:
