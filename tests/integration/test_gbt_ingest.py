@@ -200,3 +200,21 @@ async def test_polled_feed_of_gbt_documents(db_url: str, tmp_path: Path) -> None
             assert a.expires is not None and a.expires - a.sent == timedelta(hours=24)
     finally:
         await runner.cleanup()
+
+
+async def test_mangled_documents_are_a_4xx_never_a_500(st: Stack) -> None:
+    """Arbitrary damage to real samples through the real route: refused with the parser's own
+    problem (4xx) or accepted, never a server error (the parser itself is fuzzed in
+    tests/unit/test_gbt_parser.py)."""
+    import random
+
+    rnd = random.Random(13)
+    samples = [doc(n) for n in ("yuanling_rain_alert.xml", "yuanling_rain_update.xml", "henan_gale_cancel.xml")]
+    for _ in range(40):
+        d = rnd.choice(samples)
+        at = rnd.randrange(len(d))
+        d = d[:at] + bytes(rnd.randrange(256) for _ in range(rnd.randrange(1, 6))) + d[at + rnd.randrange(0, 6):]
+        status, body = await st.post_cap(d)
+        assert status < 500, body
+        if status >= 400:
+            assert body["title"] and "detail" in body
