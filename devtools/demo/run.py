@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -190,6 +190,7 @@ async def run_demo(out: Path, speed: float = 960.0, seed: int = 631, busy_speed:
     await speakers.start_fleet(settings.database.url, seed)  # connects while the quiet hours run
     assert engine.feeds is not None
     rain_gauge = Sl651Station(GAUGE_ADDRESS, "1234", mode="ascii")
+    gauge_at = datetime.min.replace(tzinfo=UTC)  # the gauge's last observation time
     runner = web.AppRunner(make_app(engine), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
@@ -239,14 +240,13 @@ async def run_demo(out: Path, speed: float = 960.0, seed: int = 631, busy_speed:
                 link = await TcpLink.open("127.0.0.1", gauge_port)
                 try:
                     for i, v in enumerate(mm):
-                        await link.report(rain_gauge.report(now - timedelta(minutes=20 - 10 * i), rain_mm=v))
+                        # A station observes in time order, whatever the demo's schedule did.
+                        gauge_at = max(now - timedelta(minutes=20 - 10 * i), gauge_at + timedelta(minutes=1))
+                        await link.report(rain_gauge.report(gauge_at, rain_mm=v))
                 finally:
                     await link.close()
                 assert engine.feeds.sl651 is not None
-                await engine.feeds.sl651.settle()  # confirmed at once; the warning follows
-                async with engine.db.read() as s:
-                    gauge.extend(a for a in (await s.exec(select(Alert.id).where(
-                        Alert.source == f"telemetry:{GAUGE}"))).all() if a is not None)
+                await engine.feeds.sl651.settle()  # each frame was confirmed at once; now the warning is raised
                 continue
             now = clock.now()
             if step == "warning":
@@ -265,6 +265,11 @@ async def run_demo(out: Path, speed: float = 960.0, seed: int = 631, busy_speed:
             again = await _post(http, f"{base}/api/v1/alerts", token, body)
             assert not again["created"]
         await clock.wait_until(t0 + timedelta(hours=5, minutes=20))  # the red ladder runs out
+    assert engine.feeds.sl651 is not None
+    await engine.feeds.sl651.settle()
+    async with engine.db.read() as s:
+        gauge.extend(a for a in (await s.exec(select(Alert.id).where(
+            Alert.source == f"telemetry:{GAUGE}"))).all() if a is not None)
     for t in tasks:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)

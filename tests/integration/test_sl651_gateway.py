@@ -111,6 +111,21 @@ async def test_counter_differences_and_reset(st: Stack) -> None:
     assert [v for _t, v in rows] == [3.5, 1.5]  # nothing for the baseline, no negative rain
 
 
+async def test_a_late_frame_is_not_counted_twice(st: Stack) -> None:
+    early, late = Sl651Station(RAIN, "1234"), Sl651Station(RAIN, "1234")
+    early.pt, late.pt = 50.0, 50.0
+    late.serial = 100
+    link = await TcpLink.open("127.0.0.1", port(st))
+    try:
+        await link.report(early.report(NOW - timedelta(minutes=30), rain_mm=0.0, pj=False))  # PT 50.0
+        await link.report(early.report(NOW - timedelta(minutes=10), rain_mm=10.0, pj=False))  # PT 60.0: +10
+        # A frame observed in between (PT 55.0) arrives after: its rain is inside the +10 already.
+        await link.report(late.report(NOW - timedelta(minutes=20), rain_mm=5.0))
+    finally:
+        await link.close()
+    assert sum(v for _t, v in await rain_rows(st)) == 10.0
+
+
 async def test_bad_crc_unknown_station_and_wrong_password_are_refused_unconfirmed(st: Stack) -> None:
     good = Sl651Station(RAIN, "1234")
     stranger = Sl651Station("0099999999", "1234")

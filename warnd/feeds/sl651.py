@@ -21,8 +21,9 @@ For every frame (codec: warnd.cap.sl651):
   for it and send again). A crash between confirmation and evaluation loses nothing: the
   telemetry module evaluates stored readings nobody evaluated. Rainfall comes from the twelve 5-minute values (DRP) when the
   frame has them, else from the difference of the cumulative counter PT with the previous
-  value (a smaller value is a counter reset: the new value is the rain since the reset),
-  else from the current rainfall PJ. The water level is Z. A 33 (加报, threshold-triggered)
+  value (a smaller value is a counter reset: the new value is the rain since the reset; a
+  late frame, observed before one already handled, counts nothing), else from the current
+  rainfall PJ. The water level is Z. A 33 (加报, threshold-triggered)
   report triggers an evaluation of what is stored; it is never a warning by itself;
 - station health (last frame, battery voltage VT, frames, bad CRCs, retransmissions) is
   shown in GET /api/v1/feeds.
@@ -237,7 +238,9 @@ class StationGateway:
             pt = o.values.get("PT")
             increment: float | None = None
             if pt is not None:
-                previous = await self.telemetry.counter(station.id, PT_METRIC, at, pt)
+                previous, late = await self.telemetry.counter(station.id, PT_METRIC, at, pt)
+                if late:
+                    continue  # a frame older than one already handled: the later PT has counted its rain
                 if previous is not None:
                     increment = pt - previous if pt >= previous else pt  # smaller: the counter was reset
             if increment is None:

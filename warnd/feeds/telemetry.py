@@ -277,10 +277,11 @@ class TelemetryService:
                 pass  # same station, metric and time: a redelivery
         return stored
 
-    async def counter(self, station: str, metric: str, at: datetime, value: float) -> float | None:
-        """Store a station's counter reading (e.g. SL 651 PT, cumulative rain) at `at` and
-        return the last value stored before it (None: the first). A redelivered value is
-        stored once; the answer is the same."""
+    async def counter(self, station: str, metric: str, at: datetime, value: float) -> tuple[float | None, bool]:
+        """Store a station's counter reading (e.g. SL 651 PT, cumulative rain) at `at`; return
+        (the last value stored before it or None, late): `late` when a value for a later time
+        was already stored, whose difference spans this one (nothing to count). A redelivered
+        value is stored once; the answer is the same."""
         now = self.clock.now()
         try:
             async with self.db.session() as s, s.begin():
@@ -288,9 +289,15 @@ class TelemetryService:
         except IntegrityError:
             pass
         async with self.db.read() as s:
-            return (await s.exec(select(TelemetryReading.value).where(
+            later = (await s.exec(select(TelemetryReading.received_at).where(
+                TelemetryReading.station == station, TelemetryReading.metric == metric,
+                col(TelemetryReading.at) > at).limit(1))).first()
+            if later is not None and later <= now:
+                return None, True
+            previous = (await s.exec(select(TelemetryReading.value).where(
                 TelemetryReading.station == station, TelemetryReading.metric == metric,
                 col(TelemetryReading.at) < at).order_by(col(TelemetryReading.at).desc()).limit(1))).first()
+            return previous, False
 
     async def measures_at(self, station: Station, at: datetime) -> Measures:
         th = station.thresholds
