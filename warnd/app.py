@@ -130,7 +130,9 @@ class App:
         templates = load_templates(_path(settings.policy.templates))
         vocab = load_vocabulary(_path(settings.policy.vocabulary))
         feed_config = FeedConfig.load(sources_path=settings.feeds.sources, stations_path=settings.feeds.stations,
-                                      vocabulary_path=settings.policy.vocabulary, known_hazards=vocab.codes)
+                                      vocabulary_path=settings.policy.vocabulary, known_hazards=vocab.codes,
+                                      sl651_tcp=settings.feeds.sl651_tcp, sl651_udp=settings.feeds.sl651_udp,
+                                      sl651_idle_seconds=settings.feeds.sl651_idle_seconds)
         chans = dict(channels) if channels is not None else build_channels(settings)
         db = Database(settings.database.url, durable=settings.database.durable)
         roster = RosterCache(db)

@@ -201,6 +201,10 @@ class SpeakersCfg(MqttSettings, Section):
 class FeedsCfg(Section):
     sources: str = ""  # sources.toml: CAP push/poll and telemetry sources (empty: none)
     stations: str = ""  # stations.toml: telemetry stations and thresholds (empty: none)
+    # SL 651-2014 station gateway (docs/feeds.md): "host:port" to listen on ("0.0.0.0:5005"), "" = off.
+    sl651_tcp: str = Field(default="", pattern=r"^$|^[^\s]*:\d{1,5}$")
+    sl651_udp: str = Field(default="", pattern=r"^$|^[^\s]*:\d{1,5}$")
+    sl651_idle_seconds: float = Field(default=300.0, gt=0)  # a silent TCP connection is closed
 
 
 class VoiceCfg(Section):

@@ -108,6 +108,8 @@ class Alert(SQLModel, table=True):
     fallback_for_id: int | None = Field(default=None, index=True)  # a loudspeaker fallback: the warning it stands for
     received_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     raw_xml: str = Field(default="", sa_column=Column(Text, nullable=False))
+    # GB/T 35965.1 per-method texts, by warnd channel ({"sms": "…", "speaker": "…"}).
+    channel_texts: dict[str, Any] = json_dict()
 
 
 class Call(SQLModel, table=True):

@@ -9,7 +9,7 @@ the composition root.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -32,6 +32,9 @@ from warnd.core.templates import (
 from warnd.db.models import Alert, Call
 
 DRILL_TAGS = {AlertStatus.EXERCISE.value: "【演练】", AlertStatus.TEST.value: "【测试】"}
+# Templates whose {headline}{instruction} a GB/T message's own text for the channel replaces
+# (alerts.channel_texts); reminders and escalations keep the short headline.
+CHANNEL_TEXT_TEMPLATES = frozenset({"warning", "update_info", "speaker_text"})
 
 
 class Links(Protocol):
@@ -78,6 +81,11 @@ class MessageContext:
             instruction=sentence(clip(instruction, MAX_INSTRUCTION)),
             area=area or clip(alert.area_desc, MAX_AREA) or "本地",
         )
+
+    def with_channel_text(self, text: str) -> MessageContext:
+        """The producer's own text for this channel (GB/T <method>) in place of the headline
+        and instruction."""
+        return replace(self, headline=text.strip().rstrip("。"), instruction="")
 
 
 def render(ctx: MessageContext, template: str, recipient: PersonView | None, *, roles: Roles,
@@ -132,7 +140,11 @@ class Composer:
                                         expires_at=self.links.expiry(alert, now), now=now)
             self._link_rows.append(row)
             link = self.links.url(token)
-        return render(self.context(alert), name, recipient, roles=self.roles, call=call, official=official,
+        ctx = self.context(alert)
+        own = (alert.channel_texts or {}).get(channel) if template in CHANNEL_TEXT_TEMPLATES else None
+        if own:
+            ctx = ctx.with_channel_text(str(own))
+        return render(ctx, name, recipient, roles=self.roles, call=call, official=official,
                       region_name=region_name, link=link, **values)
 
     async def flush_links(self, s: AsyncSession) -> None:

@@ -145,6 +145,9 @@ class SpeakerService(ModuleBase):
     def speaker_text(self, alert: Alert, roster: RosterSnapshot | None = None) -> str:
         ctx = Composer(self.templates, self.roles, None, policy=self.policy,
                        regions=roster.regions if roster is not None else None).context(alert)
+        own = (alert.channel_texts or {}).get("speaker")
+        if own:  # a GB/T message's SPEAKER text: read as the producer wrote it
+            ctx = ctx.with_channel_text(str(own))
         return self.templates.render("speaker_text", tag=ctx.tag, step=ctx.step, sender=ctx.sender,
                                      headline=ctx.headline, instruction=ctx.instruction, area=ctx.area,
                                      colour=ctx.colour)
