@@ -227,3 +227,12 @@ def test_arbitrary_text_in_every_gbt_field_raises_only_caperror(text: str) -> No
             parse_alert(doc)
         except CapError:
             pass
+
+
+def test_a_composed_warning_keeps_its_stated_hazard() -> None:
+    # The duty room chose 山洪 for a text about 暴雨: an operator's decision, not a conflict.
+    from warnd.cap.model import CapInfo
+
+    info = CapInfo(categories=("Met",), event="暴雨", urgency="Expected", severity="Moderate", certainty="Likely",
+                   headline="暴雨黄色预警", event_codes=(("warnd:hazard", "flash_flood"),))
+    assert classify(info, VOCAB)[0] == "flash_flood" and hazard_conflict(info, VOCAB) is None

@@ -20,6 +20,9 @@ OTHER = "other"
 # valueName of the eventCode a source's mapping prepends (warnd.feeds.mapping): an operator's
 # decision, never second-guessed by the text.
 OVERRIDE_NAME = "warnd"
+# eventCode valueNames that carry an operator's decision: a source's mapping ("warnd") and a
+# warning composed in the duty room ("warnd:hazard", warnd.core.compose).
+OVERRIDE_NAMES = frozenset({OVERRIDE_NAME, "warnd:hazard"})
 DEFAULT_EXPIRES_HOURS = 24.0
 
 # Our own parameter convention for a producer (a hydrology service, our duty room) that
@@ -191,7 +194,7 @@ def hazard_conflict(info: CapInfo, vocab: Vocabulary) -> tuple[str, str] | None:
 
 
 def _override(info: CapInfo, vocab: Vocabulary) -> set[str]:
-    return {h for n, v in info.event_codes if n == OVERRIDE_NAME and (h := vocab.by_event_code.get(normalise(v)))}
+    return {h for n, v in info.event_codes if n in OVERRIDE_NAMES and (h := vocab.by_event_code.get(normalise(v)))}
 
 
 def _code_hazard(info: CapInfo, vocab: Vocabulary) -> tuple[str | None, str | None]:
@@ -200,7 +203,7 @@ def _code_hazard(info: CapInfo, vocab: Vocabulary) -> tuple[str | None, str | No
     for name, value in info.event_codes:
         hazard = vocab.by_event_code.get(normalise(value))
         if hazard:
-            if name == OVERRIDE_NAME:
+            if name in OVERRIDE_NAMES:
                 code = hazard
                 break
             code = code or hazard
