@@ -7,13 +7,15 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import aiomqtt
+import pytest
 
 from channels.mqtt import MqttSettings
 from channels.speaker_mqtt import DeviceMessage, OutgoingCommand, SpeakerMqtt, device_topic
-from support.speaker_support import MAIN_BROKER, tag
+from support.speaker_support import PrivateBroker, tag
 from warnd.config import SpeakersCfg
 
 ACKS = 30
@@ -50,16 +52,28 @@ def test_each_instance_connects_as_its_own_client() -> None:
     assert cfg.mqtt("431222", "b").share_group == cfg.mqtt("431222", "c").share_group == "warnd-431222"
 
 
-async def test_an_ack_is_handled_by_one_instance_and_retained_acks_reach_a_late_one() -> None:
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[tuple[str, int]]:
+    """A Mosquitto of this test's own: the shared one holds every other test's retained acks
+    and states, which a late instance would have to read through first."""
+    b = PrivateBroker(tmp_path)
+    b.start()
+    try:
+        yield "127.0.0.1", b.port
+    finally:
+        b.stop()
+
+
+async def test_an_ack_is_handled_by_one_instance_and_retained_acks_reach_a_late_one(broker: tuple[str, int]) -> None:
     t = tag()
     devices = [f"T{t}-{i:02d}" for i in range(ACKS)]
     changed = asyncio.Condition()
     handlers = [Recorder(changed) for _ in range(3)]
-    channels = [SpeakerMqtt(MqttSettings(host=MAIN_BROKER[0], port=MAIN_BROKER[1], client_id=f"warnd-test-{t}-{n}",
+    channels = [SpeakerMqtt(MqttSettings(host=broker[0], port=broker[1], client_id=f"warnd-test-{t}-{n}",
                                          share_group=f"warnd-test-{t}", session_expiry_seconds=0), h)
                 for n, h in enumerate(handlers)]
     tasks = [asyncio.create_task(ch.run()) for ch in channels[:2]]
-    device = aiomqtt.Client(MAIN_BROKER[0], MAIN_BROKER[1], identifier=f"dev-{t}",
+    device = aiomqtt.Client(broker[0], broker[1], identifier=f"dev-{t}",
                             protocol=aiomqtt.ProtocolVersion.V5)
     try:
         async with asyncio.timeout(20):
@@ -67,7 +81,8 @@ async def test_an_ack_is_handled_by_one_instance_and_retained_acks_reach_a_late_
                 await ch.connected.wait()
         async with device:
             for d in devices:
-                ack = {"v": 1, "device_id": d, "cmd_id": f"w1-{d}", "status": "played"}
+                ack = {"v": 1, "device_id": d, "cmd_id": f"w1-{d}", "status": "played",
+                       "at": "2026-07-01T10:00:00+08:00"}
                 await device.publish(device_topic(d, "ack"), json.dumps(ack), qos=1, retain=True)
 
             live = handlers[:2]

@@ -56,7 +56,7 @@ async def test_a_provider_rejecting_every_message_is_one_notice(db_url: str) -> 
             await c.settle()
         told = await _events(c.app.db, "provider_failing")
         assert len(told) == 1
-        assert told[0].data["channel"] == "sms" and "SignatureIncorrectOrUnapproved" in told[0].data["error"]
+        assert told[0].data["for_channel"] == "sms" and "SignatureIncorrectOrUnapproved" in told[0].data["error"]
         assert "短信平台连续拒绝发送" in told[0].data["details"]
         line = _errors(logs, "provider failing")
         assert line and "SignatureIncorrectOrUnapproved" in line[0]["error"]

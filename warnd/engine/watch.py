@@ -4,9 +4,11 @@
 - **A send rejected permanently** (`delivery_failed`): one notice per warning and channel
   per pass, naming who was not reached and why.
 - **A provider rejecting every message**: within `window`, at least `min_failures` messages
-  on one channel failed or were put back for retry and none was accepted. One notice while
-  the condition holds (it re-arms once a message gets through); the individual rejections on
-  that channel are covered by it.
+  on one channel were refused for good (a wrong 短信签名, an unapproved template) and none was
+  accepted. One notice while the condition holds (it re-arms once a message gets through);
+  the individual rejections on that channel are covered by it. A provider that cannot be
+  reached or answers 5xx is the outbox's to announce (provider_failing / provider_recovered):
+  its messages are not refused, they wait and are retried.
 - **A source gone stale** (no update for three poll intervals, the same rule as `warnd check`)
   or failing `min_failures` polls in a row: one notice per episode.
 
@@ -81,11 +83,11 @@ class Watch(ModuleBase):
     # -- sends -----------------------------------------------------------------------------
 
     async def _providers(self, now: datetime) -> set[str]:
-        """Channels on which, within the window, messages failed and none was accepted."""
+        """Channels on which, within the window, messages were refused and none was accepted."""
         since = now - self.window
         async with self.db.read() as s:
             bad = (await s.exec(select(Event.delivery_id, Event.data).where(
-                col(Event.kind).in_(("delivery_failed", "delivery_retry")), col(Event.at) >= since))).all()
+                Event.kind == "delivery_failed", col(Event.at) >= since))).all()
             delivery_ids = {d for d, _ in bad if d is not None}
             channel_of = dict((await s.exec(select(Delivery.id, Delivery.channel).where(
                 col(Delivery.id).in_(delivery_ids)))).all()) if delivery_ids else {}
@@ -110,7 +112,7 @@ class Watch(ModuleBase):
             async with self.db.session() as s, s.begin():
                 await notify_duty_room(s, await self.roster.get(), self.templates, now, kind="provider_failing",
                                        details=details, key=f"provider:{channel}:{now:%Y%m%dT%H}",
-                                       channel=channel, failures=count, error=last_error.get(channel, ""))
+                                       for_channel=channel, failures=count, error=last_error.get(channel, ""))
             self._failing.add(channel)
         return failing
 
@@ -159,7 +161,7 @@ class Watch(ModuleBase):
                 told += await notify_duty_room(
                     s, roster, self.templates, now, kind="send_rejected", details=details, key=f"rejected:{digest}",
                     alert_id=alert_id, drill_status=statuses.get(alert_id, "") if alert_id is not None else "",
-                    channel=channel, deliveries=[f.delivery_id for f in group], error=group[-1].error)
+                    for_channel=channel, deliveries=[f.delivery_id for f in group], error=group[-1].error)
         return told
 
     # -- sources ---------------------------------------------------------------------------
