@@ -39,6 +39,13 @@ class SendLog(Protocol):
 
     async def wait_records_after(self, seen: int) -> None: ...
 
+class Subscriptions(Protocol):
+    """Public lists' opt-out by reply (warnd.public.optouts.SmsOptOuts): the outcome when the
+    reply was a subscription choice of a listed number (handled in `s`), else None."""
+
+    async def on_reply(self, s: AsyncSession, reply: InboundReply, now: datetime) -> str | None: ...
+
+
 log = structlog.get_logger("warnd.inbound")
 
 OPEN_STATES = (CallState.OPEN.value, CallState.DUTY_ROOM.value)
@@ -55,9 +62,11 @@ class InboundHandler:
     storm of thousands of 收到 costs a handful of transactions instead of thousands."""
 
     def __init__(self, db: Database, clock: Clock, calls_: Calls, templates: Templates, cfg: DeliveryCfg,
-                 sends: SendLog, on_change: Callable[[], None] = lambda: None):
+                 sends: SendLog, on_change: Callable[[], None] = lambda: None,
+                 subscriptions: Subscriptions | None = None):
         self.db, self.clock, self.calls, self.templates, self.cfg = db, clock, calls_, templates, cfg
         self.sends, self.on_change = sends, on_change
+        self.subscriptions = subscriptions
         self._queue: list[tuple[InboundReply, asyncio.Future[str]]] = []
         self._worker: asyncio.Task[None] | None = None
 
@@ -104,7 +113,9 @@ class InboundHandler:
                     outcomes.append("duplicate")  # a retried webhook changes nothing
                     continue
                 seen.add(reply.dedupe_key)
-                outcome = await self._apply(s, reply, by_phone.get(reply.from_address, []), calls_of, helped,
+                choice = (await self.subscriptions.on_reply(s, reply, now)
+                          if self.subscriptions is not None else None)
+                outcome = choice if choice is not None else await self._apply(s, reply, by_phone.get(reply.from_address, []), calls_of, helped,
                                             now, confirmations)
                 outcomes.append(outcome)
                 rows.append(dict(provider=reply.provider, dedupe_key=reply.dedupe_key,
