@@ -79,6 +79,10 @@ async def ack(st: Stack) -> tuple[str, dict[str, Any]]:
     return f"/api/v1/calls/{await open_call(st)}/ack", {"json": {"note": "电话联系本人，已收到"}}
 
 
+async def subscription(st: Stack) -> tuple[str, dict[str, Any]]:
+    return "/api/v1/public/subscriptions", {"json": {"phone": f"137{next(_ids):08d}", "region_code": "431222100200"}}
+
+
 # Every route that declares a permission needs an entry: (method, path pattern) -> example.
 EXAMPLES: dict[tuple[str, str], Example] = {
     ("POST", "/api/v1/alerts"): Example("alerts.submit", new_cap, 201),
@@ -89,6 +93,11 @@ EXAMPLES: dict[tuple[str, str], Example] = {
     ("GET", "/api/v1/feeds"): Example("feeds.read", fixed("/api/v1/feeds"), 200),
     ("GET", "/console"): Example("console.view", fixed("/console"), 200),
     ("POST", "/logout"): Example("console.view", fixed("/logout"), 303),
+    ("GET", "/api/v1/public/recipients"): Example("public.read", fixed("/api/v1/public/recipients"), 200),
+    ("GET", "/api/v1/public/recipients.csv"): Example("public.phones", fixed("/api/v1/public/recipients.csv"), 200),
+    ("POST", "/api/v1/public/subscriptions"): Example("public.manage", subscription, 201),
+    ("POST", "/api/v1/public/unsubscribe"): Example("public.manage", fixed(
+        "/api/v1/public/unsubscribe", json={"phone": "13700000001"}), 200),
 }
 
 # Public routes get a plausible request; they must answer every caller the same way.

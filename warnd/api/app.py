@@ -13,6 +13,7 @@ from warnd.api.auth import Public, Rule, principal
 from warnd.api.feeds import feed_routes
 from warnd.api.middleware import BodyLimits, install, own_body, read_body
 from warnd.api.problems import problem
+from warnd.api.public import public_routes
 from warnd.api.responses import ingest_body, ingest_status
 from warnd.app import App
 from warnd.auth.service import AuthService
@@ -20,6 +21,7 @@ from warnd.console import views as console
 from warnd.console.render import SITE, Site
 from warnd.core.domain import ConfirmVia
 from warnd.engine.ingest import IngestError
+from warnd.public.coverage import public_coverage
 from warnd.views.board import alert_calls, alert_summary
 
 MAX_CAP_BYTES = 5 * 1024 * 1024  # real CAP can carry embedded audio: keep the limit well above 1 MB
@@ -53,6 +55,7 @@ async def get_alert(request: web.Request) -> web.StreamResponse:
     body = await alert_summary(engine.db, _int(request, "id"), engine.clock.now())
     if body is None:
         return problem(404, "Not found", "no such alert")
+    body["public"] = await public_coverage(engine.db, body["id"], engine.settings.public.coverage_target)
     return web.json_response(body, dumps=lambda o: json.dumps(o, ensure_ascii=False))
 
 
@@ -140,6 +143,7 @@ def make_app(app: App) -> web.Application:
         (web.get("/healthz", healthz), Public("liveness probe: no data")),
     ]
     access.add(web_app.router, api)
+    access.add(web_app.router, public_routes(app, APP))
     access.add(web_app.router, [(r, FEED_PUSH if (r.kwargs.get("name") or "").startswith("feed_push")
                                  else "feeds.read") for r in feed_routes(app.feeds)])
     for channel in app.channels.values():

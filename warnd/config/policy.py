@@ -12,7 +12,7 @@ from datetime import time, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, ValidationInfo, field_validator, model_validator
+from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from warnd.config.errors import PolicyError
@@ -42,6 +42,7 @@ from warnd.core.policy import (
     Rung,
     TargetRule,
 )
+from warnd.core.public_policy import ALL_KINDS, DEFAULT_PUBLIC_RULES, PublicRule
 from warnd.core.roles import Roles
 
 colour_of = enum_check(Colour)
@@ -224,6 +225,30 @@ class RuleSpec(Strict):
         "must be a non-empty array of tables ([[rules.targets]])"))]
 
 
+def _kinds(v: Any) -> tuple[str, ...]:
+    out = names(v)
+    for i, k in enumerate(out):
+        if k not in ALL_KINDS:
+            raise problem(f"unknown list kind {k!r} (use {', '.join(ALL_KINDS)})", i)
+    return tuple(out)
+
+
+class PublicRuleSpec(Strict):
+    """[[public]]: when the public is reached (docs/public.md)."""
+
+    name: str = ""
+    hazards: Annotated[frozenset[str] | None, BeforeValidator(_hazards)] = None
+    steps: list[StepT]
+    colours: list[ColourT] = Field(default_factory=lambda: list(Colour))
+    kinds: Annotated[tuple[str, ...], BeforeValidator(_kinds)] = ALL_KINDS
+    channel: str = "sms"
+    template: str = "public"
+
+    def build(self, i: int) -> PublicRule:
+        return PublicRule(self.name or f"public[{i}]", frozenset(self.steps), frozenset(self.colours), self.hazards,
+                          self.kinds, self.channel, self.template)
+
+
 class PolicySpec(Strict):
     forecast_lead_hours: Positive = 6
     warning_lead_hours: Positive = 3
@@ -232,6 +257,7 @@ class PolicySpec(Strict):
     rules: Annotated[list[RuleSpec], BeforeValidator(_non_empty_list(
         "must be a non-empty array of tables ([[rules]])"))]
     night: NightSpec | None = None
+    public: list[PublicRuleSpec] | None = None  # None: DEFAULT_PUBLIC_RULES; [] reaches no public
 
     @model_validator(mode="before")
     @classmethod
@@ -271,6 +297,8 @@ class PolicySpec(Strict):
             warning_lead=timedelta(hours=self.warning_lead_hours),
             source=source,
             night=self.night.build() if self.night is not None else None,
+            public=(DEFAULT_PUBLIC_RULES if self.public is None
+                    else tuple(r.build(i) for i, r in enumerate(self.public))),
         )
 
 

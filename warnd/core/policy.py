@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 
 from warnd.core.domain import Action, Colour, Level, Step
+from warnd.core.public_policy import DEFAULT_PUBLIC_RULES, PublicRule
 
 WILDCARD = "*"
 DEFAULT_CHANNELS: tuple[str, ...] = ("sms",)
@@ -116,6 +117,7 @@ class Policy:
     warning_lead: timedelta = timedelta(hours=3)
     source: str = "<policy>"
     night: Night | None = None
+    public: tuple[PublicRule, ...] = DEFAULT_PUBLIC_RULES  # when the public is reached (warnd.public)
 
     def with_night_channels(self, channels: tuple[str, ...], at: datetime) -> tuple[str, ...]:
         """`channels` for a first send at `at`: at night the night channels come first."""

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from warnd.core.domain import Step
 
 PLACEHOLDERS = frozenset(
-    "tag sender headline area colour step instruction code name official role region count details link".split()
+    "tag sender headline area colour step instruction code name official role region count details link shelter".split()
 )
 # Optional per-channel tables ([voice], [wecom]) override [sms] texts of the same name.
 CHANNEL_TABLES = ("voice", "wecom")
@@ -17,6 +17,10 @@ REQUIRED = ("warning", "update_info", "resend", "deputy", "superior", "cancel_no
 # Texts a county may override; warnd falls back on these when templates.toml has none.
 OPTIONAL = {
     "duty_notice": "{tag}【值班室提醒】{details}",
+    # To the public (warnd.public): no reply instruction, no link; the action, and the 转移地点
+    # when the danger zone has one (`<template>_shelter`).
+    "public": "{tag}【{colour}{step}】{sender}：{headline}。{instruction}",
+    "public_shelter": "{tag}【{colour}{step}】{sender}：{headline}。{instruction}请立即转移至{shelter}。",
 }
 
 

@@ -20,8 +20,10 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
+from sqlalchemy import case
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -58,8 +60,16 @@ class Outbox(ModuleBase):
 
     def __init__(self, db: Database, clock: Clock, channels: Mapping[str, Channel], cfg: DeliveryCfg, *,
                  after_sent: AfterSent | None = None, on_change: Callable[[], None] = lambda: None,
-                 single_instance: bool = False):
+                 single_instance: bool = False, purposes: frozenset[Purpose] | None = None,
+                 exclude_purposes: frozenset[Purpose] = frozenset(), urgent_first: bool = False,
+                 name: str | None = None):
         super().__init__()
+        # Which rows this sender owns: public traffic has its own outbox (warnd.public), so
+        # officials' 叫应 messages never queue behind a mass fan-out. `urgent_first`: due rows
+        # of a higher 631 step first (an imminent warning before a lower step's backlog).
+        self.purposes, self.exclude_purposes, self.urgent_first = purposes, exclude_purposes, urgent_first
+        if name is not None:
+            self.name = name
         self.db, self.clock, self.channels, self.cfg = db, clock, channels, cfg
         self.after_sent = after_sent  # runs in the transaction that records the sends
         # Sends move confirm deadlines (the window restarts at send): the escalation module
@@ -84,10 +94,10 @@ class Outbox(ModuleBase):
         """The next pending send, or the next lease to run out: rows a crashed sender left in
         `sending` must be reconciled when their lease ends, not whenever new work comes."""
         async with self.db.read() as s:
-            pending = (await s.exec(select(func.min(Delivery.next_attempt_at)).where(
-                Delivery.state == DeliveryState.PENDING))).first()
-            lease = (await s.exec(select(func.min(Delivery.lease_until)).where(
-                Delivery.state == DeliveryState.SENDING))).first()
+            pending = (await s.exec(self._mine(select(func.min(Delivery.next_attempt_at)).where(
+                Delivery.state == DeliveryState.PENDING)))).first()
+            lease = (await s.exec(self._mine(select(func.min(Delivery.lease_until)).where(
+                Delivery.state == DeliveryState.SENDING)))).first()
         return min((t for t in (pending, lease) if t is not None), default=None)
 
     # -- sending ---------------------------------------------------------------------------
@@ -100,9 +110,12 @@ class Outbox(ModuleBase):
         """Claim and send one batch of due deliveries. Returns how many were due."""
         now = self.clock.now()
         async with self.db.read() as s:
-            due = (await s.exec(select(Delivery).where(
-                Delivery.state == DeliveryState.PENDING, col(Delivery.next_attempt_at) <= now).order_by(
-                col(Delivery.next_attempt_at), col(Delivery.id)).limit(batch))).all()
+            order = [col(Delivery.next_attempt_at), col(Delivery.id)]
+            if self.urgent_first:
+                order.insert(0, case({"imminent": 0, "warning": 1}, value=col(Delivery.step), else_=2))  # type: ignore[arg-type]
+            due = (await s.exec(self._mine(select(Delivery).where(
+                Delivery.state == DeliveryState.PENDING, col(Delivery.next_attempt_at) <= now)).order_by(
+                *order).limit(batch))).all()
         if not due:
             return 0
         min_gap = timedelta(seconds=self.cfg.recipient_min_interval_seconds)
@@ -146,6 +159,14 @@ class Outbox(ModuleBase):
                 self.recorded += len(sent)
                 self._recorded_cond.notify_all()
         return len(due)
+
+    def _mine(self, q: Any) -> Any:
+        """`q` narrowed to the purposes this sender owns."""
+        if self.purposes is not None:
+            q = q.where(col(Delivery.purpose).in_([p.value for p in self.purposes]))
+        if self.exclude_purposes:
+            q = q.where(col(Delivery.purpose).not_in([p.value for p in self.exclude_purposes]))
+        return q
 
     def _spacing_ok(self, d: Delivery, now: datetime, min_gap: timedelta) -> bool:
         last = self._last_to.get(d.to_address)
@@ -208,7 +229,7 @@ class Outbox(ModuleBase):
         lease has run out. Returns how many rows were looked at."""
         now = self.clock.now()
         async with self.db.read() as s:
-            q = select(Delivery).where(Delivery.state == DeliveryState.SENDING)
+            q = self._mine(select(Delivery).where(Delivery.state == DeliveryState.SENDING))
             if not everything:
                 q = q.where(col(Delivery.lease_until) <= now)
             rows = (await s.exec(q)).all()
