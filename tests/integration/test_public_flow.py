@@ -27,6 +27,7 @@ from sqlmodel import func, select
 from structlog.testing import capture_logs
 
 from support.public_stack import GA, T1, VA, VB, VC, County_, build_county, stop_county
+from warnd.audit import Scope, make_report
 from warnd.db.models import Delivery, Event, PublicCampaign, PublicOptOut, PublicTarget
 from warnd.public.fanout import PublicFanout
 from warnd.public.importer import import_list
@@ -104,6 +105,19 @@ async def test_a_red_imminent_warning_reaches_every_listed_resident_once_within_
     assert (villages["辰龙关村"]["targeted"], villages["辰龙关村"]["delivered"], villages["辰龙关村"]["coverage"]) == \
         (25, 23, 0.92)
     assert (villages["界亭驿村"]["targeted"], villages["界亭驿村"]["coverage"]) == (15, 1.0)
+    # The audit report counts the same from the event log: 1 期, 39 sent, 38 人次 (one reported
+    # undelivered), coverage 38/40 overall and 23/25 in 辰龙关村; officials' 人次 exclude the public.
+    report = await make_report(c.engine.db, Scope(alert_id=alert_id), now=c.clock.now())
+    issues = report.table("public_issues").rows
+    assert [(r["step"], r["issues"], r["targeted"], r["sent"], r["person_times"], r["delivered"], r["undelivered"],
+             r["opted_out"], r["over_budget"], r["coverage"], r["coverage_met"]) for r in issues] == [
+        ("临灾预警(1h)", 1, 40, 39, 38, 38, 1, 1, 1, 0.95, True), ("合计", 1, 40, 39, 38, 38, 1, 1, 1, 0.95, True)]
+    by_village = {r["village"]: (r["targeted"], r["delivered"], r["coverage"]) for r in
+                  report.table("public_villages").rows}
+    assert by_village == {"辰龙关村": (25, 23, 0.92), "界亭驿村": (15, 15, 1.0)}
+    summary = {r["key"]: r["real"] for r in report.table("summary").rows}
+    assert (summary["public_issues"], summary["public_person_times"], summary["public_coverage"]) == (1, 38, 0.95)
+    assert summary["person_times"] == sum(1 for m in msgs if "请回复1" in m.body) == 4
     # No public message opened a call, and every decision is a recorded target.
     async with c.engine.db.read() as s:
         decisions = Counter((await s.exec(select(PublicTarget.decision).where(PublicTarget.alert_id == alert_id))).all())
