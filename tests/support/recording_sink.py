@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from channels.base import DeliveryReport, InboundReply
 
@@ -24,6 +24,11 @@ class RecordingSink:
     async def on_report(self, report: DeliveryReport) -> None:
         async with self._cond:
             self.reports.append(report)
+            self._cond.notify_all()
+
+    async def on_reports(self, reports: Sequence[DeliveryReport]) -> None:
+        async with self._cond:
+            self.reports.extend(reports)
             self._cond.notify_all()
 
     async def wait(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:  # noqa: ASYNC109

@@ -201,6 +201,18 @@ async def by_provider_id(s: AsyncSession, provider: str, provider_id: str) -> De
                                                 Delivery.provider_id == provider_id))).first()
 
 
+async def by_provider_ids(s: AsyncSession, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Delivery]:
+    """The deliveries these (provider, provider id) pairs name, in one query per 500."""
+    out: dict[tuple[str, str], Delivery] = {}
+    wanted = set(keys)
+    ids = sorted({pid for _, pid in wanted})
+    for i in range(0, len(ids), 500):
+        for d in (await s.exec(select(Delivery).where(col(Delivery.provider_id).in_(ids[i:i + 500])))).all():
+            if (d.provider or "", d.provider_id or "") in wanted:
+                out[(d.provider or "", d.provider_id or "")] = d
+    return out
+
+
 async def rung_states(s: AsyncSession, call_id: int, rung: int) -> list[str]:
     """States of every first-send or escalation message of one rung of one call."""
     from sqlalchemy import func

@@ -9,7 +9,7 @@ Each inbound message is stored once (dedupe key); a duplicate webhook changes no
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -173,27 +173,43 @@ class InboundHandler:
         return "not understood" if not parsed.confirm else "no open call"
 
     async def on_report(self, report: DeliveryReport) -> None:
-        if not report.final:
+        await self.on_reports([report])
+
+    async def on_reports(self, reports: Sequence[DeliveryReport]) -> None:
+        """Final reports applied in bulk: one lookup and one transaction for a provider's push
+        (a public fan-out's reports come hundreds at a time)."""
+        final = [r for r in reports if r.final]
+        if not final:
             return
         now = self.clock.now()
+        parked: list[DeliveryReport] = []
         async with self.db.session() as s, s.begin():
-            d = await deliveries.by_provider_id(s, report.provider, report.provider_id)
-            if d is None:
-                # The report overtook the send's receipt (a fast provider): park it; the outbox
+            found = await deliveries.by_provider_ids(s, [(r.provider, r.provider_id) for r in final])
+            for report in final:
+                d = found.get((report.provider, report.provider_id))
+                if d is None:
+                    parked.append(report)
+                else:
+                    await apply_report(s, d, report.delivered, report.error, now)
+            if parked:
+                # A report overtook the send's receipt (a fast provider): park it; the outbox
                 # applies it when it records the send. A retried report parks once (dedupe key).
-                exists = (await s.exec(select(Inbound.id).where(Inbound.dedupe_key == report.dedupe_key))).first()
-                if exists is None:
+                keys = [r.dedupe_key for r in parked]
+                exists = set((await s.exec(select(Inbound.dedupe_key).where(
+                    col(Inbound.dedupe_key).in_(keys)))).all())
+                for report in parked:
+                    if report.dedupe_key in exists:
+                        continue
+                    exists.add(report.dedupe_key)
                     s.add(Inbound(provider=report_provider(report.provider), dedupe_key=report.dedupe_key,
                                   from_address=report.provider_id, received_at=now, outcome=PARKED,
                                   text="delivered" if report.delivered else f"failed:{report.error or 'undelivered'}"))
-            else:
-                await apply_report(s, d, report.delivered, report.error, now)
-        if d is None:
-            # Parked and committed: if the send was recorded meanwhile, apply it now.
+        if parked:
+            # Parked and committed: if the sends were recorded meanwhile, apply them now.
             async with self.db.session() as s, s.begin():
-                d = await deliveries.by_provider_id(s, report.provider, report.provider_id)
-                if d is not None and d.id is not None:
-                    await apply_parked_reports(s, [(d.id, report.provider, report.provider_id)], now)
+                found = await deliveries.by_provider_ids(s, [(r.provider, r.provider_id) for r in parked])
+                await apply_parked_reports(s, [(d.id, p, pid) for (p, pid), d in found.items() if d.id is not None],
+                                           now)
         self.on_change()
 
     # -- interactive channels (voice key press, WeCom button) -------------------------------

@@ -1,7 +1,7 @@
 """public recipient lists, opt-outs, campaigns and per-warning targets
 
 Revision ID: 0014_public
-Revises: 0012_timestamptz
+Revises: 0001
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from alembic import op
 import warnd.db.models
 
 revision = "0014_public"
-down_revision = "0012_timestamptz"
+down_revision = "0001"
 branch_labels = None
 depends_on = None
 
