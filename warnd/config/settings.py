@@ -237,7 +237,7 @@ class PublicCfg(Section):
     coverage_target: float = Field(default=0.95, gt=0, le=1)  # 预警信息公众覆盖率 ≥ 95 %
     max_delay_minutes: float = Field(default=60, gt=0)  # a later public SMS is worthless: over budget
     budgets: dict[str, PublicBudgetCfg] = Field(default_factory=_default_budgets)  # by provider
-    plan_chunk: int = Field(default=5000, ge=1)  # targets written per transaction while planning
+    plan_chunk: int = Field(default=1000, ge=1)  # targets per transaction while planning (SQLite: one writer)
 
 
 class Settings(Section):
