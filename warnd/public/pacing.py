@@ -42,6 +42,10 @@ class PacedChannel:
     def lookup(self) -> str:
         return self.inner.lookup
 
+    @property
+    def delivery_reports(self) -> bool:
+        return self.inner.delivery_reports
+
     async def _pace(self, n: int) -> None:
         async with self._lock:
             wait, self.bucket = self.bucket.take(n, time.monotonic())
