@@ -103,11 +103,19 @@ class PublicFanout(ModuleBase):
                 Alert.state == AlertState.ACTIVE, col(Alert.fallback_for_id).is_(None),
                 or_(col(PublicCampaign.alert_id).is_(None), col(PublicCampaign.state) == "planning")).order_by(
                 col(Alert.id)).limit(1))).first()
-        if alert is None:
-            return False
+        if alert is None or await self._officials_due():
+            return False  # the outbox kicks every module once it has taken officials' messages
         await self.plan(alert)
         self.on_change()
         return True
+
+    async def _officials_due(self) -> bool:
+        """Officials' messages still waiting to be taken by their outbox: planning waits, so a
+        public fan-out never holds the database (SQLite has one writer) ahead of 叫应 traffic."""
+        async with self.db.read() as s:
+            return (await s.exec(select(Delivery.id).where(
+                Delivery.state == DeliveryState.PENDING, col(Delivery.next_attempt_at) <= self.clock.now(),
+                Delivery.purpose != Purpose.PUBLIC).limit(1))).first() is not None
 
     def rule_for(self, alert: Alert) -> PublicRule | None:
         if not self.cfg.enabled or alert.status != AlertStatus.ACTUAL:
