@@ -31,13 +31,16 @@ from warnd.config import (
     load_templates,
     load_vocabulary,
 )
+from warnd.config.compose import load_compose_texts
 from warnd.confirm.links import LinkIssuer
 from warnd.confirm.pages import ConfirmPages
+from warnd.core.compose import ComposeTexts
 from warnd.core.domain import Purpose
 from warnd.core.policy import Policy
 from warnd.core.roles import Roles
 from warnd.core.templates import Templates
 from warnd.db.engine import Database
+from warnd.engine.approvals import Approvals
 from warnd.engine.calls import Calls, restart_windows
 from warnd.engine.escalation import Escalation
 from warnd.engine.expiry import Expiry
@@ -99,6 +102,8 @@ class App:
     inbound: InboundHandler
     feeds: FeedService
     confirm_pages: ConfirmPages
+    approvals: Approvals
+    compose_texts: ComposeTexts
     speakers: SpeakerService | None = None
     public: PublicFanout | None = None  # plans public SMS (warnd.public)
     public_outbox: Outbox | None = None  # sends them, apart from officials' traffic
@@ -142,8 +147,11 @@ class App:
         if public is not None and public_outbox is not None:
             runner.add(public, public_outbox)
         pages = ConfirmPages(db, clock, calls, links, kick)
+        approvals = Approvals(db, clock, ingestor, on_change=kick)
+        compose_texts = load_compose_texts(_path(settings.console.compose_texts), vocab.codes)
         return cls(settings, clock, db, policy, roles, templates, vocab, roster, chans, links, runner, ingestor,
-                   calls, outbox, escalation, expiry, inbound, feeds, pages, speakers, public, public_outbox)
+                   calls, outbox, escalation, expiry, inbound, feeds, pages, approvals, compose_texts, speakers,
+                   public, public_outbox)
 
     @staticmethod
     def _public(settings: Settings, db: Database, clock: Clock, policy: Policy, templates: Templates,

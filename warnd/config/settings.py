@@ -239,6 +239,17 @@ class PublicCfg(Section):
     budgets: dict[str, PublicBudgetCfg] = Field(default_factory=_default_budgets)  # by provider
     plan_chunk: int = Field(default=1000, ge=1)  # targets per transaction while planning (SQLite: one writer)
 
+class ConsoleCfg(Section):
+    """The console's 发布预警 (docs/console.md): warnings composed there are CAP documents from
+    this sender, ingested with source "console" under the composing user's name."""
+
+    cap_sender: str = ""  # CAP <sender> of composed warnings; empty: warnd-console@{county code}
+    compose_texts: str = ""  # compose.toml: the joint texts (气象预警 + 防御指引); empty: shipped
+    default_hours: float = Field(default=12, ge=1, le=72)  # validity offered on the form
+
+    def sender(self, county_code: str) -> str:
+        return self.cap_sender or f"warnd-console@{county_code}"
+
 
 class Settings(Section):
     county: County = County()
@@ -258,6 +269,8 @@ class Settings(Section):
     speakers: SpeakersCfg = SpeakersCfg()
     report: ReportCfg = ReportCfg()
     public: PublicCfg = PublicCfg()
+
+    console: ConsoleCfg = ConsoleCfg()
 
 
 # Environment variable → the setting it fills (secrets stay out of files).
