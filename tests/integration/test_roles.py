@@ -110,6 +110,8 @@ async def ack(st: Stack) -> tuple[str, dict[str, Any]]:
     return f"/api/v1/calls/{await open_call(st)}/ack", {"json": {"note": "电话联系本人，已收到"}}
 
 
+async def subscription(st: Stack) -> tuple[str, dict[str, Any]]:
+    return "/api/v1/public/subscriptions", {"json": {"phone": f"137{next(_ids):08d}", "region_code": "431222100200"}}
 async def console_ack(st: Stack) -> tuple[str, dict[str, Any]]:
     return f"/console/calls/{await open_call(st)}/ack", {"data": {"note": "电话联系本人，已收到", "alert": "1"}}
 
@@ -140,6 +142,11 @@ EXAMPLES: dict[tuple[str, str], Example] = {
     ("POST", "/console/approvals/{id}/reject"): Example("alerts.approve", console_reject, 303),
     ("POST", "/console/alerts/{id}/cancel"): Example("alerts.cancel", console_cancel, 303),
     ("POST", "/logout"): Example("console.view", fixed("/logout"), 303),
+    ("GET", "/api/v1/public/recipients"): Example("public.read", fixed("/api/v1/public/recipients"), 200),
+    ("GET", "/api/v1/public/recipients.csv"): Example("public.phones", fixed("/api/v1/public/recipients.csv"), 200),
+    ("POST", "/api/v1/public/subscriptions"): Example("public.manage", subscription, 201),
+    ("POST", "/api/v1/public/unsubscribe"): Example("public.manage", fixed(
+        "/api/v1/public/unsubscribe", json={"phone": "13700000001"}), 200),
     ("GET", "/api/v1/alerts"): Example("alerts.read", fixed("/api/v1/alerts?per_page=5&kind=real"), 200),
     ("GET", "/console/alerts"): Example("alerts.read", fixed("/console/alerts"), 200),
     ("GET", "/console/alerts/{id}"): Example("calls.read", fixed("/console/alerts/{alert}"), 200),

@@ -14,6 +14,7 @@ from warnd.api.auth import Public, Rule, principal
 from warnd.api.feeds import feed_routes
 from warnd.api.middleware import BodyLimits, install, own_body, read_body
 from warnd.api.problems import problem
+from warnd.api.public import public_routes
 from warnd.api.responses import ingest_body, ingest_status
 from warnd.app import App
 from warnd.auth.service import AuthService
@@ -25,6 +26,7 @@ from warnd.console.render import SITE, Site
 from warnd.core.domain import ConfirmVia
 from warnd.engine.approvals import ApprovalError
 from warnd.engine.ingest import IngestError
+from warnd.public.coverage import public_coverage
 from warnd.speakers.coverage import loudspeaker_coverage
 from warnd.views.alerts import AlertFilter, FilterError, list_alerts
 from warnd.views.approvals import approval_alarms
@@ -74,6 +76,7 @@ async def get_alert(request: web.Request) -> web.StreamResponse:
     if body is None:
         return problem(404, "Not found", "no such alert")
     body["loudspeakers"] = await loudspeaker_coverage(engine.db, alert_id)
+    body["public"] = await public_coverage(engine.db, body["id"], engine.settings.public.coverage_target)
     return web.json_response(body, dumps=lambda o: json.dumps(o, ensure_ascii=False))
 
 
@@ -166,6 +169,7 @@ def make_app(app: App) -> web.Application:
         (web.get("/healthz", healthz), Public("liveness probe: no data")),
     ]
     access.add(web_app.router, api)
+    access.add(web_app.router, public_routes(app, APP))
     access.add(web_app.router, approvals_api.routes(app))
     access.add(web_app.router, [(r, FEED_PUSH if (r.kwargs.get("name") or "").startswith("feed_push")
                                  else "feeds.read") for r in feed_routes(app.feeds)])

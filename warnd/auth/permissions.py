@@ -55,6 +55,10 @@ PERMISSIONS: dict[str, Permission] = {
     "feeds.read": Permission("查看数据源状态", _ANY_USER | {Role.MACHINE}),
     "reports.read": Permission("查看和导出统计报表", _ANY_USER),
     "users.manage": Permission("管理账户", frozenset({Role.ADMIN})),
+    # Residents' numbers are personal information: masked for everyone but these roles.
+    "public.read": Permission("查看公众名单与覆盖率（号码脱敏）", _ANY_USER),
+    "public.manage": Permission("登记公众订阅与退订", _OPERATORS),
+    "public.phones": Permission("查看和导出公众完整号码", frozenset({Role.APPROVER, Role.ADMIN})),
 }
 
 

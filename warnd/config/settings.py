@@ -244,6 +244,30 @@ class ReportCfg(Section):
     utc_offset_hours: float = Field(default=8.0, ge=-12, le=14)  # times in reports are local (Beijing time)
 
 
+class PublicBudgetCfg(Section):
+    """One provider's limits for public SMS (docs/public.md): per number, and its request rate."""
+
+    same_text_interval_seconds: float = Field(default=30, ge=0)  # Tencent: same text, same number
+    per_day: int = Field(default=10, ge=1)  # Tencent's default; Alibaba Cloud: 50 per 24 h
+    window_hours: float = Field(default=24, gt=0)
+    qps: float | None = Field(default=None, gt=0)  # messages a second (None: the channel's own rate)
+    burst: float | None = Field(default=None, ge=1)
+
+
+def _default_budgets() -> dict[str, PublicBudgetCfg]:
+    return {"tencent": PublicBudgetCfg(), "twilio": PublicBudgetCfg(same_text_interval_seconds=0, per_day=50),
+            "aliyun": PublicBudgetCfg(same_text_interval_seconds=0, per_day=50)}
+
+
+class PublicCfg(Section):
+    """Reaching the public (warnd.public); when is decided by policy.toml's [[public]] rules."""
+
+    enabled: bool = True
+    coverage_target: float = Field(default=0.95, gt=0, le=1)  # 预警信息公众覆盖率 ≥ 95 %
+    max_delay_minutes: float = Field(default=60, gt=0)  # a later public SMS is worthless: over budget
+    budgets: dict[str, PublicBudgetCfg] = Field(default_factory=_default_budgets)  # by provider
+    plan_chunk: int = Field(default=1000, ge=1)  # targets per transaction while planning (SQLite: one writer)
+
 class ConsoleCfg(Section):
     """The console's 发布预警 (docs/console.md): warnings composed there are CAP documents from
     this sender, ingested with source "console" under the composing user's name."""
@@ -273,6 +297,8 @@ class Settings(Section):
     feeds: FeedsCfg = FeedsCfg()
     speakers: SpeakersCfg = SpeakersCfg()
     report: ReportCfg = ReportCfg()
+    public: PublicCfg = PublicCfg()
+
     console: ConsoleCfg = ConsoleCfg()
 
 
