@@ -22,7 +22,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlmodel import select
 
 from channels.voice_twilio import TwilioVoice
-from support.channel_stack import TOKEN, Stack, build_stack, imminent, stop_stack
+from support.channel_stack import METRICS_TOKEN, TOKEN, Stack, build_stack, imminent, stop_stack
 from support.users import PASSWORD, bearer, token_for
 from warnd.api.app import make_app
 from warnd.api.auth import ACCESS, AUTH, COOKIES, CSRF_HEADER, Public, all_declared
@@ -89,6 +89,7 @@ EXAMPLES: dict[tuple[str, str], Example] = {
     ("GET", "/api/v1/feeds"): Example("feeds.read", fixed("/api/v1/feeds"), 200),
     ("GET", "/console"): Example("console.view", fixed("/console"), 200),
     ("POST", "/logout"): Example("console.view", fixed("/logout"), 303),
+    ("GET", "/metrics"): Example("metrics.read", fixed("/metrics"), 200),
 }
 
 # Public routes get a plausible request; they must answer every caller the same way.
@@ -119,7 +120,8 @@ async def callers(st: Stack) -> list[Caller]:
     app = st.http.server.app
     assert app is not None
     auth, cookie = app[AUTH], app[COOKIES].session
-    out = [Caller("anonymous", None, _const({})), Caller("api-token", Role.MACHINE, _const(bearer(TOKEN)))]
+    out = [Caller("anonymous", None, _const({})), Caller("api-token", Role.MACHINE, _const(bearer(TOKEN))),
+           Caller("metrics-token", Role.METRICS, _const(bearer(METRICS_TOKEN)))]
     for role in USER_ROLES:
         out.append(Caller(f"{role.value} by token", role, _const(bearer(await token_for(st.engine.db, f"t-{role}", role)))))
         await token_for(st.engine.db, f"s-{role}", role)
@@ -144,7 +146,8 @@ def _const(h: dict[str, str]) -> Callable[[], Awaitable[dict[str, str]]]:
 
 def expected(caller: Caller, example: Example, method: str, path: str) -> int:
     if caller.role is None:
-        return 303 if method in SAFE and not path.startswith("/api/") else 401
+        machine = path.startswith("/api/") or path == "/metrics"  # refused with a 401, not the login page
+        return 303 if method in SAFE and not machine else 401
     return example.ok if allowed(caller.role, example.permission) else 403
 
 
