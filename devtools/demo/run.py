@@ -43,6 +43,7 @@ from warnd.config import (
     ApiCfg,
     County,
     DatabaseCfg,
+    MetricsCfg,
     PolicyCfg,
     ServerCfg,
     Settings,
@@ -142,6 +143,7 @@ async def run_demo(out: Path, speed: float = 960.0, seed: int = 631, busy_speed:
         await server.start()
     speakers = await SpeakerFleetProcess.start_broker(workdir)
     token, cb_token = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
+    metrics_token = secrets.token_urlsafe(16)  # Prometheus can watch the storm (printed below)
     port = free_port()  # links and voice callbacks carry the public URL: fixed before the build
     base = f"http://127.0.0.1:{port}"
     settings = Settings(
@@ -149,6 +151,7 @@ async def run_demo(out: Path, speed: float = 960.0, seed: int = 631, busy_speed:
         database=DatabaseCfg(url=f"sqlite:///{workdir / 'warnd.db'}", durable=False),
         server=ServerCfg(host="127.0.0.1", port=port, public_base_url=base),
         api=ApiCfg(tokens=(token,)),
+        metrics=MetricsCfg(tokens=(metrics_token,)),
         policy=PolicyCfg(path=str(demo_policy(workdir))),
         sms=SmsCfg(provider="tencent", tencent=TencentCfg(
             secret_id=sim.secret_id, secret_key=sim.secret_key, sdk_app_id=sim.sdk_app_id,
@@ -181,6 +184,7 @@ async def run_demo(out: Path, speed: float = 960.0, seed: int = 631, busy_speed:
     print(f"warnd-dev demo: {county['townships']} townships, {county['villages']} villages, "
           f"{county['officials']} officials; clock ×{speed:g}, ×{busy_speed:g} from the gauge's first crossing; "
           f"SQLite in {workdir}", file=sys.stderr)
+    print(f"metrics while it runs: curl -H 'Authorization: Bearer {metrics_token}' {base}/metrics", file=sys.stderr)
     userids, leader_phones = await _leaders(engine)
     channel_officials = ChannelOfficials(wecom, twilio, clock, random.Random(seed + 1))
     not_by_sms = channel_officials.assign(userids, leader_phones, f"{base}/webhooks/wecom/callback")
