@@ -4,7 +4,7 @@
                                              [--database sqlite:///...|postgresql://...]
 
 Two runs against the same broker and the same simulated fleet (each speaker its own MQTT
-client, warnd/simulators/speakers.py, acking at once):
+client, devtools/simulators/speakers.py, acking at once):
 
 1. raw: one aiomqtt client publishes the N commands (QoS 1, pipelined) and counts the N
    `played` acks — the floor that MQTT, the broker and the simulated devices allow;
@@ -206,7 +206,7 @@ async def main() -> int:
     # The fleet runs in its own process (as real devices would be elsewhere): the two runs then
     # measure the publisher side, not an event loop shared with 4,365 simulated devices.
     fleet = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "warnd.cli", "speakers", "simulate", "--count", str(len(ids)), "--prefix", "BENCH",
+        sys.executable, "-m", "devtools.cli", "speakers", "simulate", "--count", str(len(ids)), "--prefix", "BENCH",
         "--broker", f"{host}:{port}", "--failure-rate", "0", "--offline-share", "0", "--latency", "0",
         "--play-seconds", "0", "--heartbeat", "3600", stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL, cwd=ROOT)
