@@ -72,8 +72,9 @@ async def one(args: argparse.Namespace, n: int, provider: Provider, tpl: str, ru
     try:
         for i in range(n):
             mine = counties[i::n]
-            p = subprocess.Popen(  # noqa: ASYNC220 (start-up, before the measured part)[sys.executable, str(ROOT / "bench" / "w100_instance.py")], stdin=subprocess.PIPE,
-                                 stdout=subprocess.PIPE, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+            p = subprocess.Popen(  # noqa: ASYNC220 (start-up, before the measured part)
+                [sys.executable, str(ROOT / "bench" / "w100_instance.py")], stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
             assert p.stdin is not None and p.stdout is not None
             p.stdin.write(json.dumps({"counties": mine, "storms": storms, "tencent": tencent, "run": run}) + "\n")
             p.stdin.flush()
