@@ -102,7 +102,8 @@ class Channel(Protocol):
     """A delivery channel. Each channel module declares what it is — `kind`, `provider`,
     `max_batch` (how many recipients one request may carry; 1: no batching), `rate_per_second`
     (the provider's request rate, None: unknown) and `lookup` (whether `find_sent` can say a
-    send was accepted: "exact", or "none" when the provider has no such query) — and builds
+    send was accepted: "exact", or "none" when the provider has no such query) and
+    `delivery_reports` (whether its webhooks report a send's final outcome) — and builds
     itself from its settings (`from_settings`, used by channels.registry)."""
 
     @property
@@ -119,6 +120,9 @@ class Channel(Protocol):
 
     @property
     def lookup(self) -> str: ...
+
+    @property
+    def delivery_reports(self) -> bool: ...
 
     async def send(self, msg: OutboundMessage) -> SendReceipt:
         """Send once. Raise TransientSendError or PermanentSendError."""
@@ -151,6 +155,7 @@ class ChannelBase:
     max_batch = 1
     rate_per_second: float | None = None
     lookup = "exact"
+    delivery_reports = False  # whether the provider's webhooks report a send's final outcome
 
     async def send(self, msg: OutboundMessage) -> SendReceipt:
         raise NotImplementedError

@@ -122,6 +122,7 @@ class TencentSms(ChannelBase):
     max_batch = 200  # SendSms accepts at most 200 numbers per request
     rate_per_second = 3000.0  # SendSms default request-rate limit (per account)
     lookup = "exact"  # PullSmsSendStatusByPhoneNumber echoes our SessionContext
+    delivery_reports = True  # 状态报告 callbacks
 
     @classmethod
     def from_settings(cls, cfg: Any, *, public_base_url: str, fallback: Any = None) -> TencentSms:

@@ -49,6 +49,7 @@ class TwilioSms(TwilioAccount, ChannelBase):
     max_batch = 1  # one recipient per Messages request
     rate_per_second = None  # per sender and account (Twilio queues what exceeds it)
     lookup = "exact"  # the Messages list, filtered by recipient and time, names our text
+    delivery_reports = True  # status callbacks
 
     @classmethod
     def from_settings(cls, cfg: Any, *, public_base_url: str, fallback: Any = None) -> TwilioSms:

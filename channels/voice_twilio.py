@@ -66,7 +66,8 @@ class TwilioVoice(TwilioAccount, ChannelBase):
     provider = "twilio_voice"
     max_batch = 1
     rate_per_second = None  # Twilio's calls-per-second limit is per account
-    lookup = "exact"  # the Calls list, filtered by recipient and time
+    lookup = "none"  # a call carries no key or text of ours: find_sent cannot tell calls apart
+    delivery_reports = True  # call status callbacks (completed, busy, no-answer, failed)
 
     @classmethod
     def from_settings(cls, cfg: Any, *, public_base_url: str, fallback: Any = None) -> TwilioVoice:
