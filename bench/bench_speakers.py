@@ -211,11 +211,12 @@ async def main() -> int:
         "--play-seconds", "0", "--heartbeat", "3600", stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL, cwd=ROOT)
     assert fleet.stdout is not None
-    while b"simulated speakers on" not in (line := await asyncio.wait_for(fleet.stdout.readline(), 600)):
-        if not line:
-            raise RuntimeError("the simulator exited")
-    print(f"{len(ids)} simulated speakers connected in {time.perf_counter() - t:.1f} s (own process)", flush=True)
     try:
+        # (inside the try: a simulator that fails to start must not leave the broker running)
+        while b"simulated speakers on" not in (line := await asyncio.wait_for(fleet.stdout.readline(), 600)):
+            if not line:
+                raise RuntimeError("the simulator exited")
+        print(f"{len(ids)} simulated speakers connected in {time.perf_counter() - t:.1f} s (own process)", flush=True)
         raw = await raw_loop(mqtt, ids)
         print(f"raw aiomqtt publish/ack loop: {raw:.2f} s ({len(ids) / raw:.0f} commands/s)", flush=True)
         full, published, played = await warnd_run(mqtt, ids, url)
@@ -225,7 +226,8 @@ async def main() -> int:
         print(json.dumps({"count": len(ids), "raw_s": round(raw, 3), "warnd_s": round(full, 3),
                           "warnd_published_s": round(published, 3), "ratio": round(full / raw, 2)}))
     finally:
-        fleet.terminate()
+        if fleet.returncode is None:
+            fleet.terminate()
         await fleet.wait()
         if broker is not None:
             broker.stop()

@@ -371,6 +371,7 @@ async def main() -> int:
     try:
         for i in range(args.runs):
             r = await one_run(args.database, work, provider, args.small)
+            say("run", i + 1, json.dumps({k: round(v, 3) for k, v in r.items()}))
             if not args.no_speakers:
                 r |= speakers_run(args.database, len(work.speakers))
             r["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
