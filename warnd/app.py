@@ -31,12 +31,15 @@ from warnd.config import (
     load_templates,
     load_vocabulary,
 )
+from warnd.config.compose import load_compose_texts
 from warnd.confirm.links import LinkIssuer
 from warnd.confirm.pages import ConfirmPages
+from warnd.core.compose import ComposeTexts
 from warnd.core.policy import Policy
 from warnd.core.roles import Roles
 from warnd.core.templates import Templates
 from warnd.db.engine import Database
+from warnd.engine.approvals import Approvals
 from warnd.engine.calls import Calls, restart_windows
 from warnd.engine.escalation import Escalation
 from warnd.engine.expiry import Expiry
@@ -95,6 +98,8 @@ class App:
     inbound: InboundHandler
     feeds: FeedService
     confirm_pages: ConfirmPages
+    approvals: Approvals
+    compose_texts: ComposeTexts
     speakers: SpeakerService | None = None
     _started: bool = field(default=False, repr=False)
 
@@ -132,8 +137,10 @@ class App:
         if speakers is not None:
             runner.add(speakers)
         pages = ConfirmPages(db, clock, calls, links, kick)
+        approvals = Approvals(db, clock, ingestor, on_change=kick)
+        compose_texts = load_compose_texts(_path(settings.console.compose_texts), vocab.codes)
         return cls(settings, clock, db, policy, roles, templates, vocab, roster, chans, links, runner, ingestor,
-                   calls, outbox, escalation, expiry, inbound, feeds, pages, speakers)
+                   calls, outbox, escalation, expiry, inbound, feeds, pages, approvals, compose_texts, speakers)
 
     def kick(self) -> None:
         """Wake every module: something changed that may have made work due."""

@@ -11,6 +11,7 @@ from sqlmodel import col, func, select
 
 from devtools.demo.capgen import cap_xml
 from support.phones import T0, CountyHarness, county, imminent
+from support.users import bearer, token_for
 from warnd.db.models import Event, Inbound
 
 SECRETARY, HEAD, GRID, GROUP = "+8613900000001", "+8613900000002", "+8613900000003", "+8613900000004"
@@ -110,12 +111,17 @@ async def test_duty_officer_ack_and_cancel_notify_the_reached(c: CountyHarness) 
                           headers=c.officer)
     assert r.status == 200 and (await r.json())["confirmed"] is True
     r = await c.http.post(f"/api/v1/alerts/{body['id']}/cancel", json={"reason": "雨停"}, headers=c.officer)
+    assert r.status == 202 and (await r.json())["state"] == "pending"  # the two-person rule
+    approval = (await r.json())["approval"]
+    leader = bearer(await token_for(c.app.db, "lidb", "approver"))
+    r = await c.http.post(f"/api/v1/approvals/{approval}/approve", headers=leader)
     assert r.status == 200 and (await r.json())["cancelled_calls"] == 3
     # The event log names who did each.
     async with c.app.db.read() as s:
-        actors = {e.kind: e.data.get("actor") for e in (await s.exec(select(Event).where(
+        actors = {e.kind: (e.data.get("actor"), e.data.get("approved_by")) for e in (await s.exec(select(Event).where(
             col(Event.kind).in_(["alert_accepted", "call_confirmed", "alert_cancelled"])))).all()}
-    assert actors == {"alert_accepted": "api-token", "call_confirmed": "wangzb", "alert_cancelled": "wangzb"}
+    assert actors == {"alert_accepted": ("api-token", None), "call_confirmed": ("wangzb", None),
+                      "alert_cancelled": ("wangzb", "lidb")}
     # The per-recipient spacing holds the notices until 20 s after the warning itself.
     await c.fast_forward(seconds=21)
     for number in (SECRETARY, HEAD, GRID, GROUP):

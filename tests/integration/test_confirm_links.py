@@ -22,6 +22,7 @@ from support.channel_stack import (
     stop_stack,
     write_templates,
 )
+from support.users import bearer, token_for
 from warnd.confirm.feedback import people_moved_by_township
 from warnd.db.models import ConfirmLink, Event, Feedback
 
@@ -114,8 +115,11 @@ async def test_guessed_expired_and_cancelled_tokens_change_nothing(stack: Stack)
         r = await stack.http.post(f"/c/{guess}")
         assert r.status == 404 and "链接无效" in await r.text()
 
-    # The duty room cancels: links of that warning are dead.
+    # The duty room cancels (and a second person approves): links of that warning are dead.
     r = await stack.http.post(f"/api/v1/alerts/{alert['id']}/cancel", json={"reason": "雨停"}, headers=stack.officer)
+    assert r.status == 202
+    leader = bearer(await token_for(stack.engine.db, "lidb", "approver"))
+    r = await stack.http.post(f"/api/v1/approvals/{(await r.json())['approval']}/approve", headers=leader)
     assert r.status == 200
     r = await stack.http.post(f"/c/{links['+8613900000002']}")
     assert r.status == 410 and "失效" in await r.text()

@@ -29,6 +29,7 @@ from warnd.api.auth import ACCESS, AUTH, COOKIES, CSRF_HEADER, Public, all_decla
 from warnd.auth.permissions import USER_ROLES, Role, allowed
 from warnd.config import AuthCfg
 from warnd.db.models import Call, Event
+from warnd.engine.approvals import Person
 
 SAFE = {"GET", "HEAD", "OPTIONS"}
 _ids = itertools.count(1)
@@ -63,8 +64,38 @@ async def open_call(st: Stack) -> int:
 
 def fixed(path: str, **kw: Any) -> Callable[[Stack], Awaitable[tuple[str, dict[str, Any]]]]:
     async def make(st: Stack) -> tuple[str, dict[str, Any]]:
-        return path.format(alert=st.extra["alert"]), kw
+        return path.format(alert=st.extra["alert"], approval=st.extra.get("approval")), kw
     return make
+
+
+async def pending_cancel(st: Stack) -> int:
+    """A cancel asked for by someone who is none of the callers (so every approver may decide it)."""
+    approval_id, _ = await st.engine.approvals.request_cancel(await fresh_alert(st), "雨停", Person("duty"))
+    return approval_id
+
+
+async def approve(st: Stack) -> tuple[str, dict[str, Any]]:
+    return f"/api/v1/approvals/{await pending_cancel(st)}/approve", {}
+
+
+async def reject(st: Stack) -> tuple[str, dict[str, Any]]:
+    return f"/api/v1/approvals/{await pending_cancel(st)}/reject", {"json": {"note": "不同意"}}
+
+
+COMPOSE_FORM = {"action": "preview", "hazard": "rainstorm", "colour": "yellow", "step": "warning", "hours": "6",
+                "headline": "暴雨黄色预警", "instruction": "请做好防御准备。", "area": "431222100200"}
+
+
+async def console_approve(st: Stack) -> tuple[str, dict[str, Any]]:
+    return f"/console/approvals/{await pending_cancel(st)}/approve", {"data": {}}
+
+
+async def console_reject(st: Stack) -> tuple[str, dict[str, Any]]:
+    return f"/console/approvals/{await pending_cancel(st)}/reject", {"data": {"note": "不同意"}}
+
+
+async def console_cancel(st: Stack) -> tuple[str, dict[str, Any]]:
+    return f"/console/alerts/{await fresh_alert(st)}/cancel", {"data": {"reason": "雨停"}}
 
 
 async def new_cap(st: Stack) -> tuple[str, dict[str, Any]]:
@@ -79,17 +110,47 @@ async def ack(st: Stack) -> tuple[str, dict[str, Any]]:
     return f"/api/v1/calls/{await open_call(st)}/ack", {"json": {"note": "电话联系本人，已收到"}}
 
 
+async def console_ack(st: Stack) -> tuple[str, dict[str, Any]]:
+    return f"/console/calls/{await open_call(st)}/ack", {"data": {"note": "电话联系本人，已收到", "alert": "1"}}
+
+
+async def board_chooser(st: Stack) -> tuple[str, dict[str, Any]]:
+    await fresh_alert(st)  # two active warnings at least: the chooser lists them (one would redirect)
+    return "/console/board", {}
+
+
 # Every route that declares a permission needs an entry: (method, path pattern) -> example.
 EXAMPLES: dict[tuple[str, str], Example] = {
     ("POST", "/api/v1/alerts"): Example("alerts.submit", new_cap, 201),
     ("GET", "/api/v1/alerts/{id}"): Example("alerts.read", fixed("/api/v1/alerts/{alert}"), 200),
     ("GET", "/api/v1/alerts/{id}/calls"): Example("calls.read", fixed("/api/v1/alerts/{alert}/calls"), 200),
-    ("POST", "/api/v1/alerts/{id}/cancel"): Example("alerts.cancel", cancel, 200),
+    ("POST", "/api/v1/alerts/{id}/cancel"): Example("alerts.cancel", cancel, 202),  # waits for an approver
+    ("GET", "/api/v1/approvals"): Example("console.view", fixed("/api/v1/approvals"), 200),
+    ("GET", "/api/v1/approvals/{id}"): Example("console.view", fixed("/api/v1/approvals/{approval}"), 200),
+    ("POST", "/api/v1/approvals/{id}/approve"): Example("alerts.approve", approve, 200),
+    ("POST", "/api/v1/approvals/{id}/reject"): Example("alerts.approve", reject, 200),
     ("POST", "/api/v1/calls/{id}/ack"): Example("calls.ack", ack, 200),
     ("GET", "/api/v1/feeds"): Example("feeds.read", fixed("/api/v1/feeds"), 200),
     ("GET", "/console"): Example("console.view", fixed("/console"), 200),
+    ("GET", "/console/compose"): Example("alerts.compose", fixed("/console/compose"), 200),
+    ("POST", "/console/compose"): Example("alerts.compose", fixed("/console/compose", data=COMPOSE_FORM), 200),
+    ("GET", "/console/approvals"): Example("console.view", fixed("/console/approvals"), 200),
+    ("GET", "/console/approvals/{id}"): Example("console.view", fixed("/console/approvals/{approval}"), 200),
+    ("POST", "/console/approvals/{id}/approve"): Example("alerts.approve", console_approve, 303),
+    ("POST", "/console/approvals/{id}/reject"): Example("alerts.approve", console_reject, 303),
+    ("POST", "/console/alerts/{id}/cancel"): Example("alerts.cancel", console_cancel, 303),
     ("POST", "/logout"): Example("console.view", fixed("/logout"), 303),
     ("GET", "/metrics"): Example("metrics.read", fixed("/metrics"), 200),
+    ("GET", "/api/v1/alerts"): Example("alerts.read", fixed("/api/v1/alerts?per_page=5&kind=real"), 200),
+    ("GET", "/console/alerts"): Example("alerts.read", fixed("/console/alerts"), 200),
+    ("GET", "/console/alerts/{id}"): Example("calls.read", fixed("/console/alerts/{alert}"), 200),
+    ("GET", "/console/alerts/{id}/stream"): Example("calls.read", fixed("/console/alerts/{alert}/stream?once=1"), 200),
+    ("GET", "/console/board"): Example("calls.read", board_chooser, 200),
+    ("POST", "/console/calls/{id}/ack"): Example("calls.ack", console_ack, 303),
+    ("GET", "/console/alarms"): Example("console.view", fixed("/console/alarms"), 200),
+    ("GET", "/console/alarms/stream"): Example("console.view", fixed("/console/alarms/stream?once=1"), 200),
+    ("GET", "/console/health"): Example("feeds.read", fixed("/console/health"), 200),
+    ("GET", "/console/readiness"): Example("console.view", fixed("/console/readiness"), 200),
 }
 
 # Public routes get a plausible request; they must answer every caller the same way.
@@ -110,6 +171,7 @@ def voice(base: str, twilio: Any) -> dict[str, TwilioVoice]:
 async def st(db_url: str, tmp_path: Path) -> AsyncIterator[Stack]:
     stack = await build_stack(db_url, tmp_path, channels=voice)
     stack.extra["alert"] = await fresh_alert(stack)
+    stack.extra["approval"] = await pending_cancel(stack)
     try:
         yield stack
     finally:
@@ -198,7 +260,8 @@ async def test_every_route_as_every_role(st: Stack) -> None:
     assert problems == []
     # The walk really covered the API, the console and the public pages.
     assert {("POST", "/api/v1/calls/{id}/ack"), ("POST", "/api/v1/alerts/{id}/cancel"), ("GET", "/console"),
-            ("POST", "/c/{token}"), ("GET", "/login"), ("HEAD", "/api/v1/alerts/{id}")} <= seen
+            ("POST", "/c/{token}"), ("GET", "/login"), ("HEAD", "/api/v1/alerts/{id}"), ("GET", "/api/v1/alerts"),
+            ("GET", "/console/alerts/{id}"), ("POST", "/console/calls/{id}/ack")} <= seen
     assert set(EXAMPLES) <= {(m, p) for m, p in seen}
 
 

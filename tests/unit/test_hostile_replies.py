@@ -3,8 +3,6 @@ read a confirmation into text that carries a negation or a second code."""
 
 from __future__ import annotations
 
-import time
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -54,11 +52,9 @@ def test_short_code_helpers_never_raise(text: str) -> None:
         assert short_code_for(n).lstrip(ALPHABET[0]) == text.upper().lstrip(ALPHABET[0])
 
 
-def test_long_and_expanding_input_stays_fast() -> None:
-    # NFKC expands U+FDFA to 18 characters: 100,000 of them must not take long or confirm.
-    # Emoji are dropped by design ("收到👍" is a 应), however many there are.
+def test_long_and_expanding_input_is_read_right() -> None:
+    # NFKC expands U+FDFA to 18 characters: 100,000 of them must not confirm. Emoji are dropped
+    # by design ("收到👍" is a 应), however many there are. (Speed: bench/, not a timed test.)
     for text, confirm in (("收到" + "\ufdfa" * 100_000, False), ("1" * 1_000_000, False),
                           ("收到 " + "👍🏽" * 200_000, True)):
-        t0 = time.perf_counter()
         assert parse_reply(text).confirm is confirm
-        assert time.perf_counter() - t0 < 2.0

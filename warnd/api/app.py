@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import text
 
+from warnd.api import approvals as approvals_api
 from warnd.api import auth
 from warnd.api.auth import Public, Rule, principal
 from warnd.api.feeds import feed_routes
@@ -17,10 +18,16 @@ from warnd.api.problems import problem
 from warnd.api.responses import ingest_body, ingest_status
 from warnd.app import App
 from warnd.auth.service import AuthService
+from warnd.console import alerts as console_alerts
+from warnd.console import compose as console_compose
+from warnd.console import status as console_status
 from warnd.console import views as console
 from warnd.console.render import SITE, Site
 from warnd.core.domain import ConfirmVia
+from warnd.engine.approvals import ApprovalError
 from warnd.engine.ingest import IngestError
+from warnd.views.alerts import AlertFilter, FilterError, list_alerts
+from warnd.views.approvals import approval_alarms
 from warnd.views.board import alert_calls, alert_summary
 
 MAX_CAP_BYTES = 5 * 1024 * 1024  # real CAP can carry embedded audio: keep the limit well above 1 MB
@@ -47,6 +54,17 @@ def _int(request: web.Request, name: str) -> int:
         return int(request.match_info[name])
     except ValueError:
         raise web.HTTPNotFound() from None
+
+
+async def list_alerts_api(request: web.Request) -> web.StreamResponse:
+    """GET /api/v1/alerts?from=&to=&township=&kind=all|real|drill&state=&page=&per_page="""
+    engine = request.app[APP]
+    try:
+        f = AlertFilter.parse(request.query)
+    except FilterError as e:
+        return problem(400, "Bad request", e.detail, field=e.field)
+    body = await list_alerts(engine.db, f, engine.clock.now(), engine.vocab.label)
+    return web.json_response(body, dumps=lambda o: json.dumps(o, ensure_ascii=False))
 
 
 async def get_alert(request: web.Request) -> web.StreamResponse:
@@ -98,12 +116,16 @@ async def cancel_alert(request: web.Request) -> web.StreamResponse:
         body = await _json(request)
     except web.HTTPBadRequest:
         return problem(400, "Bad request", "body must be JSON")
+    reason = str(body.get("reason", "") or "值班台解除").strip()[:500]
+    # The two-person rule: a person's cancel waits for an approver other than them.
     try:
-        r = await engine.ingestor.cancel(_int(request, "id"), str(body.get("reason", "duty room cancel"))[:500],
-                                         actor=principal(request).name)
-    except IngestError as e:
-        return _ingest_problem(e)
-    return web.json_response(ingest_body(r))
+        approval_id, created = await engine.approvals.request_cancel(_int(request, "id"), reason,
+                                                                     approvals_api.person_of(request))
+    except ApprovalError as e:
+        return approvals_api.approval_problem(e)
+    return web.json_response({"approval": approval_id, "state": "pending", "created": created,
+                              "detail": "the cancel waits for an approver other than its author"},
+                             status=202, dumps=lambda o: json.dumps(o, ensure_ascii=False))
 
 
 async def healthz(request: web.Request) -> web.StreamResponse:
@@ -135,6 +157,7 @@ def make_app(app: App) -> web.Application:
     # Who may call each route: warnd/auth/permissions.py (tests/integration/test_roles.py).
     api: list[tuple[web.RouteDef, Rule]] = [
         (web.post("/api/v1/alerts", post_alert), "alerts.submit"),
+        (web.get("/api/v1/alerts", list_alerts_api), "alerts.read"),
         (web.get("/api/v1/alerts/{id}", get_alert), "alerts.read"),
         (web.get("/api/v1/alerts/{id}/calls", get_calls), "calls.read"),
         (web.post("/api/v1/alerts/{id}/cancel", cancel_alert), "alerts.cancel"),
@@ -143,10 +166,15 @@ def make_app(app: App) -> web.Application:
         (metrics_route(app), "metrics.read"),
     ]
     access.add(web_app.router, api)
+    access.add(web_app.router, approvals_api.routes(app))
     access.add(web_app.router, [(r, FEED_PUSH if (r.kwargs.get("name") or "").startswith("feed_push")
                                  else "feeds.read") for r in feed_routes(app.feeds)])
     for channel in app.channels.values():
         access.add(web_app.router, [(r, WEBHOOK) for r in channel.webhook_routes(app.inbound)])
     access.add(web_app.router, [(r, CONFIRM_LINK) for r in app.confirm_pages.routes()])
     access.add(web_app.router, console.routes())
+    access.add(web_app.router, console_compose.routes(app))
+    access.add(web_app.router, console_alerts.routes(app))
+    access.add(web_app.router, console_status.routes(app))
+    web_app[console_status.ALARM_SOURCES] = [approval_alarms(app.db)]  # warnings and cancels waiting for a second person
     return web_app

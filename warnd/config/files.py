@@ -33,6 +33,7 @@ DEFAULT_FILES: dict[str, str] = {
     "roster.headers": "roster-headers.toml",
     "report.labels": "report.toml",
     "report.html_template": "report.html.j2",
+    "console.compose_texts": "compose.toml",
 }
 
 

@@ -225,6 +225,18 @@ class ReportCfg(Section):
     utc_offset_hours: float = Field(default=8.0, ge=-12, le=14)  # times in reports are local (Beijing time)
 
 
+class ConsoleCfg(Section):
+    """The console's 发布预警 (docs/console.md): warnings composed there are CAP documents from
+    this sender, ingested with source "console" under the composing user's name."""
+
+    cap_sender: str = ""  # CAP <sender> of composed warnings; empty: warnd-console@{county code}
+    compose_texts: str = ""  # compose.toml: the joint texts (气象预警 + 防御指引); empty: shipped
+    default_hours: float = Field(default=12, ge=1, le=72)  # validity offered on the form
+
+    def sender(self, county_code: str) -> str:
+        return self.cap_sender or f"warnd-console@{county_code}"
+
+
 class Settings(Section):
     county: County = County()
     database: DatabaseCfg = DatabaseCfg()
@@ -243,6 +255,7 @@ class Settings(Section):
     feeds: FeedsCfg = FeedsCfg()
     speakers: SpeakersCfg = SpeakersCfg()
     report: ReportCfg = ReportCfg()
+    console: ConsoleCfg = ConsoleCfg()
 
 
 # Environment variable → the setting it fills (secrets stay out of files).

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from warnd.config.compose import load_compose_texts
 from warnd.config.errors import ConfigError
 from warnd.config.files import (
     DEFAULT_FILES,
@@ -122,6 +123,8 @@ def check_files(settings: Settings) -> list[str]:
         attempt(partial(load_policy, path(pol.path), roles))
     attempt(partial(load_templates, path(pol.templates)))
     vocab = attempt(partial(load_vocabulary, path(pol.vocabulary)))
+    if vocab is not None:
+        attempt(partial(load_compose_texts, path(settings.console.compose_texts), vocab.codes))
     attempt(partial(load_wording, path(pol.vocabulary)))
     if settings.feeds.sources and vocab is not None:
         attempt(partial(load_sources, Path(settings.feeds.sources), known_hazards=vocab.codes))

@@ -17,6 +17,7 @@ NAV = (
     NavEntry("值班台", "console_home", "console.view"),
     NavEntry("预警列表", "console_alerts", "alerts.read"),
     NavEntry("发布预警", "console_compose", "alerts.compose"),
+    NavEntry("待审核", "console_approvals", "console.view"),
     NavEntry("叫应看板", "console_board", "calls.read"),
     NavEntry("告警", "console_alarms", "console.view"),
     NavEntry("运行状况", "console_health", "feeds.read"),

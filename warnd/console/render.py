@@ -52,6 +52,16 @@ def beijing(t: datetime) -> str:
     return (t.astimezone(UTC) + BEIJING).strftime("%Y-%m-%d %H:%M")
 
 
+def beijing_iso(value: str | None, fmt: str = "%m-%d %H:%M") -> str:
+    """Template filter `bj`: an ISO time as Beijing wall time ("" for none)."""
+    if not value:
+        return ""
+    return (datetime.fromisoformat(value).astimezone(UTC) + BEIJING).strftime(fmt)
+
+
+_env.filters["bj"] = beijing_iso
+
+
 def security_headers(response: web.StreamResponse, https: bool) -> None:
     h = response.headers
     h["Content-Security-Policy"] = CSP
@@ -144,3 +154,8 @@ async def serve_static(request: web.Request) -> web.StreamResponse:
     resp.headers["Cache-Control"] = cache_control
     security_headers(resp, request.app[SITE].https)
     return resp
+
+
+def render_fragment(request: web.Request, template: str, **ctx: Any) -> str:
+    """A piece of a page (what a live stream sends to replace part of it)."""
+    return _env.get_template(template).render(site=request.app[SITE], static=static_url, **ctx)

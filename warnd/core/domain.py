@@ -94,6 +94,20 @@ class CallState(enum.StrEnum):
     CANCELLED = "cancelled"  # warning lifted/superseded before confirmation
 
 
+class ApprovalKind(enum.StrEnum):
+    """What waits for a second person (the two-person rule, warnd/engine/approvals.py)."""
+
+    PUBLISH = "publish"  # a red or imminent warning composed by hand
+    CANCEL = "cancel"  # lifting a warning
+
+
+class ApprovalState(enum.StrEnum):
+    PENDING = "pending"  # waiting for an approver other than its author
+    APPROVED = "approved"  # approved; the warning went out / was lifted
+    REJECTED = "rejected"  # an approver said no: nothing happened
+    FAILED = "failed"  # approved, but the ingest refused it (e.g. expired meanwhile, already lifted)
+
+
 class Action(enum.StrEnum):
     """One rung of an escalation ladder."""
 

@@ -407,3 +407,34 @@ class LoginAttempt(SQLModel, table=True):
     name: str = Field(max_length=64)
     client_addr: str = Field(max_length=64)
     at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+# --- The two-person rule (migration 0020_approvals) ---------------------------------------------
+class Approval(SQLModel, table=True):
+    """A warning composed by hand that must be approved before it goes out (red or imminent),
+    or a cancel of a warning. Its transitions belong to warnd/engine/approvals.py:
+    pending → approved | rejected; approved → failed when the ingest refuses it."""
+
+    __tablename__ = "approvals"
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=16)  # domain.ApprovalKind
+    state: str = Field(default="pending", max_length=16, index=True)  # domain.ApprovalState
+    author: str = Field(max_length=64)  # login name (the event log's actor)
+    author_display: str = ""
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    # cancel: the warning to lift; publish: the warning once it went out.
+    alert_id: int | None = Field(default=None, index=True)
+    hazard: str = ""
+    colour: str = ""
+    step: str = ""
+    headline: str = ""
+    area_desc: str = Field(default="", sa_column=Column(Text, nullable=False))
+    reason: str = Field(default="", sa_column=Column(Text, nullable=False))  # why cancel
+    cap_xml: str = Field(default="", sa_column=Column(Text, nullable=False))  # publish: exactly what goes out
+    summary: dict[str, Any] = json_dict()  # what the author saw in the preview (reach, SMS segments)
+    decided_by: str | None = Field(default=None, max_length=64)
+    decided_display: str = ""
+    decided_at: datetime | None = ts()
+    decision_note: str = Field(default="", sa_column=Column(Text, nullable=False))
+    result: dict[str, Any] = json_dict()  # the ingest's answer once approved
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))

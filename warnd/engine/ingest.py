@@ -82,6 +82,11 @@ def _pick_info(msg: CapMessage) -> CapInfo | None:
 
 
 
+def _approval(approved_by: str | None) -> dict[str, Any]:
+    """The approver's name for the event, when a second person approved (two-person rule)."""
+    return {"approved_by": approved_by} if approved_by else {}
+
+
 class Ingestor:
     def __init__(
         self, db: Database, clock: Clock, policy: Policy, vocabulary: Vocabulary,
@@ -98,8 +103,10 @@ class Ingestor:
     def composer(self, links: bool = True) -> Composer:
         return Composer(self.templates, self.roles, self.links if links else None)
 
-    async def submit_cap(self, data: bytes, source: str = "api", actor: str | None = None) -> IngestResult:
-        """`actor`: the user or "api-token" that submitted it over the API (None: a feed)."""
+    async def submit_cap(self, data: bytes, source: str = "api", actor: str | None = None,
+                         approved_by: str | None = None) -> IngestResult:
+        """`actor`: the user or "api-token" that submitted it over the API (None: a feed);
+        `approved_by`: the second person who approved it (engine/approvals.py)."""
         try:
             msg = parse_cap(data)
         except CapError as e:
@@ -119,7 +126,7 @@ class Ingestor:
             if msg.msg_type == MsgType.CANCEL:
                 result = await self._cancel_message(msg, data, source, actor)
             else:
-                result = await self._alert_message(msg, data, source, actor)
+                result = await self._alert_message(msg, data, source, actor, approved_by)
         except IntegrityError:
             # A concurrent submission of the same message won the race: same answer as a retry.
             again = await self._find(msg.sender, msg.identifier)
@@ -196,7 +203,8 @@ class Ingestor:
                 found.append(row)
         return found
 
-    async def _alert_message(self, msg: CapMessage, raw: bytes, source: str, actor: str | None) -> IngestResult:
+    async def _alert_message(self, msg: CapMessage, raw: bytes, source: str, actor: str | None,
+                             approved_by: str | None = None) -> IngestResult:
         info = _pick_info(msg)
         if info is None:
             raise IngestError(400, "Invalid CAP message", "an Alert or Update needs an <info> block", "alert.info")
@@ -231,7 +239,7 @@ class Ingestor:
             events.record(s, now, "alert_accepted", alert_id=alert.id, source=source, step=step,
                           colour=colour, hazard=hazard, status=msg.status, msg_type=msg.msg_type,
                           regions=len(area.codes), unknown_codes=list(area.unknown_codes),
-                          actor=actor)
+                          actor=actor, **_approval(approved_by))
             carried: dict[int, Call] = {}
             if msg.msg_type == MsgType.UPDATE:
                 carried = await self._supersede(s, msg, alert, now, result)
@@ -320,8 +328,9 @@ class Ingestor:
                     result.deliveries += lifted[1]
         return result
 
-    async def cancel(self, alert_id: int, reason: str, actor: str | None = None) -> IngestResult:
-        """Duty-room cancel (POST /alerts/{id}/cancel)."""
+    async def cancel(self, alert_id: int, reason: str, actor: str | None = None,
+                     approved_by: str | None = None) -> IngestResult:
+        """Duty-room cancel (approved through engine/approvals.py: POST /alerts/{id}/cancel)."""
         now = self.clock.now()
         roster = await self.roster.get()
         async with self.db.session() as s, s.begin():
@@ -331,7 +340,8 @@ class Ingestor:
             if alert.state != AlertState.ACTIVE:
                 raise IngestError(409, "Not active", f"alert {alert_id} is {alert.state}")
             lifted = await alerts.lift(s, alert, AlertState.CANCELLED, now, reason=reason, roster=roster,
-                                       composer=self.composer(links=False), actor=actor)
+                                       composer=self.composer(links=False), actor=actor,
+                                       **_approval(approved_by))
             if lifted is None:
                 raise IngestError(409, "Not active", f"alert {alert_id} is no longer active")
         self.on_change()
