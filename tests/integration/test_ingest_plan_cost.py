@@ -10,20 +10,18 @@ import pytest
 
 from support.channel_stack import Stack, build_stack, imminent, stop_stack
 from warnd.core import planner
-from warnd.db.engine import upgrade
 
 
 @pytest.fixture
-async def st(tmp_path: Path) -> AsyncIterator[Stack]:
-    url = f"sqlite:///{tmp_path / 'warnd.db'}"
-    upgrade(url)
-    stack = await build_stack(url, tmp_path)
+async def st(db_url: str, tmp_path: Path) -> AsyncIterator[Stack]:
+    stack = await build_stack(db_url, tmp_path)
     try:
         yield stack
     finally:
         await stop_stack(stack)
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 async def test_a_warning_is_planned_on_the_cached_people_index(st: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
     await st.engine.roster.get()  # the snapshot (and its index) is built once, on load
     built = []
