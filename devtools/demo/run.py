@@ -46,6 +46,7 @@ from warnd.config import (
     County,
     DatabaseCfg,
     FeedsCfg,
+    MetricsCfg,
     PolicyCfg,
     ServerCfg,
     Settings,
@@ -179,6 +180,7 @@ async def run_demo(out: Path, speed: float = 960.0, seed: int = 631, busy_speed:
         await server.start()
     speakers = (SpeakerFleetProcess.external(broker) if broker else await SpeakerFleetProcess.start_broker(workdir))
     token, cb_token = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
+    metrics_token = secrets.token_urlsafe(16)  # Prometheus can watch the storm (printed below)
     port = free_port()  # links and voice callbacks carry the public URL: fixed before the build
     gauge_port = free_port()  # the SL 651 gateway the rain gauge reports to
     base = f"http://127.0.0.1:{port}"
@@ -187,6 +189,7 @@ async def run_demo(out: Path, speed: float = 960.0, seed: int = 631, busy_speed:
         database=DatabaseCfg(url=database or f"sqlite:///{workdir / 'warnd.db'}", durable=database is not None),
         server=ServerCfg(host="127.0.0.1", port=port, public_base_url=base),
         api=ApiCfg(tokens=(token,)),
+        metrics=MetricsCfg(tokens=(metrics_token,)),
         policy=PolicyCfg(path=str(demo_policy(workdir))),
         feeds=FeedsCfg(stations=str(gauge_stations(workdir)), sl651_tcp=f"127.0.0.1:{gauge_port}"),
         sms=SmsCfg(provider="tencent", tencent=TencentCfg(
@@ -220,6 +223,7 @@ async def run_demo(out: Path, speed: float = 960.0, seed: int = 631, busy_speed:
     print(f"warnd-dev demo: {county['townships']} townships, {county['villages']} villages, "
           f"{county['officials']} officials; clock ×{speed:g}, ×{busy_speed:g} from the gauge's first crossing; "
           f"database {settings.database.url.split('@')[-1]}", file=sys.stderr)
+    print(f"metrics while it runs: curl -H 'Authorization: Bearer {metrics_token}' {base}/metrics", file=sys.stderr)
     userids, leader_phones = await _leaders(engine)
     channel_officials = ChannelOfficials(wecom, twilio, clock, random.Random(seed + 1))
     not_by_sms = channel_officials.assign(userids, leader_phones, f"{base}/webhooks/wecom/callback")

@@ -12,6 +12,7 @@ from warnd.api import approvals as approvals_api
 from warnd.api import auth
 from warnd.api.auth import Public, Rule, principal
 from warnd.api.feeds import feed_routes
+from warnd.api.metrics import metrics_route
 from warnd.api.middleware import BodyLimits, install, own_body, read_body
 from warnd.api.problems import problem
 from warnd.api.public import public_routes
@@ -155,7 +156,8 @@ def make_app(app: App) -> web.Application:
     # problem+json errors, then who is asking (headers only), then bounded bodies (api/middleware.py).
     install(web_app, limits, auth.authenticate)
     web_app[APP] = app
-    access = auth.install(web_app, AuthService(app.db, settings.auth, settings.api.tokens),
+    access = auth.install(web_app, AuthService(app.db, settings.auth, settings.api.tokens,
+                                               metrics_tokens=settings.metrics.tokens),
                           settings.server.public_base_url)
     web_app[SITE] = Site(settings.county.name, web_app[auth.COOKIES].secure)
     # Who may call each route: warnd/auth/permissions.py (tests/integration/test_roles.py).
@@ -167,6 +169,7 @@ def make_app(app: App) -> web.Application:
         (web.post("/api/v1/alerts/{id}/cancel", cancel_alert), "alerts.cancel"),
         (web.post("/api/v1/calls/{id}/ack", ack_call), "calls.ack"),
         (web.get("/healthz", healthz), Public("liveness probe: no data")),
+        (metrics_route(app), "metrics.read"),
     ]
     access.add(web_app.router, api)
     access.add(web_app.router, public_routes(app, APP))

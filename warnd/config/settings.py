@@ -77,6 +77,16 @@ class ApiCfg(Section):
     tokens: List = Field(default=(), json_schema_extra=SECRET)
 
 
+class MetricsCfg(Section):
+    """GET /metrics for Prometheus (docs/operations.md, "Metrics"). A scraper authenticates
+    with one of `tokens` (Authorization: Bearer); admins and auditors may read it too."""
+
+    tokens: List = Field(default=(), json_schema_extra=SECRET)
+    # A scrape within this many seconds of the last one is answered from the same snapshot
+    # (each snapshot runs a dozen counting queries; several scrapers must not multiply them).
+    cache_seconds: float = Field(default=2.0, ge=0)
+
+
 class AuthCfg(Section):
     """Console logins (docs/console.md). Times are wall-clock, whatever [clock] says."""
 
@@ -285,6 +295,7 @@ class Settings(Section):
     database: DatabaseCfg = DatabaseCfg()
     server: ServerCfg = ServerCfg()
     api: ApiCfg = ApiCfg()
+    metrics: MetricsCfg = MetricsCfg()
     auth: AuthCfg = AuthCfg()
     clock: ClockCfg = ClockCfg()
     policy: PolicyCfg = PolicyCfg()
@@ -306,6 +317,7 @@ class Settings(Section):
 ENV_SETTINGS: dict[str, str] = {
     "WARND_DATABASE_URL": "database.url",
     "WARND_API_TOKENS": "api.tokens",  # comma-separated
+    "WARND_METRICS_TOKENS": "metrics.tokens",  # comma-separated
     "WARND_TENCENT_SECRET_KEY": "sms.tencent.secret_key",
     "WARND_TWILIO_AUTH_TOKEN": "sms.twilio.auth_token",
     "WARND_WECOM_CORP_SECRET": "wecom.corp_secret",
@@ -315,7 +327,7 @@ ENV_SETTINGS: dict[str, str] = {
 
 
 def _env_value(name: str, value: str) -> Any:
-    if name == "WARND_API_TOKENS":
+    if name in ("WARND_API_TOKENS", "WARND_METRICS_TOKENS"):
         return [t.strip() for t in value.split(",") if t.strip()]
     return value
 
