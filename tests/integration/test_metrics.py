@@ -91,10 +91,12 @@ async def test_overdue_calls_and_how_late_they_are(st: Stack) -> None:
 
 
 async def test_provider_errors_and_confirmations_are_counted(st: Stack) -> None:
-    st.twilio.fail_next(1, 500)
+    st.twilio.fail_next(1, 500)  # a 500 after the request was written: in doubt, looked up before any resend
+    st.twilio.fail_next(1, 429)  # a definite refusal for now: retried
     body = await st.post_cap(imminent("MET-3"))
     await st.engine.runner.settle()
     samples, _ = await scrape(st)
+    assert value(samples, "warnd_provider_errors_total", channel="sms", kind="delivery_in_doubt") >= 1
     assert value(samples, "warnd_provider_errors_total", channel="sms", kind="delivery_retry") >= 1
 
     call = next(c for c in (await st.calls(body["id"])).values() if c["state"] == "open")

@@ -38,7 +38,7 @@ from warnd.engine.module import ModuleStats
 from warnd.speakers.coverage import fleet_health
 
 QUEUED = (DeliveryState.PENDING.value, DeliveryState.SENDING.value)
-PROVIDER_ERRORS = ("delivery_retry", "delivery_failed", "delivery_undelivered")
+PROVIDER_ERRORS = ("delivery_retry", "delivery_in_doubt", "delivery_failed", "delivery_undelivered")
 CONFIRM_BUCKETS = (30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0)
 CONFIRM_WINDOW = timedelta(hours=1)  # time to confirm: over the calls confirmed this recently
 
@@ -63,7 +63,7 @@ METRIC_NAMES: dict[str, tuple[str, str]] = {
     "warnd_deliveries_queued": ("gauge", "Outbox rows waiting to be sent or being sent (pending, sending)."),
     "warnd_deliveries_queue_age_seconds": ("gauge", "Age of the oldest queued outbox row."),
     "warnd_provider_errors": ("counter", "Failed sends and reports by channel and kind "
-                                         "(delivery_retry, delivery_failed, delivery_undelivered)."),
+                                         "(delivery_retry, delivery_in_doubt, delivery_failed, delivery_undelivered)."),
     "warnd_calls": ("gauge", "叫应 calls by state."),
     "warnd_calls_overdue": ("gauge", "Open calls past their deadline (the next rung is due)."),
     "warnd_calls_overdue_max_seconds": ("gauge", "How far past its deadline the most overdue open call is."),
