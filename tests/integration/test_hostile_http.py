@@ -87,7 +87,9 @@ async def count(st: Stack, model: type, **where: object) -> int:
 
 async def snapshot(st: Stack) -> tuple[int, ...]:
     """What hostile input must not change: alerts, calls and their states, inbound messages,
-    events, feedback, used confirm links."""
+    events, feedback, used confirm links. Taken once the engine has done what is due (the
+    warning's own sends would otherwise still be adding events)."""
+    await st.engine.runner.settle()
     async with st.engine.db.session() as s:
         states = tuple(sorted((c.id or 0, c.state) for c in (await s.exec(select(Call))).all()))
     used = sum(1 for link in await rows(st, ConfirmLink) if link.used_at is not None)

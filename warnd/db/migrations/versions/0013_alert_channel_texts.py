@@ -1,7 +1,10 @@
 """alerts.channel_texts: a GB/T 35965.1 message's per-method texts, by warnd channel
 
 Revision ID: 0013_alert_channel_texts
-Revises: 0012_timestamptz
+Revises: 0001
+
+A branch of its own off 0001, like the other feature revisions: it has nothing to do with
+0012_timestamptz, which must stay a head that can be undone and redone on its own.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0013_alert_channel_texts"
-down_revision = "0012_timestamptz"
+down_revision = "0001"
 branch_labels = None
 depends_on = None
 
