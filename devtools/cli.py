@@ -1,6 +1,7 @@
 """`warnd-dev`: the demo storm and simulators (not part of the product's `warnd` command).
 
-    warnd-dev demo [--out DIR]          a whole 631 storm on a generated county (< 1 min)
+    warnd-dev demo [--out DIR] [--[no-]board-screenshot]
+                                        a whole 631 storm on a generated county (< 1 min)
     warnd-dev speakers simulate ...     N simulated loudspeakers as real MQTT clients
 """
 
@@ -19,7 +20,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from devtools.demo.run import run_demo
 
     sys.setswitchinterval(SWITCH_INTERVAL)
-    return asyncio.run(run_demo(Path(args.out), speed=args.speed, seed=args.seed, busy_speed=args.busy_speed))
+    return asyncio.run(run_demo(Path(args.out), speed=args.speed, seed=args.seed, busy_speed=args.busy_speed,
+                                board_shot=args.board_screenshot))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--busy-speed", type=float, default=60.0,
                    help="clock speed-up for the busy hour, from the rain gauge's first crossing (default 60)")
     d.add_argument("--seed", type=int, default=631)
+    d.add_argument("--board-screenshot", action=argparse.BooleanOptionalAction, default=None,
+                   help="save the imminent warning's 叫应 board mid-storm as OUT/board.png (headless Debian "
+                        "chromium + playwright); default: when they are installed, else skipped with one line")
     d.set_defaults(func=cmd_demo)
     add_speakers_cli(sub, settings_from_args)
     return p
