@@ -42,6 +42,12 @@ class TransientSendError(SendError):
         self.retry_after = retry_after
 
 
+class InDoubtSendError(TransientSendError):
+    """No definite answer after the request may have reached the provider (a read timeout, a
+    connection reset, a 5xx from its gateway): it may have been accepted. The engine looks
+    it up (find_sent) before any resend; a provider without a lookup leaves it to policy."""
+
+
 class PermanentSendError(SendError):
     """Invalid number, rejected content, auth failure: retrying cannot help."""
 
@@ -101,10 +107,13 @@ class ActionSink(InboundSink, Protocol):
 class Channel(Protocol):
     """A delivery channel. Each channel module declares what it is — `kind`, `provider`,
     `max_batch` (how many recipients one request may carry; 1: no batching), `rate_per_second`
-    (the provider's request rate, None: unknown) and `lookup` (whether `find_sent` can say a
-    send was accepted: "exact", or "none" when the provider has no such query) and
-    `delivery_reports` (whether its webhooks report a send's final outcome) — and builds
-    itself from its settings (`from_settings`, used by channels.registry)."""
+    (the provider's request rate, None: unknown), `lookup` (whether `find_sent` can say a
+    send was accepted: "exact", or "none" when the provider has no such query),
+    `delivery_reports` (whether its webhooks report a send's final outcome), `send_timeout`
+    (the longest one send or lookup can be in flight, wall seconds: the engine's leases are
+    longer) and `lookup_after` (wall seconds after a send left in doubt before the provider
+    can be expected to list it) — and builds itself from its settings (`from_settings`, used
+    by channels.registry)."""
 
     @property
     def kind(self) -> str: ...  # "sms", "voice", "wecom"
@@ -124,8 +133,15 @@ class Channel(Protocol):
     @property
     def delivery_reports(self) -> bool: ...
 
+    @property
+    def send_timeout(self) -> float: ...
+
+    @property
+    def lookup_after(self) -> float: ...
+
     async def send(self, msg: OutboundMessage) -> SendReceipt:
-        """Send once. Raise TransientSendError or PermanentSendError."""
+        """Send once. Raise TransientSendError (definitely not accepted: try again later),
+        InDoubtSendError (perhaps accepted: look it up first) or PermanentSendError."""
         ...
 
     async def send_many(self, msgs: Sequence[OutboundMessage], context: str) -> list[SendReceipt | SendError]:
@@ -156,6 +172,8 @@ class ChannelBase:
     rate_per_second: float | None = None
     lookup = "exact"
     delivery_reports = False  # whether the provider's webhooks report a send's final outcome
+    send_timeout = 15.0
+    lookup_after = 5.0
 
     async def send(self, msg: OutboundMessage) -> SendReceipt:
         raise NotImplementedError

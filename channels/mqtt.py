@@ -7,12 +7,23 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict
 
 
+def shared_topic(group: str, topic: str) -> str:
+    """Several warnd instances subscribe as one shared-subscription group (MQTT 5, `$share/…`;
+    Mosquitto also for 3.1.1): the broker hands each message to one member, so an ack or a
+    reading is handled once, by one instance."""
+    return f"$share/{group}/{topic}"
+
+
 class MqttSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     host: str = "127.0.0.1"
     port: int = 1883
     client_id: str = "warnd"
+    # The shared-subscription group of the instances of one deployment (empty: the client
+    # id). Members are sessions: an instance that is down keeps its share queued until it is
+    # back (persistent session), so every instance must come back under its own client id.
+    share_group: str = ""
     username: str = ""
     password: str = ""
     tls: bool = False  # then usually port 8883

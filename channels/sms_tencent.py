@@ -42,6 +42,7 @@ from channels.base import (
     DeliveryReport,
     InboundReply,
     InboundSink,
+    InDoubtSendError,
     OutboundMessage,
     PermanentSendError,
     SendError,
@@ -72,6 +73,8 @@ _PERMANENT_CODES = {
 }
 _TRANSIENT_PREFIXES = ("LimitExceeded.", "InternalError.", "RequestLimitExceeded")
 _TRANSPORT_CODES = {"ClientNetworkError", "ServerNetworkError"}  # raised by the SDK itself
+# Tencent failed part-way (InternalError.Timeout: 请求下发短信超时): the text may have gone out.
+_IN_DOUBT_PREFIXES = ("InternalError.",)
 
 
 def _seconds_to_beijing_midnight() -> float:
@@ -93,15 +96,35 @@ def _retry_after(code: str) -> float | None:
 
 
 def classify(
-    code: str, message: str, what: str = "send"
+    code: str, message: str, what: str = "send", *, cause: BaseException | None = None
 ) -> TransientSendError | PermanentSendError:
-    """Map a Tencent error code (request-level or per-number SendStatus.Code) to our errors."""
+    """Map a Tencent error code (request-level or per-number SendStatus.Code) to our errors.
+    `cause`: the exception under the SDK's ClientNetworkError (a requests error).
+
+    In doubt (the text may have been accepted; the engine looks it up before any resend):
+    a non-200 answer (ServerNetworkError: a 5xx from Tencent's gateway after our request was
+    written), a network error other than failing to connect (read timeout, reset), and
+    InternalError.* (Tencent failed part-way). Definitely not sent: every other error
+    envelope, and a connection that was never made (refused, connect timeout)."""
     text = f"tencent {what}: {code}: {message}"
     if code in _PERMANENT_CODES:
         return PermanentSendError(text)
-    if code in _TRANSPORT_CODES or code.startswith(_TRANSIENT_PREFIXES):
+    if code == "ClientNetworkError" and _never_connected(cause):
+        return TransientSendError(text)
+    if code in _TRANSPORT_CODES or code.startswith(_IN_DOUBT_PREFIXES):
+        return InDoubtSendError(text, retry_after=_retry_after(code))
+    if code.startswith(_TRANSIENT_PREFIXES):
         return TransientSendError(text, retry_after=_retry_after(code))
     return PermanentSendError(text)
+
+
+def _never_connected(exc: BaseException | None) -> bool:
+    """The request never left: no connection was made (refused, unreachable, connect timeout)."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return True
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return "NewConnectionError" in repr(exc) or "Failed to establish a new connection" in str(exc)
+    return False
 
 
 def _http_profile(endpoint: str | None, timeout: float) -> HttpProfile:
@@ -123,6 +146,8 @@ class TencentSms(ChannelBase):
     rate_per_second = 3000.0  # SendSms default request-rate limit (per account)
     lookup = "exact"  # PullSmsSendStatusByPhoneNumber echoes our SessionContext
     delivery_reports = True  # 状态报告 callbacks
+    # PullSmsSendStatus lists a message once the carrier has reported on it: give it time.
+    lookup_after = 30.0
 
     @classmethod
     def from_settings(cls, cfg: Any, *, public_base_url: str, fallback: Any = None) -> TencentSms:
@@ -130,7 +155,8 @@ class TencentSms(ChannelBase):
         endpoint, callback_token)."""
         return cls(secret_id=cfg.secret_id, secret_key=cfg.secret_key, sdk_app_id=cfg.sdk_app_id,
                    sign_name=cfg.sign_name, template_id=cfg.template_id, region=cfg.region,
-                   endpoint=cfg.endpoint or None, callback_token=cfg.callback_token)
+                   endpoint=cfg.endpoint or None, callback_token=cfg.callback_token,
+                   timeout=cfg.timeout_seconds)
 
     def __init__(
         self,
@@ -169,6 +195,8 @@ class TencentSms(ChannelBase):
             for scheme in ("http://", "https://"):
                 session.mount(scheme, HTTPAdapter(pool_maxsize=max_workers))
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="tencent-sms")
+        # requests applies reqTimeout to connecting and again to each read.
+        self.send_timeout = 2.0 * max(int(timeout), 1)
         self._clock: Clock = clock or SystemClock()
 
     def callback_urls(self, public_base_url: str) -> dict[str, str]:
@@ -185,7 +213,7 @@ class TencentSms(ChannelBase):
         try:
             return await loop.run_in_executor(self._pool, functools.partial(fn, request))
         except TencentCloudSDKException as exc:
-            raise classify(str(exc.code), str(exc.message), what) from exc
+            raise classify(str(exc.code), str(exc.message), what, cause=exc.__context__) from exc
 
     async def send(self, msg: OutboundMessage) -> SendReceipt:
         req = models.SendSmsRequest()

@@ -25,6 +25,7 @@ from channels.base import (
     DeliveryReport,
     InboundReply,
     InboundSink,
+    InDoubtSendError,
     OutboundMessage,
     PermanentSendError,
     SendReceipt,
@@ -78,6 +79,7 @@ class TwilioSms(TwilioAccount, ChannelBase):
         super().__init__(account_sid=account_sid, auth_token=auth_token, public_base_url=public_base_url,
                          api_base_url=api_base_url, http_client=http_client, timeout=timeout, clock=clock)
         self.from_number = from_number
+        self.send_timeout = timeout
         self.messaging_service_sid = messaging_service_sid
         self.status_callback_url = self.public_base_url + STATUS_PATH
         self.inbound_url = self.public_base_url + INBOUND_PATH
@@ -96,10 +98,15 @@ class TwilioSms(TwilioAccount, ChannelBase):
                 to=msg.to, body=msg.body, status_callback=self.status_callback_url, **sender
             )
         except (TwilioRestException, TwilioServiceException) as exc:
-            raise _classify(exc, "send") from exc
+            error = _classify(exc, "send")
+            if int(exc.status) >= 500:  # after our request was written: Twilio may have taken it
+                raise InDoubtSendError(str(error)) from exc
+            raise error from exc
+        except aiohttp.ClientConnectorError as exc:  # no connection was made: nothing was sent
+            raise TransientSendError(f"twilio send: cannot connect: {exc!r}") from exc
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            # The request may or may not have reached Twilio: the caller's find_sent decides.
-            raise TransientSendError(f"twilio send: network error: {exc!r}") from exc
+            # The request may or may not have reached Twilio: the engine's find_sent decides.
+            raise InDoubtSendError(f"twilio send: network error: {exc!r}") from exc
         return SendReceipt(provider=self.provider, provider_id=str(created.sid))
 
     async def find_sent(self, msg: OutboundMessage, since: datetime) -> SendReceipt | None:

@@ -20,14 +20,17 @@ import socket
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import aiomqtt
+import jsonschema
 import structlog
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from channels.mqtt import MqttSettings
+from channels.mqtt import MqttSettings, shared_topic
 
 log = structlog.get_logger("warnd.speakers.mqtt")
 
@@ -37,6 +40,11 @@ _TOPIC = re.compile(r"warnd/v1/dev/([A-Za-z0-9_-]{1,64})/(ack|state|hb)")
 MAX_PAYLOAD = 16 * 1024
 
 Kind = Literal["ack", "state", "hb"]
+
+# Subscription identifiers (MQTT 5): LIVE is the shared subscription (each message reaches
+# one instance); REPLAY a plain one to acks and states, only for the broker's retained copies
+# sent on subscribe (a shared subscription gets none). Its live copies are the other's job.
+LIVE, REPLAY = 1, 2
 
 
 def cmd_topic(device_id: str) -> str:
@@ -75,8 +83,28 @@ class SpeakerHandler(Protocol):
     async def on_messages(self, msgs: Sequence[DeviceMessage]) -> None: ...
 
 
+SCHEMAS = Path(__file__).with_name("schemas")  # the published JSON Schemas of docs/mqtt.md
+SCHEMA_OF = {"ack": "ack.json", "state": "state.json", "hb": "heartbeat.json", "cmd": "command.json",
+             "stop": "stop.json"}
+
+
+@cache
+def validator(kind: str) -> jsonschema.protocols.Validator:
+    schema = json.loads((SCHEMAS / SCHEMA_OF[kind]).read_text(encoding="utf-8"))
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+
+
+def contract_errors(kind: str, data: Any) -> list[str]:
+    """What in `data` breaks the published schema of `kind` (ack, state, hb, cmd, stop); [] when valid."""
+    return [f"{'/'.join(str(p) for p in e.absolute_path) or '(message)'}: {e.message}"
+            for e in validator(kind).iter_errors(data)]
+
+
 def parse_message(topic: str, payload: bytes, retained: bool = False) -> DeviceMessage | None:
-    """A device message, or None for anything that does not follow the contract."""
+    """A device message, or None for anything that does not follow the contract: its topic,
+    JSON, and the published JSON Schema of its kind (an ack without `at` is refused)."""
     m = _TOPIC.fullmatch(topic)
     if m is None or len(payload) > MAX_PAYLOAD:
         return None
@@ -90,6 +118,11 @@ def parse_message(topic: str, payload: bytes, retained: bool = False) -> DeviceM
     claimed = data.get("device_id")
     if claimed is not None and claimed != device_id:
         return None  # a device cannot speak for another
+    errors = contract_errors(kind, data)
+    if errors:
+        log.warning("device message refused: not as the contract's schema says", device=device_id, kind=kind,
+                    errors=errors[:3])
+        return None
     return DeviceMessage(device_id, kind, data, retained)  # type: ignore[arg-type]
 
 
@@ -144,6 +177,7 @@ class ChannelStats:
     published: int = 0
     received: int = 0
     ignored: int = 0
+    replayed_live: int = 0  # live messages seen on the replay subscription and left to the shared group
     last_error: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
 
@@ -183,9 +217,7 @@ class SpeakerMqtt:
                 try:
                     self.stats.connects += 1
                     delay = self.cfg.reconnect_min_seconds
-                    await client.subscribe(f"{TOPIC_ROOT}/+/ack", qos=1)
-                    await client.subscribe(f"{TOPIC_ROOT}/+/state", qos=1)
-                    await client.subscribe(f"{TOPIC_ROOT}/+/hb", qos=0)
+                    await subscribe(client, self.cfg.share_group or self.cfg.client_id)
                     self.connected.set()
                     log.info("mqtt connected", host=self.cfg.host, port=self.cfg.port, client_id=self.cfg.client_id)
                     await _first_failure(self._read(client), self._publish_loop(client))
@@ -206,6 +238,9 @@ class SpeakerMqtt:
 
     async def _read(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
+            if not message.retain and LIVE not in subscription_ids(message):
+                self.stats.replayed_live += 1  # a live copy on the replay subscription: the group has it
+                continue
             payload = message.payload if isinstance(message.payload, bytes | bytearray) else str(message.payload).encode()
             msg = parse_message(str(message.topic), bytes(payload), bool(message.retain))
             if msg is None:
@@ -270,6 +305,33 @@ class SpeakerMqtt:
 
     async def close(self) -> None:
         pass
+
+
+def subscription_properties(identifier: int) -> Properties:
+    p = Properties(PacketTypes.SUBSCRIBE)
+    p.SubscriptionIdentifier = identifier
+    return p
+
+
+async def subscribe(client: aiomqtt.Client, group: str) -> None:
+    """Acks, states and heartbeats through the instances' shared group; retained acks and
+    states through a plain subscription as well (re-read at every connect: acks published
+    while no instance was up, each device's last state)."""
+    for kind, qos in (("ack", 1), ("state", 1), ("hb", 0)):
+        await client.subscribe(shared_topic(group, f"{TOPIC_ROOT}/+/{kind}"), qos=qos,
+                               properties=subscription_properties(LIVE))
+    for kind in ("ack", "state"):
+        await client.subscribe(f"{TOPIC_ROOT}/+/{kind}", qos=1, properties=subscription_properties(REPLAY))
+    # A session from before shared subscriptions may still hold this one: every instance
+    # would get every heartbeat.
+    await client.unsubscribe(f"{TOPIC_ROOT}/+/hb")
+
+
+def subscription_ids(message: aiomqtt.Message) -> list[int]:
+    ids = getattr(message.properties, "SubscriptionIdentifier", None) if message.properties else None
+    if ids is None:
+        return [LIVE]  # a broker that sends none: everything counts as live
+    return list(ids) if isinstance(ids, list | tuple) else [int(ids)]
 
 
 async def _first_failure(*coros: Any) -> None:

@@ -21,6 +21,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     sys.setswitchinterval(SWITCH_INTERVAL)
     return asyncio.run(run_demo(Path(args.out), speed=args.speed, seed=args.seed, busy_speed=args.busy_speed,
+                                database=args.database, broker=args.broker, mqtt_username=args.mqtt_username,
                                 board_shot=args.board_screenshot))
 
 
@@ -37,6 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--busy-speed", type=float, default=60.0,
                    help="clock speed-up for the busy hour, from the rain gauge's first crossing (default 60)")
     d.add_argument("--seed", type=int, default=631)
+    d.add_argument("--database", help="run against this (empty) database, e.g. postgresql://warnd@db/warnd "
+                   "(default: SQLite in a temporary folder)")
+    d.add_argument("--broker", help="HOST:PORT of a running Mosquitto (default: a private one on a free port)")
+    d.add_argument("--mqtt-username", default="", help="warnd's MQTT user on --broker (its ACL entry)")
     d.add_argument("--board-screenshot", action=argparse.BooleanOptionalAction, default=None,
                    help="save the imminent warning's 叫应 board mid-storm as OUT/board.png (headless Debian "
                         "chromium + playwright); default: when they are installed, else skipped with one line")

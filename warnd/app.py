@@ -48,6 +48,8 @@ from warnd.engine.ingest import Ingestor
 from warnd.engine.module import Runner
 from warnd.engine.outbox import Outbox
 from warnd.engine.roster import RosterCache
+from warnd.engine.timeline import anchor_clock
+from warnd.engine.watch import Watch
 from warnd.feeds.service import FeedConfig, FeedLog, FeedService, SourceTrust
 from warnd.speakers.service import SpeakerService
 
@@ -62,12 +64,28 @@ def channel_specs(settings: Settings) -> list[registry.ChannelSpec]:
     """The channels the settings ask for: SMS always, voice and WeCom when configured."""
     sms = settings.sms
     specs = [registry.ChannelSpec("sms", "sms", sms.provider, getattr(sms, sms.provider, None), f"sms.{sms.provider}")]
+    if sms.backup_provider:
+        specs.append(registry.ChannelSpec("sms_backup", "sms", sms.backup_provider, getattr(sms, sms.backup_provider),
+                                          f"sms.{sms.backup_provider}"))
     if settings.voice.provider:
         specs.append(registry.ChannelSpec("voice", "voice", settings.voice.provider, settings.voice, "voice",
                                           fallback=sms.twilio))
     if settings.wecom.enabled:
         specs.append(registry.ChannelSpec("wecom", "wecom", "wecom", settings.wecom, "wecom"))
     return specs
+
+
+def failover_map(settings: Settings, policy: Policy, channels: Mapping[str, Channel]) -> dict[str, str]:
+    """Where a message failing too long on a channel goes next: [delivery] failover as given;
+    otherwise "sms" to the second SMS provider when there is one, and every policy channel to
+    the next one the policy lists (that is configured)."""
+    if settings.delivery.failover:
+        return dict(settings.delivery.failover)
+    order = [c for c in policy.channels if c in channels]
+    out = {c: order[i + 1] for i, c in enumerate(order[:-1])}
+    if "sms_backup" in channels:
+        out["sms"] = "sms_backup"
+    return out
 
 
 def build_channels(settings: Settings) -> dict[str, Channel]:
@@ -112,7 +130,9 @@ class App:
         templates = load_templates(_path(settings.policy.templates))
         vocab = load_vocabulary(_path(settings.policy.vocabulary))
         feed_config = FeedConfig.load(sources_path=settings.feeds.sources, stations_path=settings.feeds.stations,
-                                      vocabulary_path=settings.policy.vocabulary, known_hazards=vocab.codes)
+                                      vocabulary_path=settings.policy.vocabulary, known_hazards=vocab.codes,
+                                      sl651_tcp=settings.feeds.sl651_tcp, sl651_udp=settings.feeds.sl651_udp,
+                                      sl651_idle_seconds=settings.feeds.sl651_idle_seconds)
         chans = dict(channels) if channels is not None else build_channels(settings)
         db = Database(settings.database.url, durable=settings.database.durable)
         roster = RosterCache(db)
@@ -126,14 +146,18 @@ class App:
                             links=links, prepare=trust.prepare, on_change=kick, cfg=settings.ingest)
         calls = Calls(db, clock, on_change=kick)
         outbox = Outbox(db, clock, chans, settings.delivery, after_sent=restart_windows, on_change=kick,
-                        single_instance=db.is_sqlite)
+                        single_instance=db.is_sqlite, roster=roster, templates=templates,
+                        failover=failover_map(settings, policy, chans))
         escalation = Escalation(db, clock, calls, policy, templates, roles, roster, links, on_change=kick)
         expiry = Expiry(db, clock, roster, templates, roles, on_change=kick)
         inbound = InboundHandler(db, clock, calls, templates, settings.delivery, outbox, on_change=kick)
         feeds = FeedService(db, clock, ingestor, feed_config, settings.county, feed_log)
         speakers = (SpeakerService(db, clock, settings.speakers, settings.county, policy, templates, roles, roster,
-                                   on_change=kick) if settings.speakers.enabled else None)
-        runner.add(outbox, escalation, expiry, *feeds.modules())
+                                   on_change=kick, instance=settings.server.instance)
+                    if settings.speakers.enabled else None)
+        watch = Watch(db, clock, roster, templates, on_change=kick, sources={
+            s.name: (s.kind, s.interval_seconds) for s in feed_config.sources.by_name.values() if s.enabled})
+        runner.add(outbox, escalation, expiry, watch, *feeds.modules())
         if speakers is not None:
             runner.add(speakers)
         pages = ConfirmPages(db, clock, calls, links, kick)
@@ -150,6 +174,7 @@ class App:
 
     async def start(self) -> None:
         await self.db.upgrade()
+        await anchor_clock(self.db, self.clock)  # `scaled:N`: continue the stored timeline
         self.runner.start()
         await self.feeds.start()
         if self.speakers is not None:

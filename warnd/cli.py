@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import signal
 import sys
 import traceback
@@ -34,6 +35,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             update={"url": args.database})})
     if getattr(args, "clock", None):
         settings = settings.model_copy(update={"clock": settings.clock.model_copy(update={"spec": args.clock})})
+    if getattr(args, "instance", None):
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", args.instance):
+            raise SettingsError(f"--instance {args.instance!r}: use letters, digits, - and _ (at most 32)")
+        settings = settings.model_copy(update={"server": settings.server.model_copy(update={"instance": args.instance})})
     args.settings = settings  # for error messages that name the database
     return settings
 
@@ -157,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int)
     s.add_argument("--database", help="database URL (overrides the settings file)")
     s.add_argument("--clock", help="system | scaled:SPEED (drills and tests)")
+    s.add_argument("--instance", help="this instance's name when several share one database (overrides "
+                   "[server] instance)")
     s.set_defaults(func=cmd_serve)
 
     db = sub.add_parser("db", help="database maintenance")

@@ -7,6 +7,8 @@ seconds. Deadlines are stored in the database in clock time; workers wait with
 - SystemClock: real time.
 - ScaledClock: virtual = origin + speed × (wall − wall_origin). Anchored on wall time, so a
   process that is killed and restarted with the same anchors continues the same timeline.
+  `scaled:N` alone names no anchors: the engine keeps them in the database
+  (warnd.engine.timeline) and every restart, and every instance, continues that timeline.
 - ManualClock: tests move time explicitly with `advance`; waiters wake on the event.
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -56,23 +59,36 @@ class SystemClock:
 
 
 class ScaledClock:
-    def __init__(self, speed: float, origin: datetime | None = None, wall_origin: float | None = None):
+    def __init__(self, speed: float, origin: datetime | None = None, wall_origin: float | None = None, *,
+                 wall: Callable[[], float] = time.time):
+        """`origin` and `wall_origin` anchor the timeline; without them it starts now, and
+        `anchored` is False until `anchor()` gives it the stored ones. `wall`: wall time (tests)."""
         if speed <= 0:
             raise ValueError("clock speed must be positive")
         self.speed = speed
-        self.wall_origin = time.time() if wall_origin is None else wall_origin
+        self.wall = wall
+        self.anchored = origin is not None and wall_origin is not None
+        self.wall_origin = self.wall() if wall_origin is None else wall_origin
         self.origin = origin or datetime.fromtimestamp(self.wall_origin, UTC)
         self._changed = asyncio.Event()
 
     def now(self) -> datetime:
-        return self.origin + timedelta(seconds=(time.time() - self.wall_origin) * self.speed)
+        return self.origin + timedelta(seconds=(self.wall() - self.wall_origin) * self.speed)
+
+    def anchor(self, origin: datetime, wall_origin: float, speed: float | None = None) -> None:
+        """Continue the timeline these anchors name (a restart, another instance)."""
+        self.origin, self.wall_origin = origin, wall_origin
+        self.speed = self.speed if speed is None else speed
+        self.anchored = True
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
 
     def set_speed(self, speed: float) -> None:
         """Change speed from now on (the demo slows down for its busiest step). Sleepers
         wake and re-compute their real-time wait."""
         if speed <= 0:
             raise ValueError("clock speed must be positive")
-        self.origin, self.wall_origin, self.speed = self.now(), time.time(), speed
+        self.origin, self.wall_origin, self.speed = self.now(), self.wall(), speed
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
 
@@ -128,8 +144,14 @@ class ManualClock:
                 w.cancel()
 
 
-def clock_from_spec(spec: str | None) -> Clock:
-    """`system` (default), `scaled:SPEED` or `scaled:SPEED:ORIGIN_ISO:WALL_ORIGIN`."""
+def speed_of(clock: Clock) -> float:
+    """Clock seconds per wall second (a ManualClock moves only when told: 1)."""
+    return float(getattr(clock, "speed", 1.0))
+
+
+def clock_from_spec(spec: str | None, *, wall: Callable[[], float] = time.time) -> Clock:
+    """`system` (default), `scaled:SPEED` (anchored in the database when the engine starts) or
+    `scaled:SPEED:ORIGIN_ISO:WALL_ORIGIN`."""
     if not spec or spec == "system":
         return SystemClock()
     kind, _, rest = spec.partition(":")
@@ -137,7 +159,7 @@ def clock_from_spec(spec: str | None) -> Clock:
         parts = rest.split(":", 1)
         speed = float(parts[0])
         if len(parts) == 1:
-            return ScaledClock(speed)
+            return ScaledClock(speed, wall=wall)
         origin_s, _, wall_s = parts[1].rpartition(":")
-        return ScaledClock(speed, datetime.fromisoformat(origin_s), float(wall_s))
+        return ScaledClock(speed, datetime.fromisoformat(origin_s), float(wall_s), wall=wall)
     raise ValueError(f"unknown clock spec {spec!r}; use 'system' or 'scaled:SPEED'")

@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +25,13 @@ from aiohttp import web
 from sqlmodel import col, func, select
 
 from devtools.demo.board_shot import BoardCamera, board_screenshot, unavailable
-from devtools.demo.capgen import cap_xml
+from devtools.demo.capgen import NATIONAL_SENDER, cap_xml, gbt_xml
 from devtools.demo.channels import ChannelOfficials, demo_policy
 from devtools.demo.county import COUNTY_CODE, generate_county
 from devtools.demo.loudspeakers import loudspeaker_summary, seed_speakers
 from devtools.demo.officials import Officials
 from devtools.demo.speakers import SpeakerFleetProcess, free_port
+from devtools.simulators.sl651_station import Sl651Station, TcpLink
 from devtools.simulators.tencent_sms_api import TencentSmsApi
 from devtools.simulators.twilio_api import TwilioApi
 from devtools.simulators.wecom_api import WeComApi
@@ -44,6 +45,7 @@ from warnd.config import (
     ApiCfg,
     County,
     DatabaseCfg,
+    FeedsCfg,
     PolicyCfg,
     ServerCfg,
     Settings,
@@ -52,12 +54,10 @@ from warnd.config import (
     TencentCfg,
     VoiceCfg,
     WeComCfg,
-    parse_stations,
 )
 from warnd.confirm.feedback import people_moved_by_township
 from warnd.db.engine import Database
 from warnd.db.models import Alert, Call, Delivery, Person
-from warnd.feeds.telemetry import feed_readings, rain_series
 from warnd.logging import configure_logging
 
 STEP_ZH = {"forecast": "预报(6h)", "warning": "预警(3h)", "imminent": "临灾(1h)", "gauge": "雨量站"}
@@ -71,6 +71,22 @@ GAUGE_VILLAGES = ["431222101200", "431222101201", "431222101202"]
 STORM_END = timedelta(hours=5, minutes=20)  # the red ladder has run out
 SHOT_AFTER = timedelta(minutes=6)  # the board photographed mid-ladder: red window over, escalations running
 SHOT_WAIT = 90.0  # real seconds the end of the demo waits for a late screenshot
+GAUGE_ADDRESS = "0043122201"  # its SL 651 remote station address
+
+
+def gauge_stations(workdir: Path) -> Path:
+    """stations.toml of the demo: one rain gauge speaking SL 651-2014 to the gateway."""
+    path = workdir / "stations.toml"
+    path.write_text(f"""[stations.{GAUGE}]
+name = "马底驿雨量站"
+area_desc = "马底驿镇沿溪三村"
+villages = {GAUGE_VILLAGES!r}
+rain_1h = [30, 50]
+max_age_minutes = 60
+sl651_address = "{GAUGE_ADDRESS}"
+sl651_password = "1234"
+""".replace("'", '"'), encoding="utf-8")
+    return path
 
 
 async def _leaders(engine: App) -> tuple[dict[str, str], list[str]]:
@@ -130,7 +146,8 @@ async def _progress(engine: App, clock: ScaledClock, t0: datetime, stage: list[s
         await asyncio.sleep(0.5)  # display refresh only; nothing waits on it
 
 
-async def run_demo(out: Path, speed: float = 960.0, seed: int = 631, busy_speed: float = 60.0,
+async def run_demo(out: Path, speed: float = 960.0, seed: int = 631, busy_speed: float = 60.0, *,
+                   database: str | None = None, broker: str | None = None, mqtt_username: str = "",
                    board_shot: bool | None = None) -> int:
     """`speed` runs the quiet hours; from the rain gauge's first crossing on (T+4:50) the clock
     slows to `busy_speed` so that 3,000+ messages, replies and escalations fit on one core in
@@ -153,16 +170,18 @@ async def run_demo(out: Path, speed: float = 960.0, seed: int = 631, busy_speed:
     twilio, wecom = TwilioApi(), WeComApi()
     for server in (sim, twilio, wecom):
         await server.start()
-    speakers = await SpeakerFleetProcess.start_broker(workdir)
+    speakers = (SpeakerFleetProcess.external(broker) if broker else await SpeakerFleetProcess.start_broker(workdir))
     token, cb_token = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
     port = free_port()  # links and voice callbacks carry the public URL: fixed before the build
+    gauge_port = free_port()  # the SL 651 gateway the rain gauge reports to
     base = f"http://127.0.0.1:{port}"
     settings = Settings(
         county=County(code=COUNTY_CODE, name="沅陵县", sender_name="沅陵县防汛抗旱指挥部"),
-        database=DatabaseCfg(url=f"sqlite:///{workdir / 'warnd.db'}", durable=False),
+        database=DatabaseCfg(url=database or f"sqlite:///{workdir / 'warnd.db'}", durable=database is not None),
         server=ServerCfg(host="127.0.0.1", port=port, public_base_url=base),
         api=ApiCfg(tokens=(token,)),
         policy=PolicyCfg(path=str(demo_policy(workdir))),
+        feeds=FeedsCfg(stations=str(gauge_stations(workdir)), sl651_tcp=f"127.0.0.1:{gauge_port}"),
         sms=SmsCfg(provider="tencent", tencent=TencentCfg(
             secret_id=sim.secret_id, secret_key=sim.secret_key, sdk_app_id=sim.sdk_app_id,
             sign_name=sim.sign_name, template_id="100001", endpoint=sim.base_url.split("://", 1)[1],
@@ -175,7 +194,8 @@ async def run_demo(out: Path, speed: float = 960.0, seed: int = 631, busy_speed:
                        api_base_url=wecom.base_url, max_per_second=500),
         # Heartbeats run in real time while the demo clock races: judge speakers by their
         # last-will state, not by heartbeat age.
-        speakers=SpeakersCfg(enabled=True, host="127.0.0.1", port=speakers.port, ack_window_seconds=900,
+        speakers=SpeakersCfg(enabled=True, host=speakers.host, port=speakers.port, username=mqtt_username,
+                             ack_window_seconds=900,
                              stale_after_seconds=10**7),
     )
     engine = App.build(settings, clock=clock)
@@ -184,16 +204,14 @@ async def run_demo(out: Path, speed: float = 960.0, seed: int = 631, busy_speed:
     county["speakers"] = len(await seed_speakers(engine.db, total=SPEAKERS, now=clock.now()))
     await speakers.start_fleet(settings.database.url, seed)  # connects while the quiet hours run
     assert engine.feeds is not None
-    telemetry = engine.feeds.telemetry
-    telemetry.stations = parse_stations({"stations": {GAUGE: {
-        "name": "马底驿雨量站", "area_desc": "马底驿镇沿溪三村", "villages": GAUGE_VILLAGES, "rain_1h": [30, 50],
-        "max_age_minutes": 60}}})
+    rain_gauge = Sl651Station(GAUGE_ADDRESS, "1234", mode="ascii")
+    gauge_at = datetime.min.replace(tzinfo=UTC)  # the gauge's last observation time
     runner = web.AppRunner(make_app(engine), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     print(f"warnd-dev demo: {county['townships']} townships, {county['villages']} villages, "
           f"{county['officials']} officials; clock ×{speed:g}, ×{busy_speed:g} from the gauge's first crossing; "
-          f"SQLite in {workdir}", file=sys.stderr)
+          f"database {settings.database.url.split('@')[-1]}", file=sys.stderr)
     userids, leader_phones = await _leaders(engine)
     channel_officials = ChannelOfficials(wecom, twilio, clock, random.Random(seed + 1))
     not_by_sms = channel_officials.assign(userids, leader_phones, f"{base}/webhooks/wecom/callback")
@@ -213,7 +231,8 @@ async def run_demo(out: Path, speed: float = 960.0, seed: int = 631, busy_speed:
     county_area = [f"{COUNTY_CODE}000000"]
     plan = [
         (timedelta(0), "forecast", cap_xml("431222-RS-001", t0, onset, "黄色",
-                                           "未来6小时沅陵县将出现暴雨", "请县防指成员和包乡领导做好部署。", county_area, step="forecast")),
+                                           "未来6小时沅陵县将出现暴雨", "请县防指成员和包乡领导做好部署。", county_area,
+                                           step="forecast", sender=NATIONAL_SENDER)),
         (timedelta(hours=1), "idle", None),
         (timedelta(hours=3), "warning", None),
         (timedelta(hours=3, minutes=50), "idle", None),
@@ -237,21 +256,32 @@ async def run_demo(out: Path, speed: float = 960.0, seed: int = 631, busy_speed:
                 print("\n" + await speakers.wait_ready(), file=sys.stderr)
             if step == "gauge":
                 # The rain gauge above three villages crosses 准备转移, then 立即转移: warnd raises
-                # the 山洪 warnings itself, for exactly those villages.
+                # the 山洪 warnings itself, for exactly those villages. The gauge speaks SL 651-2014
+                # (ASCII mode) over TCP to the gateway, and waits for each confirmation.
                 now = clock.now()
                 mm = [8, 12, 14] if offset == GAUGE_PREPARE else [18, 22, 24]
-                gauge.extend(o.alert_id for o in await feed_readings(
-                    telemetry, rain_series(GAUGE, now - timedelta(minutes=20), mm)) if o.alert_id)
+                link = await TcpLink.open("127.0.0.1", gauge_port)
+                try:
+                    for i, v in enumerate(mm):
+                        # A station observes in time order, whatever the demo's schedule did.
+                        gauge_at = max(now - timedelta(minutes=20 - 10 * i), gauge_at + timedelta(minutes=1))
+                        await link.report(rain_gauge.report(gauge_at, rain_mm=v))
+                finally:
+                    await link.close()
+                assert engine.feeds.sl651 is not None
+                await engine.feeds.sl651.settle()  # each frame was confirmed at once; now the warning is raised
                 continue
             now = clock.now()
             if step == "warning":
-                body = cap_xml("431222-RS-002", now, onset, "橙色", "3小时内沅陵县将出现大暴雨",
-                               "请乡镇做好转移准备。", county_area, msg_type="Update",
-                               references=[("431222-RS-001", t0)], step="warning")
+                # Through the national release system: GB/T 35965.1, referencing the chain's FIRST message.
+                # GB/T states no 631 step: the lead time says it (3 h before onset → 预警).
+                body = gbt_xml("431222-RS-002", now, max(onset, now + timedelta(hours=3)), "橙色", "3小时内沅陵县将出现大暴雨",
+                               "请乡镇做好转移准备。", county_area, msg_type="Update", first="431222-RS-001")
             elif step == "imminent":
                 body = cap_xml("431222-RS-003", now, onset, "红色", "1小时内沅陵县将出现特大暴雨，山洪风险极高",
                                "请立即组织危险区群众转移，鸣锣吹哨，敲门入户。", county_area, msg_type="Update",
-                               references=[("431222-RS-002", t0 + timedelta(hours=3))], step="imminent")
+                               references=[("431222-RS-002", t0 + timedelta(hours=3))], step="imminent",
+                               sender=NATIONAL_SENDER)
             assert body is not None
             ingested.append(await _post(http, f"{base}/api/v1/alerts", token, body))
             if step == "imminent" and not imminent.done():  # mid-ladder (before the storm's end when on time)
@@ -260,6 +290,11 @@ async def run_demo(out: Path, speed: float = 960.0, seed: int = 631, busy_speed:
             again = await _post(http, f"{base}/api/v1/alerts", token, body)
             assert not again["created"]
         await clock.wait_until(t0 + STORM_END)  # the red ladder runs out
+    assert engine.feeds.sl651 is not None
+    await engine.feeds.sl651.settle()
+    async with engine.db.read() as s:
+        gauge.extend(a for a in (await s.exec(select(Alert.id).where(
+            Alert.source == f"telemetry:{GAUGE}"))).all() if a is not None)
     shot_path, shot_note = await _board_shot_result(shot, no_shot)
     for t in tasks:
         t.cancel()

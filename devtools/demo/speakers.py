@@ -36,9 +36,15 @@ def free_port() -> int:
 
 @dataclass
 class SpeakerFleetProcess:
-    broker: asyncio.subprocess.Process
+    broker: asyncio.subprocess.Process | None  # None: a broker run by someone else (--broker)
     fleet: asyncio.subprocess.Process | None
     port: int
+    host: str = "127.0.0.1"
+
+    @classmethod
+    def external(cls, address: str) -> SpeakerFleetProcess:
+        host, _, port = address.rpartition(":")
+        return cls(None, None, int(port), host or "127.0.0.1")
 
     @classmethod
     async def start_broker(cls, workdir: Path) -> SpeakerFleetProcess:
@@ -63,7 +69,7 @@ class SpeakerFleetProcess:
     async def start_fleet(self, database_url: str, seed: int) -> None:
         self.fleet = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "devtools.cli", "speakers", "simulate", "--from-database",
-            "--database", database_url, "--broker", f"127.0.0.1:{self.port}",
+            "--database", database_url, "--broker", f"{self.host}:{self.port}",
             "--failure-rate", "0.03", "--silent-rate", "0.01", "--offline-share", "0.02",
             "--latency", "0.5", "--play-seconds", "0.2", "--heartbeat", "3600", "--seed", str(seed),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)

@@ -7,6 +7,12 @@ and answers use Tencent's envelopes: {"Response": {..., "RequestId"}} on success
 {"Response": {"Error": {"Code", "Message"}, "RequestId"}} on failure, always HTTP 200 with
 Content-Type exactly "application/json" (the SDK only looks for errors under that type).
 
+Faults for the fault tests (docs/sms-providers.md, "Simulators"): every accepted number and
+text is appended to `log_path` (one JSON line, flushed and fsynced) *before* the answer is
+sent, so the log is what handsets received even when the answer is lost; 500s (before or
+after accepting), answers held past the SDK's timeout after accepting (`answer_late_next`,
+`late_rate`), and outages (`outage_start` / `outage_stop`: connections refused, or 503s).
+
 It also plays Tencent calling us: the 上行回复 (reply) callback, one JSON object, and the
 状态报告 (delivery status) callback, a JSON array. Tencent signs neither.
 """
@@ -18,13 +24,16 @@ import hashlib
 import hmac
 import json
 import math
+import os
+import random
 import re
 import time
 import uuid
 from collections import deque
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 from aiohttp import ClientError, web
 
@@ -111,6 +120,8 @@ class TencentSmsApi(SimulatorBase):
         status_callback_url: str | None = None,
         max_param_chars: int | None = None,
         undeliverable_numbers: Iterable[str] = (),
+        log_path: Path | str | None = None,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         self.secret_id = secret_id
@@ -126,6 +137,8 @@ class TencentSmsApi(SimulatorBase):
         # account must have it lifted. Set this to reproduce the rejection.
         self.max_param_chars = max_param_chars
         self.undeliverable_numbers: set[str] = set(undeliverable_numbers)
+        # The fault harness's evidence: every accepted number and text, one JSON line each,
+        # appended (and flushed) before the answer leaves — whatever the engine then records.
         self.callbacks_sent = 0
         self._serial = 0
         # Crash tests: SendSms requests to hold before answering (see hold_next_sends).
@@ -133,6 +146,71 @@ class TencentSmsApi(SimulatorBase):
         self._release = asyncio.Event()
         self.held = 0  # SendSms requests currently held
         self.held_phones: list[str] = []  # numbers in the held requests, accepted or not
+        # Fault injection (fault tests): see the module docstring.
+        self.log_path = Path(log_path) if log_path is not None else None
+        self.rng = random.Random(seed)
+        self.late_rate = 0.0  # share of SendSms requests accepted, then answered late_seconds late
+        self.error_rate = 0.0  # share of SendSms requests answered HTTP 500 (accepted or not, half each)
+        self.late_seconds = 30.0  # longer than the SDK's timeout (15 s by default)
+        self._late: deque[float] = deque()  # answer_late_next
+        self._accept_then_fail: deque[int] = deque()  # accept_then_fail_next
+        self._late_release = asyncio.Event()
+        self.outage: Literal["", "refuse", "503"] = ""
+        self.answered_late = 0  # requests accepted and answered late
+        self.failed_after_accept = 0  # requests accepted and answered with an HTTP error
+        self.refused_in_outage = 0  # requests answered 503 during an outage
+        self._site: web.TCPSite | None = None
+        self._host = "127.0.0.1"
+
+    # -- fault injection ---------------------------------------------------------------------
+
+    def answer_late_next(self, count: int = 1, seconds: float | None = None) -> None:
+        """The next `count` SendSms requests are accepted (recorded, logged), and answered only
+        after `seconds` (default late_seconds) or `release_late()`: past the SDK's timeout."""
+        self._late.extend([self.late_seconds if seconds is None else seconds] * count)
+        self._late_release.clear()
+
+    def accept_then_fail_next(self, count: int = 1, status: int = 500) -> None:
+        """The next `count` SendSms requests are accepted (recorded, logged), then answered
+        with this HTTP status and no envelope (a gateway error after the work was done)."""
+        self._accept_then_fail.extend([status] * count)
+
+    def release_late(self) -> None:
+        """Answer every late request now."""
+        self._late_release.set()
+
+    async def outage_start(self, mode: Literal["refuse", "503"] = "refuse") -> None:
+        """Provider down: "refuse" closes the listening socket (connections refused: nothing
+        can have been sent); "503": the gateway answers every API call 503, accepting nothing."""
+        self.outage = mode
+        if mode == "refuse" and self._site is not None:
+            await self._site.stop()
+            self._site = None
+        await self._changed()
+
+    async def outage_stop(self) -> None:
+        """Provider back, on the same address."""
+        if self.outage == "refuse" and self._runner is not None and self._site is None:
+            self._site = web.TCPSite(self._runner, self._host, self.port, reuse_address=True)
+            await self._site.start()
+        self.outage = ""
+        await self._changed()
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        """What the accepted-messages log holds (one dict per accepted number and text)."""
+        if self.log_path is None or not self.log_path.exists():
+            return []
+        return [json.loads(line) for line in self.log_path.read_text("utf-8").splitlines() if line]
+
+    def _append_log(self, msgs: list[SimMessage]) -> None:
+        if self.log_path is None:
+            return
+        lines = "".join(json.dumps({"at": m.time.isoformat(), "to": m.to, "text": m.body, "serial": m.id,
+                                    "context": m.context}, ensure_ascii=False) + "\n" for m in msgs)
+        with self.log_path.open("a", encoding="utf-8") as f:  # on disk before we answer
+            f.write(lines)
+            f.flush()
+            os.fsync(f.fileno())
 
     def hold_next_sends(self, *accept: bool) -> None:
         """Hold the next SendSms requests, one per flag, until `release_held()`.
@@ -151,8 +229,15 @@ class TencentSmsApi(SimulatorBase):
         self._release.set()
         await self._changed()
 
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        await super().start(host, port)
+        self._host = host
+        assert self._runner is not None
+        self._site = next(iter(self._runner.sites), None)  # type: ignore[assignment]
+
     async def stop(self) -> None:
         self._release.set()  # held requests must not keep the server's shutdown waiting
+        self._late_release.set()
         await super().stop()
 
     # -- server --------------------------------------------------------------------------
@@ -220,6 +305,9 @@ class TencentSmsApi(SimulatorBase):
             params = json.loads(payload)
         except ValueError:
             return self._error("FailedOperation.JsonParseFail", "JSON parse failed.")
+        if self.outage:
+            self.refused_in_outage += 1
+            return web.Response(status=503, text="Service Unavailable")
         fault = self._take_fault()
         if isinstance(fault, int):  # gateway trouble: a non-200 with no envelope
             return web.Response(status=fault, text="Bad Gateway")
@@ -265,6 +353,16 @@ class TencentSmsApi(SimulatorBase):
             return self._error(
                 "LimitExceeded.PhoneNumberCountLimit", "more than 200 numbers in one request."
             )
+        late = self._late.popleft() if self._late else None
+        fail_after = self._accept_then_fail.popleft() if self._accept_then_fail else None
+        if late is None and fail_after is None and (self.late_rate or self.error_rate):
+            roll = self.rng.random()
+            if roll < self.late_rate:
+                late = self.late_seconds
+            elif roll < self.late_rate + self.error_rate:
+                if self.rng.random() < 0.5:
+                    return web.Response(status=500, text="Internal Server Error")  # nothing accepted
+                fail_after = 500
         hold = self._holds.popleft() if self._holds else None
         if hold is False:  # received, never processed: the caller is left in doubt
             await self._hold(phones)
@@ -319,11 +417,23 @@ class TencentSmsApi(SimulatorBase):
                 accepted.append(msg)
             statuses.append(status)
         if accepted:
+            self._append_log(accepted)  # on disk before anything is answered
             await self._record(accepted)
             if self.auto_report and self.status_callback_url:
                 self._spawn(self._push_reports(self.status_callback_url, accepted))
         if hold:  # accepted and recorded; only the answer is held back
             await self._hold(phones)
+        if fail_after is not None:
+            self.failed_after_accept += 1
+            return web.Response(status=fail_after, text="Internal Server Error")
+        if late is not None:
+            self.answered_late += 1
+            await self._changed()
+            try:
+                async with asyncio.timeout(late):
+                    await self._late_release.wait()
+            except TimeoutError:
+                pass
         return self._reply({"SendStatusSet": statuses})
 
     async def _hold(self, phones: list[str]) -> None:

@@ -105,7 +105,8 @@ async def test_compose_red_fail_alone_approve_as_second_person(stack: Stack, tmp
             assert "叫应责任人" in text and "公众 0 人" in text
             assert "须由另一位带班领导审核" in text
             sms = await preview.locator("pre.text").first.inner_text()
-            assert sms.startswith("【临灾预警】沅陵县防汛抗旱指挥部：沅陵县防汛抗旱指挥部发布暴雨红色临灾预警。")
+            # The sender once, the area in words (issue 12, part 6).
+            assert sms.startswith("【临灾预警】沅陵县防汛抗旱指挥部发布暴雨红色临灾预警，影响沅陵县全境。")
             await page.screenshot(path=str(tmp_path / "compose-preview.png"), full_page=True)
 
             # Publishing alone: held for approval, nothing goes out.

@@ -15,8 +15,8 @@ import pytest
 from support.channel_stack import LINK_RE, Stack, build_stack, imminent, stop_stack, write_templates
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-WARNING = "warning = \"{tag}【{step}】{sender}：{headline}。{instruction}请回复1或“收到”确认。\""
-WARNING_LINK = "warning = \"{tag}【{step}】{sender}：{headline}。{instruction}请回复1或点击确认：{link}\""
+WARNING = "warning = \"{tag}【{step}】{sender}发布{headline}，影响{area}。{instruction}请回复1或“收到”确认。\""
+WARNING_LINK = "warning = \"{tag}【{step}】{sender}发布{headline}，影响{area}。{instruction}请回复1或点击确认：{link}\""
 
 playwright_api = pytest.importorskip("playwright.async_api", reason="pip install playwright")
 if not Path(CHROMIUM).exists():

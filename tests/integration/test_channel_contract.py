@@ -39,6 +39,7 @@ def test_channel_declares_what_it_is(name: str) -> None:
     assert cls.kind == CLASSES[name].registry[0] and cls.provider
     assert cls.max_batch >= 1 and cls.lookup in ("exact", "none")
     assert cls.rate_per_second is None or cls.rate_per_second > 0
+    assert cls.send_timeout > 0 and cls.lookup_after >= 0  # the outbox's leases and lookups use them
     assert callable(getattr(cls, "from_settings", None))
     if cls.max_batch > 1:  # batching is declared, never found by duck typing
         assert cls.send_many is not ChannelBase.send_many

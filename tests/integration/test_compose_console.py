@@ -82,7 +82,8 @@ async def test_preview_shows_each_channel_text_segments_and_reach(st: Stack) -> 
     html = await r.text()
     assert r.status == 200
     # The SMS exactly as the ingest will compose it, with its length and segments.
-    assert "【预警】沅陵县防汛抗旱指挥部：沅陵县发布暴雨黄色预警。请做好防御准备。" in html
+    # (sender once, the area in words: templates.toml, issue 12 part 6)
+    assert "【预警】沅陵县防汛抗旱指挥部发布暴雨黄色预警，影响沅陵县全境。请做好防御准备。" in html
     m = re.search(r"data-sms-length>(\d+) 字 · 每人 (\d+) 条", html)
     assert m and 70 < int(m.group(1)) <= 134 and int(m.group(2)) == 2
     assert re.search(r"data-officials>1<", html)  # the warning step calls the township head

@@ -26,8 +26,8 @@ from support.users import bearer, token_for
 from warnd.confirm.feedback import people_moved_by_township
 from warnd.db.models import ConfirmLink, Event, Feedback
 
-WARNING = "warning = \"{tag}【{step}】{sender}：{headline}。{instruction}请回复1或“收到”确认。\""
-WARNING_LINK = "warning = \"{tag}【{step}】{sender}：{headline}。{instruction}请回复1或点击确认：{link}\""
+WARNING = "warning = \"{tag}【{step}】{sender}发布{headline}，影响{area}。{instruction}请回复1或“收到”确认。\""
+WARNING_LINK = "warning = \"{tag}【{step}】{sender}发布{headline}，影响{area}。{instruction}请回复1或点击确认：{link}\""
 
 
 @pytest.fixture

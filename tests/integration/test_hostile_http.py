@@ -45,8 +45,8 @@ from warnd.db.models import Alert, Call, ConfirmLink, Event, Feedback, Inbound
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "cap"
 CB_TOKEN = "hostile-callback-token-0123456789"
-WARNING = "warning = \"{tag}【{step}】{sender}：{headline}。{instruction}请回复1或“收到”确认。\""
-WARNING_LINK = "warning = \"{tag}【{step}】{sender}：{headline}。{instruction}请回复1或点击确认：{link}\""
+WARNING = "warning = \"{tag}【{step}】{sender}发布{headline}，影响{area}。{instruction}请回复1或“收到”确认。\""
+WARNING_LINK = "warning = \"{tag}【{step}】{sender}发布{headline}，影响{area}。{instruction}请回复1或点击确认：{link}\""
 PROBLEM = "application/problem+json"
 KIB64 = 64 * 1024
 

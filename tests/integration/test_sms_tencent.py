@@ -9,12 +9,14 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp import web
 
 from channels.base import (
+    InDoubtSendError,
     OutboundMessage,
     PermanentSendError,
     TransientSendError,
@@ -120,10 +122,51 @@ async def test_per_number_frequency_limit_is_transient_with_retry_after(env: Env
 
 
 @pytest.mark.parametrize("fault", ["InternalError.Timeout", 502])
-async def test_internal_and_gateway_errors_are_transient(env: Env, fault: object) -> None:
+async def test_internal_and_gateway_errors_are_in_doubt(env: Env, fault: object) -> None:
     env.sim.fail_next(1, fault)
-    with pytest.raises(TransientSendError):
+    with pytest.raises(InDoubtSendError):
         await env.channel.send(_msg())
+
+
+async def test_an_answer_after_the_timeout_is_in_doubt_and_the_lookup_finds_it(env: Env) -> None:
+    channel = TencentSms(secret_id=SECRET_ID, secret_key=SECRET_KEY, sdk_app_id=APP_ID, sign_name=SIGN,
+                         template_id=TEMPLATE, callback_token=CB_TOKEN,
+                         endpoint=env.sim.base_url.removeprefix("http://"), timeout=1)
+    try:
+        assert channel.send_timeout == 2.0
+        env.sim.answer_late_next(1)
+        with pytest.raises(InDoubtSendError, match="ClientNetworkError"):
+            await channel.send(_msg())
+        env.sim.release_late()
+        [accepted] = env.sim.messages
+        found = await channel.find_sent(_msg(), since=datetime.now(UTC) - timedelta(minutes=1))
+        assert found is not None and found.provider_id == accepted.id
+    finally:
+        await channel.close()
+
+
+async def test_a_refused_connection_is_transient_not_in_doubt(env: Env) -> None:
+    await env.sim.outage_start("refuse")
+    with pytest.raises(TransientSendError) as err:
+        await env.channel.send(_msg())
+    assert not isinstance(err.value, InDoubtSendError)
+    await env.sim.outage_stop()
+    await env.channel.send(_msg())
+    assert len(env.sim.messages) == 1
+
+
+async def test_simulator_logs_every_accepted_text_before_answering(env: Env, tmp_path: Path) -> None:
+    env.sim.log_path = tmp_path / "accepted.jsonl"
+    env.sim.accept_then_fail_next(1, 500)
+    with pytest.raises(InDoubtSendError):
+        await env.channel.send(_msg())
+    [line] = env.sim.log_lines()
+    assert (line["to"], line["text"], line["context"]) == ("+8613800000001", LONG_BODY, "delivery-1")
+    await env.sim.outage_start("503")
+    with pytest.raises(InDoubtSendError):
+        await env.channel.send(_msg(key="delivery-2"))
+    await env.sim.outage_stop()
+    assert len(env.sim.log_lines()) == 1 and env.sim.refused_in_outage == 1
 
 
 async def test_invalid_number_is_permanent_with_code(env: Env) -> None:

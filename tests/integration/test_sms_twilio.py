@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 
 from channels.base import (
+    InDoubtSendError,
     OutboundMessage,
     PermanentSendError,
     TransientSendError,
@@ -110,9 +111,9 @@ async def test_429_is_transient_with_retry_after_then_success(env: Env) -> None:
     assert [m.id for m in env.sim.messages] == [receipt.provider_id]
 
 
-async def test_5xx_is_transient(env: Env) -> None:
-    env.sim.fail_next(1, 503)
-    with pytest.raises(TransientSendError) as err:
+async def test_5xx_is_in_doubt(env: Env) -> None:
+    env.sim.fail_next(1, 503)  # the request was written: Twilio may have taken it
+    with pytest.raises(InDoubtSendError) as err:
         await env.channel.send(_msg())
     assert err.value.retry_after is None
 
@@ -139,7 +140,7 @@ async def test_wrong_credentials_are_permanent(env: Env) -> None:
         await channel.close()
 
 
-async def test_unreachable_api_is_transient() -> None:
+async def test_unreachable_api_is_transient_and_not_in_doubt() -> None:
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -151,8 +152,9 @@ async def test_unreachable_api_is_transient() -> None:
         api_base_url=f"http://127.0.0.1:{port}",
     )
     try:
-        with pytest.raises(TransientSendError, match="network"):
+        with pytest.raises(TransientSendError, match="cannot connect") as err:
             await channel.send(_msg())
+        assert not isinstance(err.value, InDoubtSendError)  # nothing can have been sent
     finally:
         await channel.close()
 

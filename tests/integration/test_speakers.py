@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import aiomqtt
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 from sqlmodel import select
 
 from channels.mqtt import MqttSettings
@@ -29,6 +31,8 @@ from support.speaker_support import (
     speaker,
     tag,
 )
+from support.users import bearer, token_for
+from warnd.api.app import make_app
 from warnd.app import App
 from warnd.clock import SystemClock
 from warnd.config import County, DatabaseCfg, DeliveryCfg, Settings, SpeakersCfg
@@ -315,3 +319,191 @@ async def test_broker_restart_mid_broadcast_loses_nothing_plays_nothing_twice(
         assert not any(FALLBACK_TASK in d.body for d in rows)
     finally:
         await close_stack(stack)
+
+
+# --- the contract held (issue 12, part 7) -----------------------------------------------------
+
+def _now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def _sent(stack: Stack, alert_id: int, name: str) -> SpeakerCommand:
+    async def published() -> bool:
+        cmd = (await stack.commands(alert_id)).get(name)
+        return cmd is not None and cmd.state == "sent"
+
+    await eventually(published, what=f"{name}'s command published")
+    return (await stack.commands(alert_id))[name]
+
+
+async def test_an_ack_without_at_is_refused_as_the_contract_says(main_stack: Stack) -> None:
+    stack = main_stack
+    alert_id = await stack.submit(f"SPK-{tag()}")
+    cmd = await _sent(stack, alert_id, "A1")
+    dev = cmd.device_id
+    base = {"v": 1, "cmd_id": cmd.cmd_id, "device_id": dev}
+    async with aiomqtt.Client(*MAIN_BROKER, identifier=dev) as device:
+        # Without `at` (required by ack.json): refused, though it says "played".
+        await device.publish(f"warnd/v1/dev/{dev}/ack", json.dumps({**base, "status": "played"}), qos=1)
+        await device.publish(f"warnd/v1/dev/{dev}/ack", json.dumps({**base, "status": "received", "at": _now_iso()}),
+                             qos=1)
+
+    async def moved() -> bool:
+        return (await stack.commands(alert_id))["A1"].state != "sent"
+
+    await eventually(moved, what="the valid ack applied")
+    assert (await stack.commands(alert_id))["A1"].state == "received"
+
+
+async def test_any_ack_counts_as_liveness(main_stack: Stack) -> None:
+    stack = main_stack
+    dev = stack.ids["B1"]
+    async with aiomqtt.Client(*MAIN_BROKER, identifier=dev) as device:
+        await device.publish(f"warnd/v1/dev/{dev}/state", json.dumps(
+            {"v": 1, "online": False, "reason": "shutdown", "at": _now_iso()}), qos=1)
+
+        async def offline() -> bool:
+            return (await stack.devices())[dev].online is False
+
+        await eventually(offline, what="the device's orderly shutdown recorded")
+        alert_id = await stack.submit(f"SPK-{tag()}")
+        cmd = await _sent(stack, alert_id, "B1")
+        # No state, no heartbeat: only an ack. It is the device speaking, so it is alive.
+        await device.publish(f"warnd/v1/dev/{dev}/ack", json.dumps(
+            {"v": 1, "cmd_id": cmd.cmd_id, "device_id": dev, "status": "received", "at": _now_iso()}), qos=1)
+
+        async def online() -> bool:
+            return (await stack.devices())[dev].online is True
+
+        await eventually(online, within=20, what="the ack counted as a sign of life")
+
+
+async def test_alert_detail_shows_loudspeaker_coverage(main_stack: Stack) -> None:
+    stack = main_stack
+    await stack.fleet(SimConfig())
+    await eventually(lambda: _online(stack, 4), what="speakers online")
+    alert_id = await stack.submit(f"SPK-{tag()}")
+
+    async def all_played() -> bool:
+        return (await speaker_coverage(stack.engine.db, alert_id)).played == 4
+
+    await eventually(all_played, what="four played acks")
+    headers = bearer(await token_for(stack.engine.db, "wangzb", "duty_officer"))
+    async with TestClient(TestServer(make_app(stack.engine))) as http:
+        r = await http.get(f"/api/v1/alerts/{alert_id}", headers=headers)
+        body = await r.json()
+    assert r.status == 200
+    assert body["loudspeakers"] == {
+        "devices": 4, "played": 4, "played_late": 0, "failed": 0, "no_ack": 0, "expired": 0, "in_flight": 0,
+        "villages": 2, "villages_reached": 2, "villages_not_reached": [], "fallback_calls": 0,
+        "fallback_confirmed": 0}
+
+
+def test_what_warnd_publishes_is_valid_against_the_published_schema() -> None:
+    from channels.speaker_mqtt import contract_errors
+    from warnd.core.speakers import PlayStyle, play_payload
+
+    now = datetime(2026, 7, 1, 2, 0, tzinfo=UTC)
+    payload = play_payload(cmd_id="w17-3f9c2a1b7d4e6f80", alert_id=17, warning_ref="湖南省气象台|x", device_id="YL-GZ-0001",
+                           issued_at=now, expires_at=now + timedelta(hours=1), drill=True, colour="red",
+                           step="imminent", text="【演练】临灾预警：……", style=PlayStyle())
+    assert contract_errors("cmd", payload) == []
+    assert contract_errors("cmd", {**payload, "repeat": 0}) == ["repeat: 0 is less than the minimum of 1"]
+
+
+async def test_the_devices_own_heartbeat_interval_decides_staleness(db_url: str) -> None:
+    stack = await make_stack(db_url, MAIN_BROKER, {"A1": VA, "B1": VB}, stale_after_seconds=600)
+    try:
+        a1, b1 = stack.ids["A1"], stack.ids["B1"]
+        for dev, interval in ((a1, 60), (b1, 3600)):  # each advertises its interval on connect (§4)
+            async with aiomqtt.Client(*MAIN_BROKER, identifier=dev) as device:
+                await device.publish(f"warnd/v1/dev/{dev}/state", json.dumps(
+                    {"v": 1, "online": True, "at": _now_iso(), "hb_interval_s": interval}), qos=1)
+
+        async def advertised() -> bool:
+            d = await stack.devices()
+            return (d[a1].hb_interval_s, d[b1].hb_interval_s) == (60, 3600)
+
+        await eventually(advertised, what="the advertised intervals stored")
+        now = datetime.now(UTC)
+        async with stack.engine.db.session() as s, s.begin():  # then they fall silent for a while
+            for dev, silent in ((a1, 300), (b1, 900)):
+                sp = await s.get(Speaker, dev)
+                assert sp is not None
+                sp.last_seen_at = now - timedelta(seconds=silent)
+        # A1 missed five of its 60 s heartbeats: stale, though within the configured 600 s.
+        # B1 beats hourly: 15 minutes of silence is normal, though beyond the configured 600 s.
+        health = await fleet_health(stack.engine.db, now, 600)
+        assert (health.online, health.stale, [d for d, _, _ in health.dark]) == (1, 1, [a1])
+        alert_id = await stack.submit(f"SPK-{tag()}")
+        a, b = await _sent(stack, alert_id, "A1"), await _sent(stack, alert_id, "B1")
+        assert (a.fallback, b.fallback) == (True, False)
+    finally:
+        await close_stack(stack)
+
+
+async def test_a_fallback_closes_when_the_dark_speaker_plays_within_its_window(db_url: str) -> None:
+    stack = await make_stack(db_url, MAIN_BROKER, {"A1": VA}, ack_window_seconds=60)
+    try:
+        alert_id = await stack.submit(f"SPK-{tag()}")  # A1 never seen: dark, the fallback opens at once
+        cmd = await _sent(stack, alert_id, "A1")
+        assert cmd.fallback
+
+        async def fallback_calls() -> list[Call]:
+            async with stack.engine.db.session() as s:
+                comp = (await s.exec(select(Alert).where(Alert.fallback_for_id == alert_id))).one()
+                return list((await s.exec(select(Call).where(Call.alert_id == comp.id))).all())
+
+        assert [c.state for c in await fallback_calls()] == ["open"]
+        dev = cmd.device_id
+        async with aiomqtt.Client(*MAIN_BROKER, identifier=dev) as device:  # it comes back and plays, in time
+            for status in ("received", "playing", "played"):
+                await device.publish(f"warnd/v1/dev/{dev}/ack", json.dumps(
+                    {"v": 1, "cmd_id": cmd.cmd_id, "device_id": dev, "status": status, "at": _now_iso()}), qos=1)
+
+        async def closed() -> bool:
+            return [c.state for c in await fallback_calls()] == ["cancelled"]
+
+        await eventually(closed, within=20, what="the fallback call closed")
+        played = (await stack.commands(alert_id))["A1"]
+        assert played.state == "played" and not played.late
+        cov = await speaker_coverage(stack.engine.db, alert_id)
+        assert (cov.villages_reached, cov.not_reached) == (1, [])
+    finally:
+        await close_stack(stack)
+
+
+async def test_a_cancelled_warning_sends_a_stop_to_the_speaker_playing_it(main_stack: Stack) -> None:
+    from channels.speaker_mqtt import contract_errors
+
+    stack = main_stack
+    dev = stack.ids["A1"]
+    async with aiomqtt.Client(*MAIN_BROKER, identifier=dev) as device:
+        await device.subscribe(f"warnd/v1/dev/{dev}/cmd", qos=1)
+        alert_id = await stack.submit(f"SPK-{tag()}")
+        cmd = await _sent(stack, alert_id, "A1")
+        for status in ("received", "playing"):
+            await device.publish(f"warnd/v1/dev/{dev}/ack", json.dumps(
+                {"v": 1, "cmd_id": cmd.cmd_id, "device_id": dev, "status": status, "at": _now_iso()}), qos=1)
+
+        async def playing() -> bool:
+            return (await stack.commands(alert_id))["A1"].state == "playing"
+
+        await eventually(playing, what="the speaker playing")
+        await stack.engine.ingestor.cancel(alert_id, "雨情减弱，预警解除")
+        stack.engine.kick()
+        stop: dict[str, object] = {}
+        async with asyncio.timeout(30):
+            async for m in device.messages:
+                body = json.loads(bytes(m.payload))  # type: ignore[arg-type]
+                if body.get("type") == "stop":
+                    stop = body
+                    break
+    assert stop["stops"] == cmd.cmd_id and stop["device_id"] == dev and stop["warning_id"] == str(alert_id)
+    assert contract_errors("stop", stop) == []
+
+    async def recorded() -> bool:
+        c = (await stack.commands(alert_id))["A1"]
+        return c.state == "cancelled" and c.stop_sent_at is not None
+
+    await eventually(recorded, what="the stop recorded")

@@ -102,7 +102,7 @@ async def seed(engine: App) -> None:
 
 @asynccontextmanager
 async def stack(db_url: str, tmp_path: Path, sources: str = "", stations: str = "",
-                seed_roster: bool = True, clock: ManualClock | None = None,
+                seed_roster: bool = True, clock: ManualClock | None = None, sl651: bool = False,
                 **sections: Any) -> AsyncIterator[Stack]:
     """`sections`: further settings sections (e.g. ingest=IngestCfg(...))."""
     clock = clock or ManualClock(T0)
@@ -117,6 +117,9 @@ async def stack(db_url: str, tmp_path: Path, sources: str = "", stations: str = 
         p = tmp_path / "stations.toml"
         p.write_text(stations, encoding="utf-8")
         feeds = FeedsCfg(sources=feeds.sources, stations=str(p))
+    if sl651:  # the SL 651 station gateway on free local ports (engine.feeds.sl651.tcp_port / udp_port)
+        feeds = FeedsCfg(sources=feeds.sources, stations=feeds.stations, sl651_tcp="127.0.0.1:0",
+                         sl651_udp="127.0.0.1:0")
     settings = Settings(
         county=County(code="431222"), database=DatabaseCfg(url=db_url), api=ApiCfg(tokens=(TOKEN,)),
         sms=SmsCfg(provider="tencent", tencent=TencentCfg(

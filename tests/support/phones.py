@@ -15,7 +15,7 @@ fast_forward waits until every engine module has done what became due (Runner.se
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -23,14 +23,15 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 
+from channels.base import Channel
 from devtools.demo.capgen import cap_xml
 from devtools.simulators import SimMessage
 from devtools.simulators.tencent_sms_api import TencentSmsApi
 from support.users import bearer, token_for
 from warnd.api.app import make_app
-from warnd.app import App
+from warnd.app import App, build_channels
 from warnd.clock import ManualClock
-from warnd.config import ApiCfg, County, DatabaseCfg, Settings, SmsCfg, TencentCfg
+from warnd.config import ApiCfg, County, DatabaseCfg, DeliveryCfg, Settings, SmsCfg, TencentCfg
 from warnd.db.models import Person, Region
 
 TOKEN = "test-token-0123456789"
@@ -154,18 +155,25 @@ class CountyHarness:
 
 @asynccontextmanager
 async def county(db_url: str, officials: Sequence[Person] = OFFICIALS,
-                 regions: Sequence[Region] = REGIONS) -> AsyncIterator[CountyHarness]:
+                 regions: Sequence[Region] = REGIONS, *, sms_timeout: float = 15.0,
+                 delivery: DeliveryCfg | None = None, extra_channels: Mapping[str, Channel] | None = None,
+                 **sim_options: Any) -> AsyncIterator[CountyHarness]:
+    """`sms_timeout`: the Tencent SDK's timeout (1 s for tests of answers that come late);
+    `extra_channels`: channels beside the ones the settings build (a second SMS provider);
+    `sim_options`: TencentSmsApi keyword arguments (log_path, seed, ...)."""
     clock = ManualClock(T0)
-    sim = TencentSmsApi()
+    sim = TencentSmsApi(**sim_options)
     await sim.start()
     settings = Settings(
         county=County(code="431222"), database=DatabaseCfg(url=db_url), api=ApiCfg(tokens=(TOKEN,)),
         sms=SmsCfg(provider="tencent", tencent=TencentCfg(
             secret_id=sim.secret_id, secret_key=sim.secret_key, sdk_app_id=sim.sdk_app_id,
             sign_name=sim.sign_name, template_id="100001", endpoint=sim.base_url.split("://", 1)[1],
-            callback_token=CB)),
+            callback_token=CB, timeout_seconds=sms_timeout)),
+        delivery=delivery or DeliveryCfg(),
     )
-    app = App.build(settings, clock=clock)
+    channels = {**build_channels(settings), **extra_channels} if extra_channels else None
+    app = App.build(settings, clock=clock, channels=channels)
     async with app.db.session() as s, s.begin():
         s.add_all([Region(**r.model_dump()) for r in regions])
         s.add_all([Person(**p.model_dump()) for p in officials])

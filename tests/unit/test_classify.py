@@ -41,7 +41,7 @@ def test_shipped_vocabulary_has_every_required_hazard(vocab: Vocabulary) -> None
     assert set(vocab.codes) == {
         "rainstorm", "lightning", "gale", "hail", "heat", "cold_wave", "fog", "road_icing",
         "snowstorm", "drought", "frost", "haze", "sandstorm", "typhoon", "flood",
-        "flash_flood", "geohazard", "other",
+        "flash_flood", "geohazard", "waterlogging", "forest_fire", "other",
     }  # fmt: skip
     assert vocab.label("road_icing") == "道路结冰"
     assert vocab.label("nope") == "nope"
@@ -76,7 +76,8 @@ def test_shipped_vocabulary_has_every_required_hazard(vocab: Vocabulary) -> None
         ("Dense Fog Advisory", "fog", None),
         ("Ｈｅａｔ　Ｗａｖｅ", "heat", None),  # full-width, as pasted from a Chinese IME
         ("Wheat rust notice", OTHER, None),  # "heat" only as a whole word
-        ("森林火险橙色预警", OTHER, Colour.ORANGE),
+        ("森林火险橙色预警", "forest_fire", Colour.ORANGE),  # 11B25 in the vocabulary since issue 13
+        ("火山灰橙色预警", OTHER, Colour.ORANGE),
         ("Homeland Security Advisory", OTHER, None),
     ],
 )

@@ -38,7 +38,7 @@ def test_the_example_is_the_defaults() -> None:
 
 @pytest.mark.parametrize(("text", "line"), [
     ("[server]\nhots = 'x'", "server.hots: unknown key (allowed: body_timeout_seconds, header_timeout_seconds, host, "
-     "large_bodies_at_once, large_body_timeout_seconds, max_body_bytes, max_connections, "
+     "instance, large_bodies_at_once, large_body_timeout_seconds, max_body_bytes, max_connections, "
      "max_connections_per_client, port, public_base_url)"),
     ("[servers]\nhost = 'x'", "servers: unknown key (allowed: api, auth, clock, console, county, database, delivery, "
                               "feeds, ingest, policy, report, roster, server, sms, speakers, voice, wecom)"),
@@ -51,7 +51,7 @@ def test_the_example_is_the_defaults() -> None:
     ("[sms]\nprovider = 'aliyun'", "sms.provider: must be one of 'tencent' or 'twilio', not 'aliyun'"),
     ("[sms.tencent]\nsecret_kye = 'x'", "sms.tencent.secret_kye: unknown key (allowed: callback_token, "
                                          "endpoint, region, sdk_app_id, secret_id, secret_key, sign_name, "
-                                         "template_id)"),
+                                         "template_id, timeout_seconds)"),
     ("sms = 'tencent'", "sms: must be a table"),
     ("[voice]\nprovider = 'aliyun'", "voice.provider: must be one of '' or 'twilio', not 'aliyun'"),
     ("[speakers]\nsteps = ['imminent', 'soon']",

@@ -22,8 +22,10 @@ WORDING = load_wording()
 
 def test_shipped_sources_example_loads() -> None:
     env = {"WARND_FEED_CMA_TOKEN": "t" * 32, "WARND_FEED_HYDRO_SECRET": "s" * 32,
-           "WARND_TELEMETRY_TOKEN": "x" * 32}
+           "WARND_TELEMETRY_TOKEN": "x" * 32, "WARND_FEED_12379_TOKEN": "n" * 32}
     sources = load_sources(sample("sources.toml"), env=env, known_hazards=VOCAB.codes)
+    national = sources.by_name["hunan-12379"]
+    assert national.sender_allowed("43122241600000") and national.mapping.level_scheme == "none"
     kinds = {s.kind for s in sources.by_name.values()}
     assert kinds == {"cap_push", "cap_poll", "telemetry"}
     push = sources.of_kind("cap_push")[0]
@@ -76,8 +78,9 @@ def _source(mapping: dict) -> object:
 
 
 def test_mapping_overrides_hazard_colour_step_via_own_codes() -> None:
-    src = _source({"event_codes": {"11B03": "rainstorm"}, "colour": "orange", "step": "3"})
-    msg = parse_cap(cap("X1", event="气象预警", headline="请注意", event_codes=(("GB/T 27962", "11B03"),),
+    # A source's private code (the national 11B03 is in the shipped vocabulary itself).
+    src = _source({"event_codes": {"RS-01": "rainstorm"}, "colour": "orange", "step": "3"})
+    msg = parse_cap(cap("X1", event="气象预警", headline="请注意", event_codes=(("provincial", "RS-01"),),
                         severity="Unknown"))
     hazard, colour = classify(msg.infos[0], VOCAB)
     assert hazard == "other" and colour is None
@@ -141,3 +144,42 @@ def test_hydrology_and_geohazard_risk_levels(name: str, value: str, colour: Colo
     msg = parse_cap(cap("R", event="地质灾害气象风险预警", headline="风险预警", event_codes=(),
                         params=((name, value),), severity="Unknown"))
     assert classify(msg.infos[0], VOCAB) == ("geohazard", colour)
+
+
+# -- declared code and level schemes (issue 13, part 2) -------------------------------------
+
+
+def test_type_level_scheme_reads_four_digit_codes_level_01_as_blue() -> None:
+    src = _source({"code_scheme": "type_level", "event_codes": {"03": "rainstorm", "06": "gale"}})
+    for code, colour in (("0301", Colour.BLUE), ("0302", Colour.YELLOW), ("0303", Colour.ORANGE),
+                         ("0304", Colour.RED)):
+        msg = parse_cap(cap("T" + code, event="气象预警", headline="请注意", event_codes=(("level", code),),
+                            severity="Unknown"))
+        out = prepare(msg, src, VOCAB, WORDING)  # type: ignore[arg-type]
+        assert classify(out.infos[0], VOCAB) == ("rainstorm", colour)
+
+
+def test_without_a_declared_scheme_a_four_digit_code_is_no_colour() -> None:
+    src = _source({"event_codes": {"03": "rainstorm"}})
+    msg = parse_cap(cap("T1", event="气象预警", headline="请注意", event_codes=(("level", "0304"),),
+                        severity="Unknown"))
+    out = prepare(msg, src, VOCAB, WORDING)  # type: ignore[arg-type]
+    assert classify(out.infos[0], VOCAB) == ("other", None)
+
+
+@pytest.mark.parametrize("scheme,level,colour", [
+    ("blue_first", "1", Colour.BLUE), ("blue_first", "4", Colour.RED),
+    ("red_first", "1", Colour.RED), ("red_first", "4", Colour.BLUE), ("none", "1", None),
+])
+def test_level_scheme_of_a_bare_number(scheme: str, level: str, colour: Colour | None) -> None:
+    src = _source({"level_scheme": scheme})
+    msg = parse_cap(cap("L1", event="暴雨预警", headline="请注意", params=(("预警级别", level),), severity="Unknown"))
+    out = prepare(msg, src, VOCAB, WORDING)  # type: ignore[arg-type]
+    assert classify(out.infos[0], VOCAB)[1] == colour
+
+
+def test_unknown_schemes_are_refused() -> None:
+    with pytest.raises(SourcesError, match="code_scheme"):
+        _source({"code_scheme": "provincial"})
+    with pytest.raises(SourcesError, match="level_scheme"):
+        _source({"level_scheme": "1=red"})

@@ -26,6 +26,7 @@ from warnd.console.render import SITE, Site
 from warnd.core.domain import ConfirmVia
 from warnd.engine.approvals import ApprovalError
 from warnd.engine.ingest import IngestError
+from warnd.speakers.coverage import loudspeaker_coverage
 from warnd.views.alerts import AlertFilter, FilterError, list_alerts
 from warnd.views.approvals import approval_alarms
 from warnd.views.board import alert_calls, alert_summary
@@ -69,9 +70,11 @@ async def list_alerts_api(request: web.Request) -> web.StreamResponse:
 
 async def get_alert(request: web.Request) -> web.StreamResponse:
     engine = request.app[APP]
-    body = await alert_summary(engine.db, _int(request, "id"), engine.clock.now())
+    alert_id = _int(request, "id")
+    body = await alert_summary(engine.db, alert_id, engine.clock.now())
     if body is None:
         return problem(404, "Not found", "no such alert")
+    body["loudspeakers"] = await loudspeaker_coverage(engine.db, alert_id)
     return web.json_response(body, dumps=lambda o: json.dumps(o, ensure_ascii=False))
 
 

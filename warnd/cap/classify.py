@@ -10,12 +10,20 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 
 from warnd.cap.model import CapInfo
 from warnd.core.domain import Colour, Step
 
 OTHER = "other"
+# valueName of the eventCode a source's mapping prepends (warnd.feeds.mapping): an operator's
+# decision, never second-guessed by the text.
+OVERRIDE_NAME = "warnd"
+# eventCode valueNames that carry an operator's decision: a source's mapping ("warnd") and a
+# warning composed in the duty room ("warnd:hazard", warnd.core.compose).
+OVERRIDE_NAMES = frozenset({OVERRIDE_NAME, "warnd:hazard"})
+DEFAULT_EXPIRES_HOURS = 24.0
 
 # Our own parameter convention for a producer (a hydrology service, our duty room) that
 # states the 631 step. This is protocol, not county policy, so it lives in code.
@@ -64,6 +72,28 @@ class Vocabulary:
     colour_text_pattern: re.Pattern[str]
     colour_text: Mapping[str, Colour]
     severity_colours: Mapping[str, Colour]
+    # Default lifetime of a warning whose message states no expiry (GB/T <expires/>), per
+    # hazard code, and for every other hazard.
+    expires_hours: Mapping[str, float] = field(default_factory=dict)
+    default_expires_hours: float = DEFAULT_EXPIRES_HOURS
+    # warnd channel → the GB/T <method> names whose text it uses (upper-cased), in order.
+    channel_methods: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def default_expiry(self, hazard: str) -> timedelta:
+        return timedelta(hours=self.expires_hours.get(hazard, self.default_expires_hours))
+
+    def channel_texts(self, methods: Iterable[tuple[str, str]]) -> dict[str, str]:
+        """The text each warnd channel should carry, from a GB/T message's <method> blocks."""
+        by_name: dict[str, str] = {}
+        for name, text in methods:
+            by_name.setdefault(name.strip().upper(), text)
+        out = {}
+        for channel, names in self.channel_methods.items():
+            for n in names:
+                if n in by_name:
+                    out[channel] = by_name[n]
+                    break
+        return out
 
     def label(self, hazard: str) -> str:
         """Chinese name of a hazard code, for messages; the code itself if unknown."""
@@ -86,6 +116,9 @@ def build_vocabulary(
     colour_strip_suffixes: Iterable[str] = (),
     colour_text: Mapping[str, Colour] | None = None,
     severity_colours: Mapping[str, Colour] | None = None,
+    expires_hours: Mapping[str, float] | None = None,
+    default_expires_hours: float = DEFAULT_EXPIRES_HOURS,
+    channel_methods: Mapping[str, Sequence[str]] | None = None,
 ) -> Vocabulary:
     """The lookup tables, normalised. A value claimed by two hazards makes the outcome depend
     on their order: warnd.config.vocabulary refuses such a file before it gets here."""
@@ -109,6 +142,9 @@ def build_vocabulary(
         colour_text_pattern=_alternation(text),
         colour_text=text,
         severity_colours=dict(severity_colours or {}),
+        expires_hours=dict(expires_hours or {}),
+        default_expires_hours=default_expires_hours,
+        channel_methods={c: tuple(n.strip().upper() for n in names) for c, names in (channel_methods or {}).items()},
     )
 
 
@@ -136,16 +172,57 @@ def classify(info: CapInfo, vocab: Vocabulary) -> tuple[str, Colour | None]:
 
 
 def classify_hazard(info: CapInfo, vocab: Vocabulary) -> str:
-    for _name, value in info.event_codes:
+    """A source's override code first; then the message's event code unless its text names
+    other hazards only (the text is trusted: see hazard_conflict); then the text's keyword."""
+    code, text = _code_hazard(info, vocab)
+    if code is not None and (code in _override(info, vocab) or hazard_conflict(info, vocab) is None):
+        return code
+    return text or code or OTHER
+
+
+def hazard_conflict(info: CapInfo, vocab: Vocabulary) -> tuple[str, str] | None:
+    """(hazard of the event code, hazard of the text) when they disagree: the message's code
+    says one hazard and its event/headline mention only others ("11B06" 大风 with a headline
+    about 暴雨). None when they agree, when either says nothing, or for a source's override."""
+    code, text = _code_hazard(info, vocab)
+    if code is None or text is None or code in _override(info, vocab):
+        return None
+    mentioned = _text_hazards(info, vocab)
+    if not mentioned or code in mentioned:
+        return None
+    return code, text
+
+
+def _override(info: CapInfo, vocab: Vocabulary) -> set[str]:
+    return {h for n, v in info.event_codes if n in OVERRIDE_NAMES and (h := vocab.by_event_code.get(normalise(v)))}
+
+
+def _code_hazard(info: CapInfo, vocab: Vocabulary) -> tuple[str | None, str | None]:
+    """(hazard of the first known event code, hazard of the leftmost keyword in the text)."""
+    code = None
+    for name, value in info.event_codes:
         hazard = vocab.by_event_code.get(normalise(value))
         if hazard:
-            return hazard
-    for text in (info.event, info.headline):
-        if text:
-            m = vocab.keyword_pattern.search(normalise(text))
+            if name in OVERRIDE_NAMES:
+                code = hazard
+                break
+            code = code or hazard
+    text = None
+    for t in (info.event, info.headline):
+        if t:
+            m = vocab.keyword_pattern.search(normalise(t))
             if m:
-                return vocab.by_keyword[m.group(0)]
-    return OTHER
+                text = vocab.by_keyword[m.group(0)]
+                break
+    return code, text
+
+
+def _text_hazards(info: CapInfo, vocab: Vocabulary) -> set[str]:
+    found: set[str] = set()
+    for t in (info.event, info.headline):
+        if t:
+            found.update(vocab.by_keyword[m.group(0)] for m in vocab.keyword_pattern.finditer(normalise(t)))
+    return found
 
 
 def classify_colour(info: CapInfo, vocab: Vocabulary) -> Colour | None:

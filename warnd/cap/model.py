@@ -65,6 +65,10 @@ class CapMessage:
     note: str | None = None
     infos: tuple[CapInfo, ...] = ()
     version: str = "1.2"  # "1.2" or "1.1", from the root namespace
+    # "cap" (OASIS CAP 1.2/1.1) or "gbt35965" (GB/T 35965.1-2018, the national platform's format).
+    format: str = "cap"
+    # GB/T <code><method>: (method name as sent, e.g. "SMS", "SPEAKER", the text for that channel).
+    channel_texts: tuple[NamedValue, ...] = ()
 
     @property
     def key(self) -> tuple[str, str, datetime]:

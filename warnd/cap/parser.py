@@ -123,19 +123,35 @@ def parse_cap(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> CapMessage:
         raise TypeError("parse_cap takes the raw bytes as received")
     data = bytes(data)
     # Checked before parsing so an oversized body costs nothing but this comparison.
-    if len(data) > max_bytes:
-        raise CapError("size", f"{len(data)} bytes exceeds the limit of {max_bytes}")
-    if not data.strip():
-        raise CapError("xml", "empty document")
-    root = _parse_xml(_to_utf8(data))
+    return cap_from_root(read_document(data, max_bytes=max_bytes))
 
-    ns, _, local = root.tag[1:].partition("}") if root.tag.startswith("{") else ("", "", root.tag)
+
+def cap_from_root(root: Element) -> CapMessage:
+    """The CAP message of an already-read document root. Raises CapError."""
+    ns, local = root_name(root)
     if local != "alert":
         raise CapError("alert", f"root element is <{local}>, not a CAP <alert>")
     if ns not in CAP_NAMESPACES:
         shown = ns or "no namespace"
         raise CapError("xmlns", f"unsupported namespace {shown!r}; expected CAP 1.2 or 1.1")
     return _Reader(ns).alert(root, CAP_NAMESPACES[ns])
+
+
+def read_document(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Element:
+    """The root element of a warning document, read with every guard of this module (size
+    before parsing, strict decoding, no DTD, entities or external references). Shared by the
+    CAP and GB/T 35965.1 readers. Raises CapError."""
+    if len(data) > max_bytes:
+        raise CapError("size", f"{len(data)} bytes exceeds the limit of {max_bytes}")
+    if not data.strip():
+        raise CapError("xml", "empty document")
+    return _parse_xml(_to_utf8(data))
+
+
+def root_name(root: Element) -> tuple[str, str]:
+    """(namespace, local name) of an element's tag."""
+    ns, _, local = root.tag[1:].partition("}") if root.tag.startswith("{") else ("", "", root.tag)
+    return ns, local
 
 
 def _to_utf8(data: bytes) -> bytes:

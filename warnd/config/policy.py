@@ -12,7 +12,7 @@ from datetime import time, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, ValidationInfo, field_validator, model_validator
+from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from warnd.config.errors import PolicyError
@@ -43,6 +43,7 @@ from warnd.core.policy import (
     TargetRule,
 )
 from warnd.core.roles import Roles
+from warnd.core.templates import MAX_INSTRUCTION
 
 colour_of = enum_check(Colour)
 ActionT = Annotated[Action, BeforeValidator(enum_check(Action))]
@@ -217,6 +218,17 @@ def _blame(convert: Callable[[Any], Any], value: Any, *at: str) -> Any:
         raise problem(str(ctx.get("reason", e.message())), *at, *ctx.get("at", ())) from None
 
 
+def _guidance_text(v: Any) -> str:
+    if not isinstance(v, str) or not v.strip():
+        raise problem("must be a non-empty string")
+    if len(v.strip()) > MAX_INSTRUCTION:
+        raise problem(f"must be at most {MAX_INSTRUCTION} characters (it goes into every SMS), not {len(v.strip())}")
+    return v.strip()
+
+
+GuidanceText = Annotated[str, BeforeValidator(_guidance_text)]
+
+
 class RuleSpec(Strict):
     hazards: Annotated[frozenset[str] | None, BeforeValidator(_hazards)]
     step: StepT
@@ -232,6 +244,7 @@ class PolicySpec(Strict):
     rules: Annotated[list[RuleSpec], BeforeValidator(_non_empty_list(
         "must be a non-empty array of tables ([[rules]])"))]
     night: NightSpec | None = None
+    guidance: dict[str, dict[StepT, GuidanceText]] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
@@ -271,6 +284,7 @@ class PolicySpec(Strict):
             warning_lead=timedelta(hours=self.warning_lead_hours),
             source=source,
             night=self.night.build() if self.night is not None else None,
+            guidance={h.strip().casefold(): dict(steps) for h, steps in self.guidance.items()},
         )
 
 

@@ -60,6 +60,9 @@ class ServerCfg(Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     public_base_url: str = "http://127.0.0.1:8080"
+    # This instance's name when several share one database (docs/operations.md, "Several
+    # instances"): stable across its restarts and unique among them. Empty: a single instance.
+    instance: str = Field(default="", pattern=r"^[A-Za-z0-9_-]{0,32}$")
     # Limits per client (docs/operations.md, "HTTP limits and hostile input").
     max_connections: int = Field(default=1000, ge=1)  # open at once; at the limit the oldest one still sending is dropped
     max_connections_per_client: int = Field(default=256, ge=1)  # per peer address (behind a proxy: the proxy's limits)
@@ -102,13 +105,28 @@ class RosterCfg(Section):
 
 
 class DeliveryCfg(Section):
-    max_attempts: int = 6
-    backoff_seconds: float = 10
-    backoff_max_seconds: float = 300
+    """How the outbox sends (docs/sms-providers.md, "Faults and outages")."""
+
+    max_attempts: int = Field(default=6, ge=1)  # transient failures before giving up — only for messages
+    # tied to no warning still in force (a warning's messages are retried until it ends or its call closes)
+    backoff_seconds: float = Field(default=10, gt=0)
+    backoff_max_seconds: float = Field(default=300, gt=0)
     recipient_min_interval_seconds: float = 20
-    concurrency: int = 32
-    lease_seconds: float = 300
+    concurrency: int = Field(default=32, ge=1)
+    # 0: automatic, twice the longest provider timeout plus the margin (times a scaled clock's
+    # speed); otherwise at least the longest provider timeout plus the margin, or warnd refuses to start.
+    lease_seconds: float = Field(default=0, ge=0)
+    # Wall seconds a lease holds beyond the provider's timeout: claim to send, send to the commit.
+    lease_margin_seconds: float = Field(default=10, gt=0)
     reply_help_interval_seconds: float = 1800
+    # A send with no definite answer on a channel that cannot be asked (lookup = "none"):
+    # "resend" (a duplicate is better than a missed warning) or "fail" (the ladder moves on).
+    in_doubt_without_lookup: Literal["resend", "fail"] = "resend"
+    # A message still failing (provider down, refusing) this long after it was planned moves to
+    # the next channel: `failover` (channel → channel), else [sms] backup_provider for "sms",
+    # else the next channel of the policy's `channels`. 0: never.
+    failover_after_seconds: float = Field(default=600, ge=0)
+    failover: dict[str, str] = Field(default_factory=dict)
 
 
 class IngestCfg(Section):
@@ -132,6 +150,7 @@ class TencentCfg(Section):
     region: str = "ap-guangzhou"
     endpoint: str = ""
     callback_token: str = secret()
+    timeout_seconds: float = Field(default=15, gt=0)  # the SDK's request timeout (connect, then each read)
 
 
 class TwilioCfg(Section):
@@ -143,6 +162,9 @@ class TwilioCfg(Section):
 
 class SmsCfg(Section):
     provider: Literal["tencent", "twilio"] = "tencent"
+    # A second SMS provider (channel "sms_backup", from its own [sms.<provider>] section):
+    # messages failing on the first move to it after [delivery] failover_after_seconds.
+    backup_provider: Literal["", "tencent", "twilio"] = ""
     tencent: TencentCfg = TencentCfg()
     twilio: TwilioCfg = TwilioCfg()
 
@@ -166,16 +188,23 @@ class SpeakersCfg(MqttSettings, Section):
     fallback_ladder: str = "standard"
     fallback_channels: List = ("sms",)
 
-    def mqtt(self, county_code: str) -> MqttSettings:
-        """The connection settings; the client id defaults to warnd-{county code}."""
+    def mqtt(self, county_code: str, instance: str = "") -> MqttSettings:
+        """The connection settings; the client id defaults to warnd-{county code}, and each of
+        several instances connects as its own client ({client id}-{instance})."""
         values = {k: getattr(self, k) for k in MqttSettings.model_fields}
-        values["client_id"] = self.client_id or f"warnd-{county_code}"
+        base = self.client_id or f"warnd-{county_code}"
+        values["share_group"] = self.share_group or base
+        values["client_id"] = base + (f"-{instance}" if instance else "")
         return MqttSettings(**values)
 
 
 class FeedsCfg(Section):
     sources: str = ""  # sources.toml: CAP push/poll and telemetry sources (empty: none)
     stations: str = ""  # stations.toml: telemetry stations and thresholds (empty: none)
+    # SL 651-2014 station gateway (docs/feeds.md): "host:port" to listen on ("0.0.0.0:5005"), "" = off.
+    sl651_tcp: str = Field(default="", pattern=r"^$|^[^\s]*:\d{1,5}$")
+    sl651_udp: str = Field(default="", pattern=r"^$|^[^\s]*:\d{1,5}$")
+    sl651_idle_seconds: float = Field(default=300.0, gt=0)  # a silent TCP connection is closed
 
 
 class VoiceCfg(Section):

@@ -78,6 +78,8 @@ class MappingSpec(Strict):
     colour: Annotated[Colour, BeforeValidator(enum_check(Colour, "must be blue/yellow/orange/red"))] | None = None
     step: Annotated[Step, BeforeValidator(_step)] | None = None
     event_codes: dict[str, HazardCode] = Field(default_factory=dict)
+    code_scheme: Literal["national", "type_level"] = "national"
+    level_scheme: Literal["none", "blue_first", "red_first"] = "none"
 
     @field_validator("event_codes", mode="before")
     @classmethod
@@ -121,7 +123,8 @@ class SourceSpec(Strict):
             max_backoff_seconds=self.max_backoff_seconds, timeout_seconds=self.timeout_seconds,
             headers=dict(self.headers), stations=frozenset(self.stations), mqtt_url=self.mqtt_url,
             topic=self.topic, enabled=self.enabled,
-            mapping=SourceMapping(hazard=m.hazard, colour=m.colour, step=m.step, event_codes=dict(m.event_codes)),
+            mapping=SourceMapping(hazard=m.hazard, colour=m.colour, step=m.step, event_codes=dict(m.event_codes),
+                                  code_scheme=m.code_scheme, level_scheme=m.level_scheme),
         )
 
 

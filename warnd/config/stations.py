@@ -42,6 +42,14 @@ def _ratio(v: Any) -> float:
 Threshold = Annotated[tuple[float, float], BeforeValidator(_pair)]
 
 
+def _hex_digits(n: int) -> Any:
+    def check(v: Any) -> str:
+        if not isinstance(v, str) or len(v) != n or any(c not in "0123456789abcdefABCDEF" for c in v):
+            raise problem(f"must be {n} hexadecimal digits")
+        return v.upper()
+    return check
+
+
 class ColoursSpec(Strict):
     prepare: ColourT = Colour.ORANGE  # 准备转移
     evacuate: ColourT = Colour.RED  # 立即转移
@@ -63,6 +71,9 @@ class StationSpec(Strict):
     max_skew_minutes: Number = 5
     expires_hours: Number = 6
     colours: ColoursSpec = ColoursSpec()
+    # SL 651-2014: the remote station address it sends (10 digits, e.g. "0010100001") and its password.
+    sl651_address: Annotated[str, BeforeValidator(_hex_digits(10))] | None = None
+    sl651_password: Annotated[str, BeforeValidator(_hex_digits(4))] | None = None
 
 
 class StationsSpec(Strict):
@@ -81,6 +92,12 @@ class StationsSpec(Strict):
                 raise problem("missing required key", "stations", sid, "villages")
             if not any((s.rain_1h, s.rain_3h, s.rain_6h, s.level_m)):
                 raise problem("needs at least one threshold (rain_1h/3h/6h or level_m)", "stations", sid)
+        owner: dict[str, str] = {}
+        for sid, spec in self.stations.items():
+            if spec.sl651_address:
+                other = owner.setdefault(spec.sl651_address, sid)
+                if other != sid:
+                    raise problem(f"SL 651 address already used by station {other}", "stations", sid, "sl651_address")
         return self
 
     def build(self) -> Stations:
@@ -95,7 +112,8 @@ class StationsSpec(Strict):
             name = s.name or sid
             out[sid] = Station(sid, name, s.villages or (), s.area_desc or name, th,
                                {TLevel.PREPARE: s.colours.prepare, TLevel.EVACUATE: s.colours.evacuate},
-                               timedelta(hours=s.expires_hours))
+                               timedelta(hours=s.expires_hours), sl651_address=self.stations[sid].sl651_address or "",
+                               sl651_password=s.sl651_password or "")
         return Stations(out)
 
 

@@ -23,10 +23,36 @@ ColourT = Annotated[Colour, BeforeValidator(enum_check(
 StepT = Annotated[Step, BeforeValidator(enum_check(Step, "{value!r} is not one of {choices}"))]
 
 
+def _hours(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v <= 24 * 30:
+        raise problem("must be a number of hours in (0, 720]")
+    return float(v)
+
+
+Hours = Annotated[float, BeforeValidator(_hours)]
+CHANNELS = ("sms", "voice", "wecom", "speaker")
+
+
 class HazardSpec(Strict):
     zh: str | None = None  # Chinese name for messages (default: the code)
     event_codes: Strs = ()
     keywords: Strs = ()
+    expires_hours: Hours | None = None  # lifetime when the message states no expiry
+
+
+class ExpirySpec(Strict):
+    default_hours: Hours = 24.0
+
+
+def _channel_methods(v: Any) -> Any:
+    if not isinstance(v, dict):
+        raise problem("must map warnd channels to lists of GB/T method names")
+    for k, names in v.items():
+        if k not in CHANNELS:
+            raise problem(f"{k!r} is not one of {', '.join(CHANNELS)}", k)
+        if not isinstance(names, list) or not all(isinstance(n, str) and n.strip() for n in names):
+            raise problem("must be a list of method names", k)
+    return v
 
 
 def _hazard_codes(v: Any) -> Any:
@@ -62,6 +88,9 @@ class VocabularySpec(Strict):
     colour: ColourSpec = ColourSpec()
     steps: StepsSpec | None = None
     lifting: LiftingSpec = LiftingSpec()
+    expiry: ExpirySpec = ExpirySpec()
+    channel_texts: Annotated[dict[str, list[str]], BeforeValidator(_channel_methods)] = Field(
+        default_factory=dict)
 
     @model_validator(mode="after")
     def _one_owner(self) -> VocabularySpec:
@@ -82,7 +111,9 @@ class VocabularySpec(Strict):
              for code, h in self.hazards.items()],
             colour_parameter_names=c.parameter_names, colour_values=c.values,
             colour_strip_prefixes=c.strip_prefixes, colour_strip_suffixes=c.strip_suffixes,
-            colour_text=c.text, severity_colours=c.severity)
+            colour_text=c.text, severity_colours=c.severity,
+            expires_hours={code: h.expires_hours for code, h in self.hazards.items() if h.expires_hours is not None},
+            default_expires_hours=self.expiry.default_hours, channel_methods=self.channel_texts)
 
     def wording(self) -> Wording:
         steps = ({normalise(k): v for k, v in self.steps.text.items()} if self.steps is not None

@@ -7,7 +7,7 @@ The values only; warnd.config.policy reads and checks policy.toml into them.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 
 from warnd.core.domain import Action, Colour, Level, Step
@@ -116,6 +116,15 @@ class Policy:
     warning_lead: timedelta = timedelta(hours=3)
     source: str = "<policy>"
     night: Night | None = None
+    # 防御指引: hazard code ("*" for any) → step → what people must do, used when a warning
+    # carries no <instruction>.
+    guidance: Mapping[str, Mapping[Step, str]] = field(default_factory=dict)
+
+    def guidance_for(self, hazard: str, step: Step | str) -> str:
+        """The 防御指引 for `hazard` at `step`: the hazard's own, else the "*" one, else ""."""
+        step = Step(step)
+        own = self.guidance.get(hazard.strip().casefold(), {})
+        return own.get(step) or self.guidance.get(WILDCARD, {}).get(step, "")
 
     def with_night_channels(self, channels: tuple[str, ...], at: datetime) -> tuple[str, ...]:
         """`channels` for a first send at `at`: at night the night channels come first."""

@@ -263,8 +263,13 @@ def check_speakers(inp: ReadinessInput) -> list[Finding]:
 
 def check_sources(inp: ReadinessInput) -> list[Finding]:
     """Mirrors the feed health view: a poll source is stale after three missed intervals."""
+    return check_sources_facts(inp.sources, inp.now)
+
+
+def check_sources_facts(sources: Iterable[SourceFacts], now: datetime) -> list[Finding]:
+    """check_sources on its own (the running engine's watch uses it too)."""
     out: list[Finding] = []
-    for src in sorted(inp.sources, key=lambda s: s.name):
+    for src in sorted(sources, key=lambda s: s.name):
         def finding(code: str, severity: Severity = Severity.WARNING, s: SourceFacts = src) -> Finding:
             return Finding("sources", code, severity, source=s.name, since=s.last_success_at,
                            detail=(s.last_error or "")[:200])
@@ -274,7 +279,7 @@ def check_sources(inp: ReadinessInput) -> list[Finding]:
         if failing:
             out.append(finding("source_failing"))
             continue
-        since = inp.now - src.last_success_at if src.last_success_at is not None else None
+        since = now - src.last_success_at if src.last_success_at is not None else None
         if src.kind == "cap_poll":
             if since is None:
                 out.append(finding("source_never"))

@@ -30,9 +30,19 @@ def covered(code: str, codes: set[str] | frozenset[str]) -> bool:
     return code in codes or any(code[:n] in codes for n in (6, 9, 12) if n < len(code))
 
 
+MISSED_HEARTBEATS = 3  # a device that advertised its interval is stale after missing this many
+
+
+def stale_after_for(hb_interval_s: int | None, default: timedelta) -> timedelta:
+    """How long a device may stay silent: three of its own advertised heartbeat intervals,
+    else the configured default."""
+    return timedelta(seconds=MISSED_HEARTBEATS * hb_interval_s) if hb_interval_s else default
+
+
 def darkness(online: bool | None, last_seen_at: datetime | None, now: datetime,
-             stale_after: timedelta) -> str | None:
+             stale_after: timedelta, hb_interval_s: int | None = None) -> str | None:
     """Why a speaker cannot be counted on right now ("never_seen", "offline", "stale"), or None."""
+    stale_after = stale_after_for(hb_interval_s, stale_after)
     if online is None:
         return "never_seen"
     if not online:
@@ -64,6 +74,14 @@ def play_payload(*, cmd_id: str, alert_id: int, warning_ref: str, device_id: str
         "step": step, "colour": colour, "text": text, "tts": {"voice": style.voice, "speed": 1.0},
         "audio_url": None, "repeat": style.repeat, "volume": style.volume,
     }
+
+
+def stop_payload(*, cmd_id: str, alert_id: int, device_id: str, issued_at: datetime,
+                 expires_at: datetime) -> dict[str, Any]:
+    """The `stop` command of the MQTT contract (docs/mqtt.md §3.4): the warning of play command
+    `cmd_id` was cancelled; a device playing it or holding it in its queue drops it."""
+    return {"v": 1, "type": "stop", "cmd_id": f"{cmd_id}-stop", "stops": cmd_id, "warning_id": str(alert_id),
+            "device_id": device_id, "issued_at": iso(issued_at), "expires_at": iso(expires_at)}
 
 
 def best_acks(acks: Iterable[tuple[str, CommandState]]) -> dict[str, CommandState]:
@@ -185,13 +203,15 @@ class FleetHealth:
     dark: list[tuple[str, str, str]] = field(default_factory=list)  # (device, region, why)
 
 
-def fleet(speakers: Iterable[tuple[str, str, bool | None, datetime | None]], now: datetime,
+def fleet(speakers: Iterable[tuple[str, str, bool | None, datetime | None]
+                             | tuple[str, str, bool | None, datetime | None, int | None]], now: datetime,
           stale_after: timedelta) -> FleetHealth:
-    """From (device id, region, online, last seen) of every active speaker."""
+    """From (device id, region, online, last seen[, advertised heartbeat interval]) of every
+    active speaker."""
     h = FleetHealth()
-    for device_id, region, online, last_seen in speakers:
+    for device_id, region, online, last_seen, *hb in speakers:
         h.total += 1
-        why = darkness(online, last_seen, now, stale_after)
+        why = darkness(online, last_seen, now, stale_after, hb[0] if hb else None)
         if why is None:
             h.online += 1
             continue

@@ -108,6 +108,8 @@ class Alert(SQLModel, table=True):
     fallback_for_id: int | None = Field(default=None, index=True)  # a loudspeaker fallback: the warning it stands for
     received_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     raw_xml: str = Field(default="", sa_column=Column(Text, nullable=False))
+    # GB/T 35965.1 per-method texts, by warnd channel ({"sms": "…", "speaker": "…"}).
+    channel_texts: dict[str, Any] = json_dict()
 
 
 class Call(SQLModel, table=True):
@@ -276,6 +278,7 @@ class Speaker(SQLModel, table=True):
     state_reason: str | None = None  # lwt | shutdown | ...
     state_at: datetime | None = ts()
     last_seen_at: datetime | None = ts()  # last heartbeat, state or ack
+    hb_interval_s: int | None = None  # the heartbeat interval the device advertises in its state
     updated_at: datetime | None = ts()
 
 
@@ -310,6 +313,7 @@ class SpeakerCommand(SQLModel, table=True):
     received_at: datetime | None = ts()
     played_at: datetime | None = ts()
     late: bool = False  # `played` arrived after the ack window
+    stop_sent_at: datetime | None = ts()  # the warning was cancelled: its stop command reached the broker
     publish_attempts: int = 0
     fallback: bool = False  # a fallback call was requested for this command's village
 
@@ -438,3 +442,16 @@ class Approval(SQLModel, table=True):
     decision_note: str = Field(default="", sa_column=Column(Text, nullable=False))
     result: dict[str, Any] = json_dict()  # the ingest's answer once approved
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class ClockAnchor(SQLModel, table=True):
+    """The anchors of a scaled clock (`[clock] spec = "scaled:N"`): clock time `origin` was
+    wall time `wall_origin`, and the clock runs `speed` times faster. One row per timeline
+    (name "engine"), so a restart, or another instance, continues the same timeline."""
+
+    __tablename__ = "clock_anchor"
+    name: str = Field(primary_key=True, max_length=32)
+    speed: float
+    origin: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    wall_origin: float
+    updated_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))

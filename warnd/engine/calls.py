@@ -3,9 +3,10 @@
 Every transition asks the pure state machine (warnd.core.callstate) what to do and writes
 the result as a compare-and-swap on the call's fence, stamped with the claim token of the
 pass that made it. A stale timer, a second instance or a duplicate webhook that read an
-older fence updates zero rows and does nothing; reading back "rows carrying my token" tells
-this pass exactly which calls it moved (a read-back of state, level and fence could not tell
-them from the same move made by another instance).
+older fence updates zero rows and does nothing. Which calls this pass moved is known from
+the update itself: one `UPDATE … RETURNING` per batch returns exactly the rows this
+statement changed (a read-back of state, level and fence afterwards could not tell them
+from the same move made by another instance, and the loser would count a rung as fired).
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, insert, update
+from sqlalchemy import ColumnElement, bindparam, case, insert, literal, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -28,6 +29,7 @@ from warnd.db.engine import Database
 from warnd.db.models import Call, Delivery
 from warnd.engine import deliveries, events
 
+T = TypeVar("T")
 C = Call.__table__  # type: ignore[attr-defined]  # Core table for bulk statements
 OPEN_STATES = (CallState.OPEN.value, CallState.DUTY_ROOM.value)
 # Until the warning has actually left, the confirm window gets this on top (a backed-up
@@ -88,14 +90,16 @@ async def confirm_many(s: AsyncSession, items: Sequence[tuple[Call, int | None]]
             wanted[call.id] = (call, by, t.call)
     if not wanted:
         return set()
-    token = new_token()
     conn = await s.connection()
-    await conn.execute(
-        update(C).where(C.c.id == bindparam("cid"), C.c.fence == bindparam("old")).values(
-            state=CallState.CONFIRMED.value, fence=bindparam("new"), deadline=None, confirmed_at=now,
-            confirmed_via=via.value, confirmed_by_id=bindparam("by"), note=note, claim=token),
-        [{"cid": cid, "old": call.fence, "new": snap.fence, "by": by} for cid, (call, by, snap) in wanted.items()])
-    moved = {r[0] for r in await conn.execute(select(C.c.id).where(C.c.id.in_(list(wanted)), C.c.claim == token))}
+    moved: set[int] = set()
+    for part in chunks(list(wanted.items())):
+        res = await conn.execute(update(C).where(
+            C.c.id.in_([cid for cid, _ in part]),
+            C.c.fence == per_call({cid: call.fence for cid, (call, _, _) in part}, C.c.fence)).values(
+            state=CallState.CONFIRMED.value, fence=per_call({cid: snap.fence for cid, (_, _, snap) in part}, C.c.fence),
+            deadline=None, confirmed_at=now, confirmed_via=via.value, note=note, claim=new_token(),
+            confirmed_by_id=per_call({cid: by for cid, (_, by, _) in part}, C.c.confirmed_by_id)).returning(C.c.id))
+        moved |= {int(r[0]) for r in res}
     # Escalation messages not yet sent are moot now.
     await deliveries.cancel_pending(s, call_ids=moved, purposes=[Purpose.ESCALATION])
     for cid in sorted(moved):
@@ -122,6 +126,24 @@ async def cancel_open(s: AsyncSession, alert_id: int, now: datetime, *, event: s
     return moved
 
 
+async def cancel_calls(s: AsyncSession, call_ids: Sequence[int], now: datetime, *, event: str,
+                       **data: Any) -> list[tuple[int, int]]:
+    """These calls, if still waiting for 应, are cancelled because what they asked for is moot
+    (a loudspeaker fallback whose speaker played after all); their pending escalations too.
+    Returns (call id, person id) of each call moved; `event` is recorded per call."""
+    if not call_ids:
+        return []
+    res = await (await s.connection()).execute(update(C).where(
+        C.c.id.in_(list(call_ids)), C.c.state.in_(OPEN_STATES)).values(
+        state=CallState.CANCELLED.value, deadline=None, fence=C.c.fence + 1, claim=new_token()).returning(
+        C.c.id, C.c.person_id))
+    moved = sorted((int(cid), int(pid)) for cid, pid in res.all())
+    await deliveries.cancel_pending(s, call_ids=[cid for cid, _ in moved])
+    for cid, pid in moved:
+        events.record(s, now, event, call_id=cid, person_id=pid, **data)
+    return moved
+
+
 @dataclass(frozen=True)
 class Move:
     """A transition the state machine decided, to be applied with a compare-and-swap."""
@@ -135,16 +157,32 @@ async def apply_moves(s: AsyncSession, moves: Sequence[Move]) -> set[int]:
     read. Returns the ids this caller moved."""
     if not moves:
         return set()
-    token = new_token()
     conn = await s.connection()
-    await conn.execute(
-        update(C).where(C.c.id == bindparam("cid"), C.c.fence == bindparam("old")).values(
-            state=bindparam("state"), level=bindparam("level"), fence=bindparam("new"),
-            deadline=bindparam("deadline"), claim=token),
-        [{"cid": m.call.id, "old": m.call.fence, "new": m.new.fence, "state": m.new.state.value,
-          "level": m.new.level, "deadline": m.new.deadline} for m in moves])
-    return {r[0] for r in await conn.execute(select(C.c.id).where(
-        C.c.id.in_([m.call.id for m in moves]), C.c.claim == token))}
+    moved: set[int] = set()
+    for part in chunks([(m.call.id, m) for m in moves if m.call.id is not None]):
+        res = await conn.execute(update(C).where(
+            C.c.id.in_([i for i, _ in part]), C.c.fence == per_call({i: m.call.fence for i, m in part}, C.c.fence)).values(
+            state=per_call({i: m.new.state.value for i, m in part}, C.c.state),
+            level=per_call({i: m.new.level for i, m in part}, C.c.level),
+            fence=per_call({i: m.new.fence for i, m in part}, C.c.fence),
+            deadline=per_call({i: m.new.deadline for i, m in part}, C.c.deadline),
+            claim=new_token()).returning(C.c.id))
+        moved |= {int(r[0]) for r in res}
+    return moved
+
+
+BATCH = 500  # calls per statement: a few CASE arms each, well inside both databases' bind limits
+
+
+def chunks(items: list[T]) -> list[list[T]]:
+    return [items[i:i + BATCH] for i in range(0, len(items), BATCH)]
+
+
+def per_call(values: dict[int, Any], column: Any) -> ColumnElement[Any]:
+    """A value per call id, for one UPDATE over a batch (`CASE id WHEN … THEN … END`), typed
+    as `column` so timestamps and JSON bind as the column does."""
+    return case({cid: literal(v, column.type) for cid, v in values.items()}, value=C.c.id,
+                else_=literal(None, column.type))
 
 
 async def restart_windows(s: AsyncSession, sent: Sequence[Delivery], at: datetime) -> None:

@@ -88,9 +88,13 @@ async def move(s: AsyncSession, delivery_id: int | None, expect: DeliveryState, 
 async def claim(s: AsyncSession, ids: Sequence[int], *, lease_until: datetime, context: str,
                 token: str) -> set[int]:
     """pending → sending for the rows still pending, marked with this sender's claim token;
-    returns the ids this caller claimed."""
+    returns the ids this caller claimed (from the update itself). On PostgreSQL rows another
+    instance is claiming right now are skipped, not waited for (`FOR UPDATE SKIP LOCKED`):
+    several senders never block or deadlock on each other's batches."""
+    free = select(T.c.id).where(T.c.id.in_(list(ids)), T.c.state == DeliveryState.PENDING.value).with_for_update(
+        skip_locked=True)
     res = await (await s.connection()).execute(update(T).where(
-        T.c.id.in_(list(ids)), T.c.state == DeliveryState.PENDING.value).values(
+        T.c.id.in_(free.scalar_subquery()), T.c.state == DeliveryState.PENDING.value).values(
         state=DeliveryState.SENDING.value, attempts=T.c.attempts + 1, lease_until=lease_until,
         send_context=context, claim=token).returning(T.c.id))
     return {r[0] for r in res}
@@ -115,25 +119,52 @@ async def take_over(s: AsyncSession, d: Delivery, *, now: datetime, lease_until:
 
 async def mark_sent(s: AsyncSession, sent: Sequence[tuple[Delivery, str, str]], now: datetime, token: str,
                     event: str = "delivery_sent") -> list[Delivery]:
-    """sending → sent with the provider's id for rows still claimed by `token`, one statement
-    for the batch. Returns the rows this caller really moved: a row another instance took
-    over (lease expired) and resolved is not this caller's to record."""
+    """sending → sent with the provider's id for rows still claimed by `token`. Returns the
+    rows this statement really moved (RETURNING): a row another instance took over (lease
+    expired) and resolved, or one already recorded, is not this caller's to record — not
+    even when it now carries this caller's token from another attempt."""
     if not sent:
         return []
     conn = await s.connection()
-    await conn.execute(update(T).where(
-        T.c.id == bindparam("did"), T.c.state == DeliveryState.SENDING.value, T.c.claim == token).values(
-        state=DeliveryState.SENT.value, provider=bindparam("prov"), provider_id=bindparam("pid"), sent_at=now,
-        lease_until=None, last_error=None), [{"did": d.id, "prov": p, "pid": pid} for d, p, pid in sent])
-    mine = {r[0] for r in await conn.execute(select(T.c.id).where(
-        T.c.id.in_([d.id for d, _, _ in sent]), T.c.state == DeliveryState.SENT.value, T.c.claim == token))}
+    res = await conn.execute(update(T).where(
+        T.c.id.in_([d.id for d, _, _ in sent]), T.c.state == DeliveryState.SENDING.value,
+        T.c.claim == token).values(state=DeliveryState.SENT.value, sent_at=now, lease_until=None,
+                                   last_error=None).returning(T.c.id))
+    mine = {r[0] for r in res}
     moved = [d for d, _, _ in sent if d.id in mine]
+    if not moved:
+        return []
     by_id = {d.id: (p, pid) for d, p, pid in sent}
+    await conn.execute(update(T).where(T.c.id == bindparam("did")).values(
+        provider=bindparam("prov"), provider_id=bindparam("pid")),
+        [{"did": d.id, "prov": by_id[d.id][0], "pid": by_id[d.id][1]} for d in moved])
     events.record_many(s, [events.row(
         now, event, alert_id=d.alert_id, call_id=d.call_id, delivery_id=d.id, person_id=d.person_id,
         channel=d.channel, purpose=d.purpose, provider=by_id[d.id][0], provider_id=by_id[d.id][1],
         attempt=d.attempts) for d in moved])
     return moved
+
+
+async def mark_in_doubt(s: AsyncSession, d: Delivery, error: str, look_up_at: datetime, now: datetime, *,
+                        token: str) -> bool:
+    """A send with no definite answer (timeout, reset, 5xx after the request was written): it
+    stays `sending`, held by `token` until `look_up_at`, when it is looked up with the
+    provider (Outbox.recover_in_doubt) — never sent again before that."""
+    if not await move(s, d.id, DeliveryState.SENDING, token=token, last_error=error[:2000], lease_until=look_up_at):
+        return False
+    events.record(s, now, "delivery_in_doubt", alert_id=d.alert_id, call_id=d.call_id, delivery_id=d.id,
+                  person_id=d.person_id, channel=d.channel, error=error, attempt=d.attempts,
+                  look_up_at=look_up_at.isoformat())
+    return True
+
+
+async def give_back(s: AsyncSession, d: Delivery, now: datetime, token: str) -> bool:
+    """A claimed row whose send was not started (too little of its lease left): back to
+    pending, the attempt not counted. No event: nothing was attempted."""
+    res = await (await s.connection()).execute(update(T).where(
+        T.c.id == d.id, T.c.state == DeliveryState.SENDING.value, T.c.claim == token).values(
+        state=DeliveryState.PENDING.value, attempts=T.c.attempts - 1, lease_until=None, next_attempt_at=now))
+    return bool(res.rowcount == 1)
 
 
 async def mark_failed(s: AsyncSession, d: Delivery, error: str, now: datetime, *,
@@ -154,6 +185,58 @@ async def retry_later(s: AsyncSession, d: Delivery, error: str, at: datetime, no
     events.record(s, now, "delivery_retry", alert_id=d.alert_id, call_id=d.call_id, delivery_id=d.id,
                   person_id=d.person_id, error=error, attempt=d.attempts, next_attempt_at=at.isoformat())
     return True
+
+
+async def mark_moot(s: AsyncSession, d: Delivery, reason: str, now: datetime, *, token: str) -> bool:
+    """A message that failed while its warning ended or its call closed: nothing to deliver."""
+    if not await move(s, d.id, DeliveryState.SENDING, token=token, state=DeliveryState.CANCELLED,
+                      last_error=reason[:2000], lease_until=None):
+        return False
+    events.record(s, now, "delivery_moot", alert_id=d.alert_id, call_id=d.call_id, delivery_id=d.id,
+                  person_id=d.person_id, channel=d.channel, reason=reason, attempts=d.attempts)
+    return True
+
+
+async def fail_over(s: AsyncSession, d: Delivery, to_channel: str, to_address: str, error: str, now: datetime, *,
+                    token: str) -> bool:
+    """A message failing on its channel for too long: this row fails (`delivery_failed_over`)
+    and the same message is planned on `to_channel` (a second provider, the next channel)."""
+    if not await move(s, d.id, DeliveryState.SENDING, token=token, state=DeliveryState.FAILED,
+                      last_error=f"failed over to {to_channel}: {error}"[:2000], lease_until=None):
+        return False
+    row = dict(idempotency_key=f"{d.idempotency_key}>{to_channel}"[:128], alert_id=d.alert_id, call_id=d.call_id,
+               person_id=d.person_id, channel=to_channel, purpose=d.purpose, step=d.step, rung=d.rung,
+               to_address=to_address, body=d.body, state=DeliveryState.PENDING.value, attempts=0,
+               next_attempt_at=now, created_at=now)
+    await insert_rows(s, [row])
+    events.record(s, now, "delivery_failed_over", alert_id=d.alert_id, call_id=d.call_id, delivery_id=d.id,
+                  person_id=d.person_id, channel=d.channel, to_channel=to_channel, error=error,
+                  attempts=d.attempts)
+    return True
+
+
+async def bring_forward(s: AsyncSession, channel: str, now: datetime) -> int:
+    """Pending rows of a channel that recovered: due now (the backlog goes out at once, most
+    urgent first, instead of each waiting out its back-off). No event: nothing was attempted."""
+    res = await (await s.connection()).execute(update(T).where(
+        T.c.channel == channel, T.c.state == DeliveryState.PENDING.value, T.c.next_attempt_at > now).values(
+        next_attempt_at=now))
+    return int(res.rowcount or 0)
+
+
+async def schedule_probe(s: AsyncSession, channel: str, at: datetime) -> int | None:
+    """A failing channel's pending row that is tried first, at `at` (or sooner, if due
+    sooner): while the provider is down one message probes it every little while, so its
+    recovery is seen at once and not when the longest back-off ends. Returns its id."""
+    first = (await s.exec(select(Delivery.id).where(
+        Delivery.channel == channel, Delivery.state == DeliveryState.PENDING.value).order_by(
+        col(Delivery.next_attempt_at), col(Delivery.id)).limit(1))).first()
+    if first is None:
+        return None
+    await (await s.connection()).execute(update(T).where(
+        T.c.id == first, T.c.state == DeliveryState.PENDING.value, T.c.next_attempt_at > at).values(
+        next_attempt_at=at))
+    return first
 
 
 async def defer(s: AsyncSession, rows: Sequence[tuple[int, datetime]]) -> None:

@@ -31,6 +31,7 @@ from warnd.engine import calls, deliveries, events
 from warnd.engine.calls import Calls, Move, snapshot
 from warnd.engine.messages import Composer, Links, address_for
 from warnd.engine.module import ModuleBase
+from warnd.engine.notices import notify_duty_room
 from warnd.engine.roster import RosterCache, RosterSnapshot
 
 log = structlog.get_logger("warnd.escalation")
@@ -80,8 +81,13 @@ class Escalation(ModuleBase):
             return 0
         roster = await self.roster.get()  # before the transaction: SQLite has one writer
         async with self.db.session() as s, s.begin():
+            # Claimed: on PostgreSQL the rows are locked for this transaction and rows another
+            # instance is escalating are skipped, never waited for (no pass blocks or
+            # deadlocks on another's); SQLite's single writer serialises passes anyway.
             ids = [cid for cid, _ in due if cid is not None]
-            rows = {c.id: c for c in (await s.exec(select(Call).where(col(Call.id).in_(ids)))).all()}
+            rows = {c.id: c for c in (await s.exec(select(Call).where(
+                col(Call.id).in_(ids), Call.state == CallState.OPEN, col(Call.deadline) <= now).order_by(
+                col(Call.id)).with_for_update(skip_locked=True))).all()}
             planned = [p for cid, fence in due if (call := rows.get(cid)) is not None
                        and (p := self._plan(call, fence, now, roster)) is not None]
             fired = await self._apply(s, planned, now, roster)
@@ -108,7 +114,7 @@ class Escalation(ModuleBase):
             return 0
         moved = await calls.apply_moves(s, [Move(p.call, p.new) for p in planned])
         alerts = await _alerts(s, {p.call.alert_id for p in planned})
-        composer = Composer(self.templates, self.roles, self.links)
+        composer = Composer(self.templates, self.roles, self.links, policy=self.policy, regions=roster.regions)
         rows: list[dict[str, Any]] = []
         fired = 0
         for p in planned:
@@ -132,6 +138,16 @@ class Escalation(ModuleBase):
             if p.action != Action.DUTY_ROOM and not p.recipients:
                 events.record(s, now, "escalation_gap", alert_id=call.alert_id, call_id=call.id,
                               action=p.action.value)
+            if p.action == Action.DUTY_ROOM and not roster.duty_officers():
+                # Handed to a duty room with nobody in it: said, never quietly dropped.
+                ctx = composer.context(alert)
+                details = self.templates.render(
+                    "notice_empty_duty_room", official=p.person.name if p.person else str(call.person_id),
+                    role=self.roles.label(p.person.role) if p.person else "",
+                    region=region.name if region else call.region_code, step=ctx.step, headline=ctx.headline)
+                await notify_duty_room(s, roster, self.templates, now, kind="call_to_empty_duty_room",
+                                       details=details, key=f"empty-duty-room:c{call.id}", alert_id=call.alert_id,
+                                       drill_status=alert.status, call_id=call.id, person_id=call.person_id)
         await deliveries.insert_rows(s, rows)
         await composer.flush_links(s)
         return fired

@@ -50,8 +50,10 @@ class Expiry(ModuleBase):
         done: list[int] = []
         for alert_id in due:
             async with self.db.session() as s, s.begin():
-                alert = await s.get(Alert, alert_id)
-                # Re-checked inside the transaction: a Cancel or Update may have won.
+                # Re-checked inside the transaction: a Cancel or Update may have won. Locked,
+                # and skipped when another instance is ending it right now (PostgreSQL).
+                alert = (await s.exec(select(Alert).where(
+                    Alert.id == alert_id, Alert.state == AlertState.ACTIVE).with_for_update(skip_locked=True))).first()
                 if alert is None or alert.expires is None or alert.expires > now:
                     continue
                 lifted = await alerts.lift(s, alert, AlertState.EXPIRED, now,

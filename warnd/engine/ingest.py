@@ -12,13 +12,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import structlog
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from warnd.cap.classify import Vocabulary, classify, explicit_step
+from warnd.cap.classify import Vocabulary, classify, explicit_step, hazard_conflict
+from warnd.cap.formats import parse_alert
+from warnd.cap.gbt import FORMAT as GBT
 from warnd.cap.model import CapInfo, CapMessage
-from warnd.cap.parser import CapError, parse_cap
+from warnd.cap.parser import CapError
 from warnd.clock import Clock
 from warnd.config import County, IngestCfg
 from warnd.core.domain import (
@@ -43,6 +46,8 @@ from warnd.db.models import Alert, Call
 from warnd.engine import alerts, calls, deliveries, events
 from warnd.engine.messages import Composer, Links, address_for
 from warnd.engine.roster import RosterCache, RosterSnapshot
+
+log = structlog.get_logger("warnd.ingest")
 
 # A hook that checks and normalises a parsed message before anything is stored (the feeds'
 # source trust and mapping); raises IngestError to refuse it.
@@ -100,15 +105,17 @@ class Ingestor:
         self.links, self.prepare, self.on_change, self.send_grace = links, prepare, on_change, send_grace
         self.cfg = cfg or IngestCfg()
 
-    def composer(self, links: bool = True) -> Composer:
-        return Composer(self.templates, self.roles, self.links if links else None)
+    def composer(self, links: bool = True, roster: RosterSnapshot | None = None) -> Composer:
+        return Composer(self.templates, self.roles, self.links if links else None, policy=self.policy,
+                        regions=roster.regions if roster is not None else None)
 
     async def submit_cap(self, data: bytes, source: str = "api", actor: str | None = None,
                          approved_by: str | None = None) -> IngestResult:
-        """`actor`: the user or "api-token" that submitted it over the API (None: a feed);
+        """A CAP 1.2/1.1 or GB/T 35965.1 document, told apart by the document itself.
+        `actor`: the user or "api-token" that submitted it over the API (None: a feed);
         `approved_by`: the second person who approved it (engine/approvals.py)."""
         try:
-            msg = parse_cap(data)
+            msg = parse_alert(data)
         except CapError as e:
             raise IngestError(400, "Invalid CAP message", e.detail, field=e.field) from e
         if self.prepare is not None:
@@ -196,11 +203,25 @@ class Ingestor:
                 referenced=[[x.sender, x.identifier] for x in foreign]))
 
     async def _referenced(self, s: AsyncSession, msg: CapMessage) -> list[Alert]:
+        """The warnings a message references, and every later message of their chains. GB/T
+        35965.1 chains reference their FIRST message, which an earlier Update has already
+        superseded: the chain is followed (alerts.supersedes_id) to whatever is active now."""
         found: list[Alert] = []
         for sender, identifier, _sent in msg.references:
             row = (await s.exec(select(Alert).where(Alert.sender == sender, Alert.identifier == identifier))).first()
-            if row is not None:
+            if row is not None and row not in found:
                 found.append(row)
+        frontier = [a.id for a in found if a.id is not None]
+        seen = set(frontier)
+        while frontier:
+            later = (await s.exec(select(Alert).where(col(Alert.supersedes_id).in_(frontier))
+                                  .order_by(col(Alert.id)))).all()
+            frontier = []
+            for row in later:
+                if row.id is not None and row.id not in seen:
+                    seen.add(row.id)
+                    found.append(row)
+                    frontier.append(row.id)
         return found
 
     async def _alert_message(self, msg: CapMessage, raw: bytes, source: str, actor: str | None,
@@ -209,28 +230,40 @@ class Ingestor:
         if info is None:
             raise IngestError(400, "Invalid CAP message", "an Alert or Update needs an <info> block", "alert.info")
         hazard, colour = classify(info, self.vocab)
+        conflict = hazard_conflict(info, self.vocab)
         colour = colour or Colour.YELLOW  # no colour and Unknown severity: treat as yellow, not blue
         onset = info.onset or info.effective
+        expires, expires_default = info.expires, False
+        if expires is None and msg.format == GBT:
+            # GB/T messages often say <expires/> or 待定: a warning must never live forever.
+            expires, expires_default = max(msg.sent, onset or msg.sent) + self.vocab.default_expiry(hazard), True
+        channel_texts = self.vocab.channel_texts(msg.channel_texts)
         step = explicit_step(info) or step_from_lead(msg.sent, onset, self.policy)
         roster = await self.roster.get()
         area = resolve_area(info.areas, roster.regions, self.county.code)
         now = self.clock.now()
-        composer = self.composer()
+        composer = self.composer(roster=roster)
         async with self.db.session() as s, s.begin():
             alert = Alert(
                 sender=msg.sender, identifier=msg.identifier, sent=msg.sent, status=msg.status,
                 msg_type=msg.msg_type, references=[[a, b, c.isoformat()] for a, b, c in msg.references],
-                source=source, hazard=hazard, colour=colour, step=step, event=info.event,
+                source=source, hazard=hazard, colour=colour, step=step, event=info.event or self.vocab.label(hazard),
                 sender_name=info.sender_name or self.county.sender_name,
                 headline=info.headline or info.event, description=info.description or "",
                 instruction=info.instruction or "", area_desc="；".join(a.area_desc for a in info.areas),
-                onset=onset, expires=info.expires, region_codes=sorted(area.codes),
+                onset=onset, expires=expires, region_codes=sorted(area.codes), channel_texts=channel_texts,
                 unknown_codes=list(area.unknown_codes),
                 state=AlertState.ACTIVE if area.codes else AlertState.OUT_OF_AREA, received_at=now,
                 raw_xml=raw.decode("utf-8", errors="replace"),
             )
             s.add(alert)
             await s.flush()
+            if conflict is not None:
+                events.record(s, now, "hazard_code_conflict", alert_id=alert.id, sender=msg.sender,
+                              identifier=msg.identifier, codes=[v for _n, v in info.event_codes],
+                              code_hazard=conflict[0], text_hazard=conflict[1], used=hazard)
+                log.warning("event code and text disagree; the text is trusted", alert_id=alert.id,
+                            code_hazard=conflict[0], text_hazard=conflict[1])
             if not area.codes:
                 return await self._out_of_area(s, msg, alert, source, actor, area.unknown_codes, area.out_of_area, now)
             assert alert.id is not None
@@ -239,11 +272,13 @@ class Ingestor:
             events.record(s, now, "alert_accepted", alert_id=alert.id, source=source, step=step,
                           colour=colour, hazard=hazard, status=msg.status, msg_type=msg.msg_type,
                           regions=len(area.codes), unknown_codes=list(area.unknown_codes),
-                          actor=actor, **_approval(approved_by))
+                          actor=actor, format=msg.format,
+                          expires_default=expires.isoformat() if expires_default and expires else None,
+                          **_approval(approved_by))
             carried: dict[int, Call] = {}
             if msg.msg_type == MsgType.UPDATE:
                 carried = await self._supersede(s, msg, alert, now, result)
-            facts = AlertFacts(alert.id, hazard, colour, step, msg.status, area.codes, msg.sent, onset, info.expires)
+            facts = AlertFacts(alert.id, hazard, colour, step, msg.status, area.codes, msg.sent, onset, expires)
             plan = plan_alert(facts, roster.regions, roster.people, self.policy, now)
             rows = []
             for pc in plan.calls:
@@ -312,7 +347,7 @@ class Ingestor:
                 sender=msg.sender, identifier=msg.identifier, sent=msg.sent, status=msg.status,
                 msg_type=msg.msg_type, references=[[a, b, c.isoformat()] for a, b, c in msg.references],
                 source=source, hazard=first.hazard, colour=first.colour, step=first.step,
-                event=info.event if info else first.event, sender_name=first.sender_name,
+                event=(info.event if info else "") or first.event, sender_name=first.sender_name,
                 headline=first.headline, region_codes=first.region_codes, state=AlertState.CANCELLED,
                 received_at=now, raw_xml=raw.decode("utf-8", errors="replace"),
             )

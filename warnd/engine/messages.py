@@ -8,19 +8,33 @@ the composition root.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from warnd.core.domain import AlertStatus, Colour, PersonView
+from warnd.core.domain import AlertStatus, Colour, PersonView, RegionView
+from warnd.core.policy import Policy
 from warnd.core.roles import Roles
-from warnd.core.templates import Templates
+from warnd.core.templates import (
+    MAX_AREA,
+    MAX_HEADLINE,
+    MAX_INSTRUCTION,
+    MAX_SENDER,
+    Templates,
+    area_words,
+    clip,
+    headline_without_sender,
+    sentence,
+)
 from warnd.db.models import Alert, Call
 
 DRILL_TAGS = {AlertStatus.EXERCISE.value: "【演练】", AlertStatus.TEST.value: "【测试】"}
-MAX_INSTRUCTION = 120  # keeps an SMS within a few segments; the full text is in the console
+# Templates whose {headline}{instruction} a GB/T message's own text for the channel replaces
+# (alerts.channel_texts); reminders and escalations keep the short headline.
+CHANNEL_TEXT_TEMPLATES = frozenset({"warning", "update_info", "speaker_text"})
 
 
 class Links(Protocol):
@@ -48,16 +62,30 @@ class MessageContext:
     area: str
 
     @classmethod
-    def of(cls, alert: Alert, templates: Templates) -> MessageContext:
+    def of(cls, alert: Alert, templates: Templates, *, policy: Policy | None = None,
+           regions: Mapping[str, RegionView] | None = None) -> MessageContext:
+        """The values every text of `alert` shares: the sender named once, the area in words
+        (from the covered regions when they are loaded, else the CAP areaDesc), and an action
+        (the CAP <instruction>, else the policy's 防御指引 for the hazard and step)."""
+        sender = clip(alert.sender_name or alert.sender, MAX_SENDER)
         instruction = alert.instruction.strip()
-        if len(instruction) > MAX_INSTRUCTION:
-            instruction = instruction[: MAX_INSTRUCTION - 1] + "…"
+        if not instruction and policy is not None:
+            instruction = policy.guidance_for(alert.hazard, alert.step)
+        codes = vars(alert).get("region_codes")  # deferred on escalation's batch loads
+        area = area_words(codes, regions) if codes and regions else ""
         return cls(
-            templates=templates, tag=DRILL_TAGS.get(alert.status, ""), sender=alert.sender_name,
-            headline=alert.headline, step=templates.step_label(alert.step),
+            templates=templates, tag=DRILL_TAGS.get(alert.status, ""), sender=sender,
+            headline=clip(headline_without_sender(alert.headline, alert.sender_name), MAX_HEADLINE),
+            step=templates.step_label(alert.step),
             colour=Colour(alert.colour).zh if alert.colour in set(Colour) else alert.colour,
-            instruction=instruction, area=alert.area_desc,
+            instruction=sentence(clip(instruction, MAX_INSTRUCTION)),
+            area=area or clip(alert.area_desc, MAX_AREA) or "本地",
         )
+
+    def with_channel_text(self, text: str) -> MessageContext:
+        """The producer's own text for this channel (GB/T <method>) in place of the headline
+        and instruction."""
+        return replace(self, headline=text.strip().rstrip("。"), instruction="")
 
 
 def render(ctx: MessageContext, template: str, recipient: PersonView | None, *, roles: Roles,
@@ -84,8 +112,10 @@ class Composer:
     """Message bodies for one transaction's worth of deliveries. Links minted on the way are
     collected and stored with `flush_links` in the same transaction as the deliveries."""
 
-    def __init__(self, templates: Templates, roles: Roles, links: Links | None):
+    def __init__(self, templates: Templates, roles: Roles, links: Links | None, *, policy: Policy | None = None,
+                 regions: Mapping[str, RegionView] | None = None):
         self.templates, self.roles, self.links = templates, roles, links
+        self.policy, self.regions = policy, regions
         self._contexts: dict[int, MessageContext] = {}
         self._link_rows: list[dict[str, Any]] = []
 
@@ -93,7 +123,8 @@ class Composer:
         key = alert.id or 0
         ctx = self._contexts.get(key)
         if ctx is None:
-            ctx = self._contexts[key] = MessageContext.of(alert, self.templates)
+            ctx = self._contexts[key] = MessageContext.of(alert, self.templates, policy=self.policy,
+                                                          regions=self.regions)
         return ctx
 
     def body(self, alert: Alert, template: str, channel: str, recipient: PersonView, now: datetime, *,
@@ -109,7 +140,11 @@ class Composer:
                                         expires_at=self.links.expiry(alert, now), now=now)
             self._link_rows.append(row)
             link = self.links.url(token)
-        return render(self.context(alert), name, recipient, roles=self.roles, call=call, official=official,
+        ctx = self.context(alert)
+        own = (alert.channel_texts or {}).get(channel) if template in CHANNEL_TEXT_TEMPLATES else None
+        if own:
+            ctx = ctx.with_channel_text(str(own))
+        return render(ctx, name, recipient, roles=self.roles, call=call, official=official,
                       region_name=region_name, link=link, **values)
 
     async def flush_links(self, s: AsyncSession) -> None:

@@ -33,6 +33,9 @@ from warnd.clock import Clock
 log = structlog.get_logger("warnd.engine")
 
 ERROR_BACKOFF_SECONDS = 1.0
+# Work is due but the pass could do none of it: another instance holds it right now (its rows
+# are locked and skipped). Look again after this pause instead of spinning.
+HELD_ELSEWHERE_SECONDS = 0.2
 PASS_TIMEOUT_SECONDS = 300.0  # a pass that hangs this long is abandoned (and retried)
 SLOW_PASS_SECONDS = 5.0
 
@@ -120,6 +123,7 @@ async def run_module(module: Module, clock: Clock, stats: ModuleStats | None = N
                 stats.last_lateness_seconds = late
                 stats.max_lateness_seconds = max(stats.max_lateness_seconds, late)
             started = time.monotonic()
+            steps_before = stats.steps
             try:
                 async with asyncio.timeout(pass_timeout):
                     while await module.step():
@@ -150,6 +154,8 @@ async def run_module(module: Module, clock: Clock, stats: ModuleStats | None = N
                 log.warning("slow module pass", module=module.name, seconds=round(took, 3))
             stats.busy, stats.next_due = False, due
             notify()
+            if stats.steps == steps_before and due is not None and due <= clock.now():
+                await asyncio.sleep(HELD_ELSEWHERE_SECONDS)
             await _wait(module, clock, due)
     finally:
         stats.running = stats.busy = False

@@ -31,9 +31,10 @@ log = structlog.get_logger("warnd.notices")
 
 async def notify_duty_room(s: AsyncSession, roster: RosterSnapshot, templates: Templates, now: datetime, *,
                            kind: str, details: str, key: str, alert_id: int | None = None,
-                           drill_status: str = "", **data: Any) -> int:
+                           drill_status: str = "", channel: str = "sms", **data: Any) -> int:
     """Inside the caller's transaction. Returns how many notices were queued (0 when they
-    were already queued for `key`, or when nobody is on duty — which is then reported)."""
+    were already queued for `key`, or when nobody is on duty — which is then reported).
+    `channel`: what the notice goes out on (a failing SMS provider's notice: its backup)."""
     log.error(kind.replace("_", " "), details=details, alert=alert_id, **data)
     events.record(s, now, kind, alert_id=alert_id, details=details, **data)
     officers = roster.duty_officers()
@@ -42,8 +43,8 @@ async def notify_duty_room(s: AsyncSession, roster: RosterSnapshot, templates: T
         events.record(s, now, "duty_room_empty", alert_id=alert_id, about=kind, details=details)
         return 0
     body = templates.render("duty_notice", tag=DRILL_TAGS.get(drill_status, ""), details=details)
-    rows = [deliveries.new_row(alert_id, None, None, o, "sms", Purpose.DUTY_NOTICE, None, body, now,
-                               key=f"notice:{key}:p{o.id}") for o in officers]
+    rows = [deliveries.new_row(alert_id, None, None, o, channel, Purpose.DUTY_NOTICE, None, body, now,
+                               key=f"notice:{key}:p{o.id}", to_address=o.phone) for o in officers]
     return await insert_once(s, rows)
 
 

@@ -20,12 +20,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from warnd.cap.classify import Vocabulary, classify_colour, explicit_step, normalise
+from warnd.cap.classify import OVERRIDE_NAME, Vocabulary, classify_colour, explicit_step, normalise
 from warnd.cap.model import CapInfo, CapMessage
-from warnd.core.domain import MsgType, Step
-from warnd.feeds.sources import Source
+from warnd.core.domain import Colour, MsgType, Step
+from warnd.feeds.sources import Source, SourceMapping
 
-OVERRIDE_NAME = "warnd"  # valueName of the eventCode we prepend
+__all__ = ["DEFAULT_WORDING", "OVERRIDE_NAME", "LiftWithoutReferences", "Wording", "prepare"]
 
 
 class LiftWithoutReferences(ValueError):
@@ -81,12 +81,45 @@ def prepare(msg: CapMessage, source: Source | None, vocab: Vocabulary,
     return replace(msg, infos=infos) if infos != msg.infos else msg
 
 
+_TYPE_LEVEL_RE = re.compile(r"(\d{2})(0[1-4])")
+_BLUE_FIRST = {1: Colour.BLUE, 2: Colour.YELLOW, 3: Colour.ORANGE, 4: Colour.RED}
+_RED_FIRST = {1: Colour.RED, 2: Colour.ORANGE, 3: Colour.YELLOW, 4: Colour.BLUE}
+LEVEL_SCHEMES = {"blue_first": _BLUE_FIRST, "red_first": _RED_FIRST}
+# Parameters a bare level number may arrive in (GB/T <severity> with a number is kept as "severity").
+LEVEL_PARAMETERS = frozenset({"severity", "level", "预警级别", "预警等级", "warninglevel", "alertlevel"})
+
+
+def _scheme_codes(info: CapInfo, mapping: SourceMapping) -> tuple[str | None, Colour | None]:
+    """(hazard, colour) read through the source's declared schemes. A bare level number is
+    read as a colour only when the source declares how it numbers levels."""
+    hazard: str | None = None
+    colour: Colour | None = None
+    if mapping.code_scheme == "type_level":
+        for _n, value in info.event_codes:
+            m = _TYPE_LEVEL_RE.fullmatch(value.strip())
+            if m:
+                hazard = mapping.event_codes.get(m.group(1)) or mapping.event_codes.get(value.strip())
+                colour = _BLUE_FIRST[int(m.group(2))]
+                break
+    table = LEVEL_SCHEMES.get(mapping.level_scheme)
+    if colour is None and table is not None:
+        for name, value in info.parameters:
+            v = value.strip()
+            if name.casefold() in LEVEL_PARAMETERS and v.isdigit() and int(v) in table:
+                colour = table[int(v)]
+                break
+    return hazard, colour
+
+
 def _prepare_info(info: CapInfo, source: Source | None, vocab: Vocabulary, wording: Wording) -> CapInfo:
     mapping = source.mapping if source is not None else None
     event_codes = list(info.event_codes)
     parameters = list(info.parameters)
     if mapping is not None:
-        hazard = mapping.hazard
+        scheme_hazard, scheme_colour = _scheme_codes(info, mapping)
+        if scheme_colour is not None:
+            parameters.insert(0, ("colour", scheme_colour.value))
+        hazard = mapping.hazard or scheme_hazard
         if hazard is None:
             for _n, value in info.event_codes:
                 hazard = mapping.event_codes.get(value) or mapping.event_codes.get(normalise(value))

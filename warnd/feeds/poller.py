@@ -38,7 +38,7 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
-from warnd.cap.parser import CAP_NAMESPACES
+from warnd.cap.formats import is_warning_root
 from warnd.clock import Clock
 from warnd.db.engine import Database
 from warnd.db.models import FeedEntry, FeedState
@@ -88,9 +88,9 @@ def _embedded_alert(el: Element | None) -> bytes | None:
     if el is None:
         return None
     for child in el.iter():
-        tag = child.tag
-        if isinstance(tag, str) and tag.startswith("{") and tag[1:].split("}")[0] in CAP_NAMESPACES \
-                and tag.endswith("}alert"):
+        # A CAP <alert>, or a GB/T 35965.1 one (no namespace of its own: inside an Atom
+        # entry it inherits Atom's, so it is recognised by its children).
+        if isinstance(child.tag, str) and child is not el and is_warning_root(child):
             return tostring(child, encoding="utf-8")
     return None
 

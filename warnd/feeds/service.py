@@ -22,6 +22,7 @@ from warnd.engine import events
 from warnd.engine.ingest import IngestError, Ingestor, IngestResult
 from warnd.feeds.mapping import LiftWithoutReferences, Wording, prepare
 from warnd.feeds.poller import FeedPolls, Poller, health_row
+from warnd.feeds.sl651 import Sl651Server, StationGateway
 from warnd.feeds.sources import Source, Sources
 from warnd.feeds.stations import Stations
 from warnd.feeds.telemetry import TelemetryEvaluation, TelemetryService
@@ -78,14 +79,18 @@ class FeedConfig:
     sources: Sources
     stations: Stations
     wording: Wording
+    sl651_tcp: str = ""  # SL 651 gateway listeners ("host:port", "" = off)
+    sl651_udp: str = ""
+    sl651_idle_seconds: float = 300.0
 
     @classmethod
     def load(cls, *, sources_path: str = "", stations_path: str = "", vocabulary_path: str = "",
-             known_hazards: tuple[str, ...] | None = None) -> FeedConfig:
+             known_hazards: tuple[str, ...] | None = None, sl651_tcp: str = "", sl651_udp: str = "",
+             sl651_idle_seconds: float = 300.0) -> FeedConfig:
         sources = load_sources(Path(sources_path), known_hazards=known_hazards) if sources_path else Sources({})
         stations = load_stations(Path(stations_path)) if stations_path else Stations({})
         wording = load_wording(Path(vocabulary_path) if vocabulary_path else None)
-        return cls(sources, stations, wording)
+        return cls(sources, stations, wording, sl651_tcp, sl651_udp, sl651_idle_seconds)
 
 
 class SourceTrust:
@@ -130,6 +135,10 @@ class FeedService:
         self.telemetry = TelemetryService(db, clock, ingestor, config.stations, county, feed_log.record,
                                           on_source=feed_log.note_telemetry)
         self.evaluation = TelemetryEvaluation(self.telemetry)
+        self.gateway = StationGateway(self.telemetry, config.stations, clock, feed_log.record)
+        self.sl651 = Sl651Server(self.gateway, tcp=config.sl651_tcp, udp=config.sl651_udp,
+                                 idle_seconds=config.sl651_idle_seconds) \
+            if config.sl651_tcp or config.sl651_udp else None
         self._tasks: list[asyncio.Task[None]] = []
 
     def modules(self) -> list[Any]:
@@ -167,11 +176,18 @@ class FeedService:
         if self.telemetry.stations.by_id:
             rows.append({"name": "telemetry", "kind": "telemetry_stations",
                          "stations": await self.telemetry.health()})
+        if self.sl651 is not None or self.gateway.by_address:
+            rows.append({"name": "sl651", "kind": "sl651_gateway",
+                         "listening": {"tcp": self.sl651.tcp_port if self.sl651 else None,
+                                       "udp": self.sl651.udp_port if self.sl651 else None},
+                         **self.gateway.health_rows()})
         return rows
 
     # -- lifecycle (the MQTT telemetry subscriptions; modules run in the engine) ------------
 
     async def start(self) -> None:
+        if self.sl651 is not None:
+            await self.sl651.start()
         for src in self.sources.of_kind("telemetry"):
             if src.mqtt_url:
                 self._tasks.append(asyncio.create_task(
@@ -181,6 +197,8 @@ class FeedService:
                  stations=len(self.telemetry.stations.by_id))
 
     async def stop(self) -> None:
+        if self.sl651 is not None:
+            await self.sl651.stop()
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

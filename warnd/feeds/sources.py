@@ -31,6 +31,14 @@ class SourceMapping:
     colour: Colour | None = None  # default colour when the message states none
     step: Step | None = None  # default 631 step when the message states none
     event_codes: Mapping[str, str] = field(default_factory=dict)  # source's eventCode → hazard
+    # How the source writes hazard codes: "national" (GB/T eventType 11B03 …, read by the
+    # vocabulary) or "type_level" (four digits: two of type, mapped by event_codes, then two
+    # of level, 01 = blue … 04 = red).
+    code_scheme: str = "national"
+    # How the source numbers a bare level (a numeric severity / level parameter): "none" (a
+    # number is never a colour), "blue_first" (1 = blue … 4 = red) or "red_first" (级: 1 = I =
+    # red … 4 = IV = blue).
+    level_scheme: str = "none"
 
 
 @dataclass(frozen=True)

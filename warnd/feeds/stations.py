@@ -20,6 +20,8 @@ class Station:
     thresholds: Thresholds
     colours: Mapping[TLevel, Colour]
     expires: timedelta = timedelta(hours=6)
+    sl651_address: str = ""  # SL 651 remote station address (10 hex digits), "" = not an SL 651 station
+    sl651_password: str = ""  # its password (4 hex digits); "" = not checked
 
 
 @dataclass(frozen=True)
@@ -28,3 +30,6 @@ class Stations:
 
     def get(self, sid: str) -> Station | None:
         return self.by_id.get(sid)
+
+    def by_sl651_address(self) -> dict[str, Station]:
+        return {s.sl651_address: s for s in self.by_id.values() if s.sl651_address}

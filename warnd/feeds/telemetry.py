@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,6 +34,7 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
+from channels.mqtt import shared_topic
 from warnd.clock import Clock
 from warnd.config import County
 from warnd.core.domain import AlertState, Step
@@ -247,6 +249,22 @@ class TelemetryService:
         async with lock:
             return await self._submit(station, reading)
 
+    async def store(self, reading: Reading) -> bool:
+        """Store a reading without evaluating it (a gateway confirms receipt first, then calls
+        `evaluate`; if the process dies in between, TelemetryEvaluation picks it up). False: a
+        duplicate, or an unknown station."""
+        if self.stations.get(reading.station) is None:
+            return False
+        return await self._store(reading, self.clock.now())
+
+    async def evaluate(self, reading: Reading, stored: bool) -> ReadingOutcome:
+        """Evaluate a reading `store` has dealt with."""
+        station = self.stations.get(reading.station)
+        if station is None:
+            return ReadingOutcome(reading.station, reading.at, False, "unknown_station")
+        async with self._locks.setdefault(station.id, asyncio.Lock()):
+            return await self._evaluate(station, reading, stored)
+
     async def _store(self, r: Reading, now: datetime) -> bool:
         stored = False
         for metric in METRICS:
@@ -260,6 +278,28 @@ class TelemetryService:
             except IntegrityError:
                 pass  # same station, metric and time: a redelivery
         return stored
+
+    async def counter(self, station: str, metric: str, at: datetime, value: float) -> tuple[float | None, bool]:
+        """Store a station's counter reading (e.g. SL 651 PT, cumulative rain) at `at`; return
+        (the last value stored before it or None, late): `late` when a value for a later time
+        was already stored, whose difference spans this one (nothing to count). A redelivered
+        value is stored once; the answer is the same."""
+        now = self.clock.now()
+        try:
+            async with self.db.session() as s, s.begin():
+                s.add(TelemetryReading(station=station, metric=metric, at=at, value=value, received_at=now))
+        except IntegrityError:
+            pass
+        async with self.db.read() as s:
+            later = (await s.exec(select(TelemetryReading.received_at).where(
+                TelemetryReading.station == station, TelemetryReading.metric == metric,
+                col(TelemetryReading.at) > at).limit(1))).first()
+            if later is not None and later <= now:
+                return None, True
+            previous = (await s.exec(select(TelemetryReading.value).where(
+                TelemetryReading.station == station, TelemetryReading.metric == metric,
+                col(TelemetryReading.at) < at).order_by(col(TelemetryReading.at).desc()).limit(1))).first()
+            return previous, False
 
     async def measures_at(self, station: Station, at: datetime) -> Measures:
         th = station.thresholds
@@ -306,7 +346,8 @@ class TelemetryService:
                     # Only what the inline path would have evaluated: not stale now, and not
                     # dated in the future when it arrived (both were reported as ignored then).
                     q = select(TelemetryReading).where(
-                        TelemetryReading.station == station.id, col(TelemetryReading.at) >= now - th.max_age)
+                        TelemetryReading.station == station.id, col(TelemetryReading.metric).in_(METRICS),
+                        col(TelemetryReading.at) >= now - th.max_age)
                     if st is not None and st.evaluated_at is not None:
                         q = q.where(col(TelemetryReading.at) > st.evaluated_at)
                     rows = [r for r in (await s.exec(q.order_by(col(TelemetryReading.at)).limit(limit))).all()
@@ -393,8 +434,9 @@ class TelemetryService:
             try:
                 async with aiomqtt.Client(hostname=u.hostname or "127.0.0.1", port=u.port or 1883,
                                           username=u.username, password=u.password,
-                                          identifier=f"warnd-telemetry-{source.name}") as client:
-                    await client.subscribe(source.topic, qos=1)
+                                          identifier=f"warnd-telemetry-{source.name}-{uuid.uuid4().hex[:8]}") as client:
+                    # Shared: with several instances, each reading reaches one of them.
+                    await client.subscribe(shared_topic(f"warnd-telemetry-{source.name}", source.topic), qos=1)
                     log.info("telemetry subscribed", source=source.name, topic=source.topic)
                     delay = 1.0
                     async for message in client.messages:

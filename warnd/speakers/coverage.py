@@ -12,7 +12,8 @@ from warnd.core.speakers import FleetHealth, SpeakerCoverage, coverage, fleet
 from warnd.db.engine import Database
 from warnd.db.models import Alert, Call, Speaker, SpeakerCommand
 
-__all__ = ["FleetHealth", "SpeakerCoverage", "coverage_by_step", "fleet_health", "speaker_coverage"]
+__all__ = ["FleetHealth", "SpeakerCoverage", "coverage_by_step", "fleet_health", "loudspeaker_coverage",
+           "speaker_coverage"]
 
 
 async def speaker_coverage(db: Database, alert_id: int | None = None, step: str | None = None) -> SpeakerCoverage:
@@ -45,6 +46,19 @@ async def coverage_by_step(db: Database) -> dict[str, SpeakerCoverage]:
 
 async def fleet_health(db: Database, now: datetime, stale_after_seconds: float = 180) -> FleetHealth:
     async with db.read() as s:
-        rows = (await s.exec(select(Speaker.device_id, Speaker.region_code, Speaker.online, Speaker.last_seen_at).where(
-            Speaker.active == True))).all()  # noqa: E712
-    return fleet(rows, now, timedelta(seconds=stale_after_seconds))
+        rows = (await s.exec(select(Speaker).where(Speaker.active == True))).all()  # noqa: E712
+    return fleet([(sp.device_id, sp.region_code, sp.online, sp.last_seen_at, sp.hb_interval_s) for sp in rows],
+                 now, timedelta(seconds=stale_after_seconds))
+
+
+async def loudspeaker_coverage(db: Database, alert_id: int) -> dict[str, object]:
+    """One warning's loudspeaker coverage as `GET /api/v1/alerts/{id}` shows it: commands per
+    outcome, villages reached (a speaker played inside the ack window) and not, and the manual
+    fallback calls opened for the dark ones."""
+    c = await speaker_coverage(db, alert_id)
+    return {
+        "devices": c.devices, "played": c.played, "played_late": c.late, "failed": c.failed, "no_ack": c.no_ack,
+        "expired": c.expired, "in_flight": c.in_flight, "villages": c.villages,
+        "villages_reached": c.villages_reached, "villages_not_reached": c.not_reached,
+        "fallback_calls": c.fallback_calls, "fallback_confirmed": c.fallback_confirmed,
+    }

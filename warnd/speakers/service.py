@@ -38,7 +38,6 @@ from warnd.core import speakers as decide
 from warnd.core.domain import (
     AlertState,
     AlertStatus,
-    Colour,
     CommandState,
     PersonView,
     PlannedCall,
@@ -84,11 +83,11 @@ class SpeakerService(ModuleBase):
 
     def __init__(self, db: Database, clock: Clock, cfg: SpeakersCfg, county: County, policy: Policy,
                  templates: Templates, roles: Roles, roster: RosterCache,
-                 on_change: Callable[[], None] = lambda: None):
+                 on_change: Callable[[], None] = lambda: None, *, instance: str = ""):
         super().__init__()
         self.db, self.clock, self.cfg, self.county, self.policy = db, clock, cfg, county, policy
         self.templates, self.roles, self.roster, self.on_change = templates, roles, roster, on_change
-        self.channel = SpeakerMqtt(cfg.mqtt(county.code), self)
+        self.channel = SpeakerMqtt(cfg.mqtt(county.code, instance), self)
         self.ack_window = timedelta(seconds=cfg.ack_window_seconds)
         self.ttl = timedelta(seconds=cfg.command_ttl_seconds)
         self.stale_after = timedelta(seconds=cfg.stale_after_seconds)
@@ -143,17 +142,23 @@ class SpeakerService(ModuleBase):
                 created += await self.plan_alert(alert_id, now)
         return created
 
-    def speaker_text(self, alert: Alert) -> str:
-        ctx = Composer(self.templates, self.roles, None).context(alert)
+    def speaker_text(self, alert: Alert, roster: RosterSnapshot | None = None) -> str:
+        ctx = Composer(self.templates, self.roles, None, policy=self.policy,
+                       regions=roster.regions if roster is not None else None).context(alert)
+        own = (alert.channel_texts or {}).get("speaker")
+        if own:  # a GB/T message's SPEAKER text: read as the producer wrote it
+            ctx = ctx.with_channel_text(str(own))
         return self.templates.render("speaker_text", tag=ctx.tag, step=ctx.step, sender=ctx.sender,
-                                     headline=ctx.headline, instruction=alert.instruction.strip(), area=ctx.area,
-                                     colour=Colour(alert.colour).zh)
+                                     headline=ctx.headline, instruction=ctx.instruction, area=ctx.area,
+                                     colour=ctx.colour)
 
     async def plan_alert(self, alert_id: int, now: datetime | None = None) -> int:
         now = now or self.clock.now()
         roster = await self.roster.get()  # before the write transaction (SQLite: one writer)
         async with self.db.session() as s, s.begin():
-            alert = await s.get(Alert, alert_id)
+            # Locked: another instance planning the same alert (PostgreSQL) makes this one
+            # skip it; once it commits, its `speakers_planned` event is seen below.
+            alert = (await s.exec(select(Alert).where(Alert.id == alert_id).with_for_update(skip_locked=True))).first()
             if alert is None or alert.id is None:
                 return 0
             already = (await s.exec(select(func.count()).select_from(Event).where(
@@ -170,14 +175,14 @@ class SpeakerService(ModuleBase):
             rows: list[dict[str, Any]] = []
             dark: list[_Dark] = []
             if expires > now and alert.state == AlertState.ACTIVE:
-                text = self.speaker_text(alert)
+                text = self.speaker_text(alert, roster)
                 for sp in sorted(speakers, key=lambda x: x.device_id):
                     cmd_id = f"w{alert.id}-{uuid.uuid4().hex[:16]}"
                     payload = decide.play_payload(
                         cmd_id=cmd_id, alert_id=alert.id, warning_ref=f"{alert.sender}|{alert.identifier}",
                         device_id=sp.device_id, issued_at=now, expires_at=expires, drill=drill,
                         colour=alert.colour, step=alert.step, text=text, style=self.style)
-                    why = decide.darkness(sp.online, sp.last_seen_at, now, self.stale_after)
+                    why = decide.darkness(sp.online, sp.last_seen_at, now, self.stale_after, sp.hb_interval_s)
                     rows.append(dict(
                         cmd_id=cmd_id, alert_id=alert.id, device_id=sp.device_id, region_code=sp.region_code,
                         village_code=decide.village_of(sp.region_code), step=alert.step, drill=drill,
@@ -280,14 +285,41 @@ class SpeakerService(ModuleBase):
                                         SpeakerCommand.expires_at).join(Alert, col(Alert.id) == SpeakerCommand.alert_id).where(
                 SpeakerCommand.state == CommandState.PENDING, col(SpeakerCommand.expires_at) > now,
                 Alert.state == AlertState.ACTIVE).order_by(col(SpeakerCommand.id)).limit(limit))).all()
-        return [OutgoingCommand(key=i, device_id=d, payload=p.encode(),
-                                expiry_seconds=max(1, math.ceil((e - now).total_seconds() / speed)))
-                for i, d, p, e in rows if i is not None]
+        out = [OutgoingCommand(key=i, device_id=d, payload=p.encode(),
+                               expiry_seconds=max(1, math.ceil((e - now).total_seconds() / speed)))
+               for i, d, p, e in rows if i is not None]
+        return out + await self._stops(now, speed, limit - len(out))
+
+    async def _stops(self, now: datetime, speed: float, limit: int) -> list[OutgoingCommand]:
+        """Stop commands owed: the warning was cancelled while the device had its play command
+        (published, maybe playing). Keyed by the negative row id (see `published`)."""
+        if limit <= 0:
+            return []
+        async with self.db.read() as s:
+            rows = (await s.exec(select(SpeakerCommand).join(
+                Alert, col(Alert.id) == SpeakerCommand.alert_id).where(
+                Alert.state == AlertState.CANCELLED, col(SpeakerCommand.state).in_(
+                    [CommandState.SENT.value, CommandState.RECEIVED.value, CommandState.PLAYING.value]),
+                col(SpeakerCommand.stop_sent_at).is_(None), col(SpeakerCommand.expires_at) > now,
+            ).order_by(col(SpeakerCommand.id)).limit(limit))).all()
+        return [OutgoingCommand(
+            key=-c.id, device_id=c.device_id, expiry_seconds=max(1, math.ceil((c.expires_at - now).total_seconds() / speed)),
+            payload=json.dumps(decide.stop_payload(cmd_id=c.cmd_id, alert_id=c.alert_id, device_id=c.device_id,
+                                                   issued_at=now, expires_at=c.expires_at), ensure_ascii=False).encode())
+            for c in rows if c.id is not None]
 
     async def published(self, keys: Sequence[int]) -> None:
         now = self.clock.now()
+        stops = [-k for k in keys if k < 0]
+        keys = [k for k in keys if k > 0]
         async with self.db.session() as s, s.begin():
             conn = await s.connection()
+            if stops:  # the device has been told to drop it: the play command ends here
+                await conn.execute(update(SC).where(SC.c.id.in_(stops), SC.c.stop_sent_at.is_(None)).values(
+                    stop_sent_at=now, state=CommandState.CANCELLED.value, reason="stopped"))
+                events.record(s, now, "speaker_stops_published", count=len(stops))
+            if not keys:
+                return
             await conn.execute(update(SC).where(SC.c.id.in_(list(keys)), SC.c.state == CommandState.PENDING.value).values(
                 state=CommandState.SENT.value, sent_at=now, deadline=now + self.ack_window,
                 publish_attempts=SC.c.publish_attempts + 1))
@@ -308,11 +340,16 @@ class SpeakerService(ModuleBase):
             if m.kind == "state" and isinstance(m.data.get("online"), bool):
                 upd.update(online=m.data["online"], state_reason=str(m.data.get("reason") or "")[:32] or None,
                            state_at=now)
+                if isinstance(m.data.get("hb_interval_s"), int):  # advertised on every connect (§4)
+                    upd.update(hb_interval_s=m.data["hb_interval_s"])
             elif m.kind == "hb":
                 upd.update(online=True)
             elif m.kind == "ack":
                 acks.append(m)
-        fallback_needed = any(m.data.get("status") == CommandState.FAILED for m in acks)
+                if not m.retained:  # any fresh ack is a sign of life, whatever it reports
+                    upd.update(online=True)
+        # A failure opens a fallback; a play may close one (the roster says whose it is).
+        fallback_needed = any(m.data.get("status") in (CommandState.FAILED, CommandState.PLAYED) for m in acks)
         roster = await self.roster.get() if fallback_needed else None
         opened = False
         async with self.db.session() as s, s.begin():
@@ -359,6 +396,7 @@ class SpeakerService(ModuleBase):
                 reasons[found.cmd_id] = str(m.data.get("reason") or "other")
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
         dark: dict[int, list[_Dark]] = defaultdict(list)
+        reached: dict[int, list[SpeakerCommand]] = defaultdict(list)  # dark at planning, then played in time
         for cmd_id, status in decide.best_acks(valid).items():
             cmd = cmds[cmd_id]
             view = decide.CommandView(CommandState(cmd.state), cmd.sent_at, cmd.received_at, cmd.deadline, cmd.fallback)
@@ -372,6 +410,8 @@ class SpeakerService(ModuleBase):
                 events.record(s, now, f"speaker_{status.value}", alert_id=cmd.alert_id, device=cmd.device_id,
                               village=cmd.village_code, cmd_id=cmd.cmd_id, reason=values.get("reason"),
                               late=bool(values.get("late")))
+            if status == CommandState.PLAYED and cmd.fallback and not values.get("late"):
+                reached[cmd.alert_id].append(cmd)
             if decide.needs_fallback(view, status):
                 dark[cmd.alert_id].append(_Dark(cmd.device_id, cmd.region_code, f"failed:{values['reason']}", cmd.id))
         conn = await s.connection()
@@ -381,6 +421,8 @@ class SpeakerService(ModuleBase):
                        else [bindparam("b_cur")])
             await conn.execute(update(SC).where(SC.c.id == bindparam("b_id"), SC.c.state.in_(allowed)).values(
                 {k: bindparam(f"v_{k}") for k in keys}), params)
+        if reached and roster is not None:
+            await self._close_reached_fallbacks(s, reached, roster, now)
         opened = 0
         if dark and roster is not None:
             for alert_id, items in dark.items():
@@ -390,6 +432,34 @@ class SpeakerService(ModuleBase):
         return opened > 0
 
     # --- fallback ------------------------------------------------------------------------
+
+    async def _close_reached_fallbacks(self, s: AsyncSession, reached: dict[int, list[SpeakerCommand]],
+                                       roster: RosterSnapshot, now: datetime) -> int:
+        """A speaker that was dark at planning played inside its ack window after all: the
+        fallback call it opened (鸣锣吹哨/敲门入户) is closed, unless the same official still has
+        another dark speaker of this warning that has not played."""
+        closed = 0
+        for alert_id, cmds in reached.items():
+            companion = (await s.exec(select(Alert.id).where(Alert.fallback_for_id == alert_id))).first()
+            if companion is None:
+                continue
+            still_dark = (await s.exec(select(SpeakerCommand.region_code).where(
+                SpeakerCommand.alert_id == alert_id, SpeakerCommand.fallback == True,  # noqa: E712
+                col(SpeakerCommand.id).not_in([c.id for c in cmds]),
+                (SpeakerCommand.state != CommandState.PLAYED) | (SpeakerCommand.late == True),  # noqa: E712
+            ))).all()
+            waiting = {o.id for code in still_dark if (o := self.fallback_official(code, roster)) is not None}
+            officials = {o.id for c in cmds if (o := self.fallback_official(c.region_code, roster)) is not None}
+            done = officials - waiting
+            if not done:
+                continue
+            ids = list((await s.exec(select(Call.id).where(
+                Call.alert_id == companion, col(Call.person_id).in_(done)))).all())
+            moved = await calls.cancel_calls(s, [i for i in ids if i is not None], now,
+                                             event="speaker_fallback_closed", reason="speaker_played", alert_id=companion,
+                                             for_alert=alert_id, devices=[c.device_id for c in cmds])
+            closed += len(moved)
+        return closed
 
     def fallback_official(self, region_code: str, roster: RosterSnapshot) -> PersonView | None:
         """The planner's nearest-holder search over `fallback_roles`."""
@@ -424,7 +494,7 @@ class SpeakerService(ModuleBase):
         companion = await self._companion(s, alert, now)
         assert companion.id is not None
         existing = set((await s.exec(select(Call.person_id).where(Call.alert_id == companion.id))).all())
-        composer = Composer(self.templates, self.roles, None)
+        composer = Composer(self.templates, self.roles, None, policy=self.policy, regions=roster.regions)
         window = timedelta(minutes=self.cfg.fallback_confirm_minutes)
         ladder = self.cfg.fallback_ladder if self.cfg.fallback_ladder in self.policy.ladders else next(iter(self.policy.ladders))
         opened = 0

@@ -84,7 +84,7 @@ async def send_alarms(db: Database, now: datetime) -> list[Alarm]:
             col(Event.id).desc()).limit(20))).all()
     seen = {a.key for a in out}
     for e in notices:
-        key = f"provider_failing:{e.data.get('provider') or e.data.get('channel') or e.id}"
+        key = f"provider_failing:{e.data.get('provider') or e.data.get('for_channel') or e.data.get('channel') or e.id}"
         if key in seen:
             continue
         seen.add(key)

@@ -22,7 +22,7 @@ from warnd.cap.writer import cap_document
 from warnd.config import County, Settings
 from warnd.core import speakers as decide
 from warnd.core.compose import Draft, Township, draft_message, township_tree
-from warnd.core.domain import AlertFacts, AlertStatus, Colour, CoverageGap, PersonView
+from warnd.core.domain import AlertFacts, AlertStatus, CoverageGap, PersonView
 from warnd.core.planner import plan_alert
 from warnd.core.policy import Policy
 from warnd.core.roles import Roles
@@ -120,7 +120,8 @@ async def preview(ctx: ComposeContext, draft: Draft, now: datetime) -> Preview:
                        now + timedelta(hours=draft.hours))
     plan = plan_alert(facts, roster.regions, roster.people, ctx.policy, now)
     alert = _alert(ctx, draft, now)
-    composer = Composer(ctx.templates, ctx.roles, None)
+    alert.region_codes = sorted(area.codes)  # the area in words, as the real messages will say it
+    composer = Composer(ctx.templates, ctx.roles, None, policy=ctx.policy, regions=roster.regions)
     reach: Counter[str] = Counter()
     sample: dict[str, PersonView] = {}
     for d in plan.deliveries:
@@ -138,7 +139,7 @@ async def preview(ctx: ComposeContext, draft: Draft, now: datetime) -> Preview:
         text = render(composer.context(alert), name, person, roles=ctx.roles, link=base + LINK_SAMPLE)
         channels.append(ChannelText(ch, CHANNEL_ZH.get(ch, ch), reach[ch], text,
                                     sms_length(text, ctx.sms_signature()) if ch == "sms" else None))
-    speakers, dark, note, speaker_text = await _speakers(ctx, alert, draft, area.codes, now)
+    speakers, dark, note, speaker_text = await _speakers(ctx, alert, draft, area.codes, now, composer)
     sms = next((c for c in channels if c.sms is not None), None)
     return Preview(
         officials=len(plan.calls), channels=channels, gaps=_gap_names(plan.gaps, roster, ctx.roles),
@@ -158,7 +159,7 @@ def _gap_names(gaps: Sequence[CoverageGap], roster: RosterSnapshot, roles: Roles
 
 
 async def _speakers(ctx: ComposeContext, alert: Alert, draft: Draft, codes: frozenset[str],
-                    now: datetime) -> tuple[int | None, int, str, str]:
+                    now: datetime, composer: Composer) -> tuple[int | None, int, str, str]:
     cfg = ctx.settings.speakers
     if not cfg.enabled:
         return None, 0, "未启用（未配置应急广播）", ""
@@ -169,10 +170,11 @@ async def _speakers(ctx: ComposeContext, alert: Alert, draft: Draft, codes: froz
         rows = (await s.exec(select(Speaker).where(Speaker.active == True))).all()  # noqa: E712
     covered = [sp for sp in rows if decide.covered(sp.region_code, set(codes))]
     stale = timedelta(seconds=cfg.stale_after_seconds)
-    dark = sum(1 for sp in covered if decide.darkness(sp.online, sp.last_seen_at, now, stale) is not None)
-    ctx_msg = Composer(ctx.templates, ctx.roles, None).context(alert)
+    dark = sum(1 for sp in covered
+               if decide.darkness(sp.online, sp.last_seen_at, now, stale, sp.hb_interval_s) is not None)
+    ctx_msg = composer.context(alert)
     text = ctx.templates.render("speaker_text", tag=ctx_msg.tag, step=ctx_msg.step, sender=ctx_msg.sender,
-                                headline=ctx_msg.headline, instruction=alert.instruction.strip(), area=ctx_msg.area,
-                                colour=Colour(alert.colour).zh)
+                                headline=ctx_msg.headline, instruction=ctx_msg.instruction, area=ctx_msg.area,
+                                colour=ctx_msg.colour)
     note = f"其中 {dark} 台离线或未上线（将转鸣锣吹哨/敲门入户）" if dark else ""
     return len(covered), dark, note, text
