@@ -4,7 +4,7 @@
                                              [--database sqlite:///...|postgresql://...]
 
 Two runs against the same broker and the same simulated fleet (each speaker its own MQTT
-client, warnd/simulators/speakers.py, acking at once):
+client, devtools/simulators/speakers.py, acking at once):
 
 1. raw: one aiomqtt client publishes the N commands (QoS 1, pipelined) and counts the N
    `played` acks — the floor that MQTT, the broker and the simulated devices allow;
@@ -206,16 +206,17 @@ async def main() -> int:
     # The fleet runs in its own process (as real devices would be elsewhere): the two runs then
     # measure the publisher side, not an event loop shared with 4,365 simulated devices.
     fleet = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "warnd.cli", "speakers", "simulate", "--count", str(len(ids)), "--prefix", "BENCH",
+        sys.executable, "-m", "devtools.cli", "speakers", "simulate", "--count", str(len(ids)), "--prefix", "BENCH",
         "--broker", f"{host}:{port}", "--failure-rate", "0", "--offline-share", "0", "--latency", "0",
         "--play-seconds", "0", "--heartbeat", "3600", stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL, cwd=ROOT)
     assert fleet.stdout is not None
-    while b"simulated speakers on" not in (line := await asyncio.wait_for(fleet.stdout.readline(), 600)):
-        if not line:
-            raise RuntimeError("the simulator exited")
-    print(f"{len(ids)} simulated speakers connected in {time.perf_counter() - t:.1f} s (own process)", flush=True)
     try:
+        # (inside the try: a simulator that fails to start must not leave the broker running)
+        while b"simulated speakers on" not in (line := await asyncio.wait_for(fleet.stdout.readline(), 600)):
+            if not line:
+                raise RuntimeError("the simulator exited")
+        print(f"{len(ids)} simulated speakers connected in {time.perf_counter() - t:.1f} s (own process)", flush=True)
         raw = await raw_loop(mqtt, ids)
         print(f"raw aiomqtt publish/ack loop: {raw:.2f} s ({len(ids) / raw:.0f} commands/s)", flush=True)
         full, published, played = await warnd_run(mqtt, ids, url)
@@ -225,7 +226,8 @@ async def main() -> int:
         print(json.dumps({"count": len(ids), "raw_s": round(raw, 3), "warnd_s": round(full, 3),
                           "warnd_published_s": round(published, 3), "ratio": round(full / raw, 2)}))
     finally:
-        fleet.terminate()
+        if fleet.returncode is None:
+            fleet.terminate()
         await fleet.wait()
         if broker is not None:
             broker.stop()

@@ -90,6 +90,11 @@ class InboundSink(Protocol):
 
     async def on_report(self, report: DeliveryReport) -> None: ...
 
+    async def on_reports(self, reports: Sequence[DeliveryReport]) -> None:
+        """Several reports of one callback (a provider's status push carries hundreds), applied
+        together: one transaction for all, not one each."""
+        ...
+
 
 class ActionSink(InboundSink, Protocol):
     """What interactive channels (voice, WeCom) need besides replies and reports."""

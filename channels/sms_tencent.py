@@ -311,9 +311,7 @@ class TencentSms(ChannelBase):
                 # Reject the whole batch so nothing is half-applied; Tencent re-sends it.
                 return refuse(400, "Bad request", "every status report needs sid and report_status "
                                                   "SUCCESS or FAIL")
-            for report in reports:
-                assert report is not None
-                await sink.on_report(report)
+            await sink.on_reports([r for r in reports if r is not None])
             return web.json_response(OK_BODY)
 
         return [

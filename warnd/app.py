@@ -13,7 +13,7 @@ Nothing else wires parts together: no module reaches for another through a share
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +35,7 @@ from warnd.config.compose import load_compose_texts
 from warnd.confirm.links import LinkIssuer
 from warnd.confirm.pages import ConfirmPages
 from warnd.core.compose import ComposeTexts
+from warnd.core.domain import Purpose
 from warnd.core.policy import Policy
 from warnd.core.roles import Roles
 from warnd.core.templates import Templates
@@ -51,6 +52,9 @@ from warnd.engine.roster import RosterCache
 from warnd.engine.timeline import anchor_clock
 from warnd.engine.watch import Watch
 from warnd.feeds.service import FeedConfig, FeedLog, FeedService, SourceTrust
+from warnd.public.fanout import PublicFanout, budget_for
+from warnd.public.optouts import SmsOptOuts
+from warnd.public.pacing import PacedChannel
 from warnd.speakers.service import SpeakerService
 
 log = structlog.get_logger("warnd")
@@ -119,6 +123,8 @@ class App:
     approvals: Approvals
     compose_texts: ComposeTexts
     speakers: SpeakerService | None = None
+    public: PublicFanout | None = None  # plans public SMS (warnd.public)
+    public_outbox: Outbox | None = None  # sends them, apart from officials' traffic
     _started: bool = field(default=False, repr=False)
 
     @classmethod
@@ -147,10 +153,12 @@ class App:
         calls = Calls(db, clock, on_change=kick)
         outbox = Outbox(db, clock, chans, settings.delivery, after_sent=restart_windows, on_change=kick,
                         single_instance=db.is_sqlite, roster=roster, templates=templates,
-                        failover=failover_map(settings, policy, chans))
+                        failover=failover_map(settings, policy, chans), exclude_purposes=frozenset({Purpose.PUBLIC}))
+        public, public_outbox = cls._public(settings, db, clock, policy, templates, chans, kick)
         escalation = Escalation(db, clock, calls, policy, templates, roles, roster, links, on_change=kick)
         expiry = Expiry(db, clock, roster, templates, roles, on_change=kick)
-        inbound = InboundHandler(db, clock, calls, templates, settings.delivery, outbox, on_change=kick)
+        inbound = InboundHandler(db, clock, calls, templates, settings.delivery, outbox, on_change=kick,
+                                 subscriptions=SmsOptOuts())
         feeds = FeedService(db, clock, ingestor, feed_config, settings.county, feed_log)
         speakers = (SpeakerService(db, clock, settings.speakers, settings.county, policy, templates, roles, roster,
                                    on_change=kick, instance=settings.server.instance)
@@ -160,11 +168,29 @@ class App:
         runner.add(outbox, escalation, expiry, watch, *feeds.modules())
         if speakers is not None:
             runner.add(speakers)
+        if public is not None and public_outbox is not None:
+            runner.add(public, public_outbox)
         pages = ConfirmPages(db, clock, calls, links, kick)
         approvals = Approvals(db, clock, ingestor, on_change=kick)
         compose_texts = load_compose_texts(_path(settings.console.compose_texts), vocab.codes)
         return cls(settings, clock, db, policy, roles, templates, vocab, roster, chans, links, runner, ingestor,
-                   calls, outbox, escalation, expiry, inbound, feeds, pages, approvals, compose_texts, speakers)
+                   calls, outbox, escalation, expiry, inbound, feeds, pages, approvals, compose_texts, speakers,
+                   public, public_outbox)
+
+    @staticmethod
+    def _public(settings: Settings, db: Database, clock: Clock, policy: Policy, templates: Templates,
+                chans: Mapping[str, Channel], kick: Callable[[], None]) -> tuple[PublicFanout | None, Outbox | None]:
+        """The public fan-out and its own outbox, whose channels wait for the provider's rate."""
+        if not settings.public.enabled:
+            return None, None
+        paced: dict[str, Channel] = {}
+        for name, ch in chans.items():
+            budget = budget_for(settings.public, ch.provider)
+            paced[name] = PacedChannel(ch, budget.qps or ch.rate_per_second or 100.0, budget.burst)
+        cfg = settings.delivery.model_copy(update={"recipient_min_interval_seconds": 0})  # planned per number
+        sender = Outbox(db, clock, paced, cfg, on_change=kick, single_instance=db.is_sqlite,
+                        purposes=frozenset({Purpose.PUBLIC}), name="public_outbox")
+        return PublicFanout(db, clock, policy, templates, settings.public, chans, on_change=kick), sender
 
     def kick(self) -> None:
         """Wake every module: something changed that may have made work due."""

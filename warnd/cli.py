@@ -173,11 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("-v", "--verbose", action="store_true", help="show each migration applied")
     up.set_defaults(func=cmd_db_upgrade)
 
+    from warnd.public.cli import add_cli as add_public_cli
     from warnd.roster.cli import add_cli as add_roster_cli
     from warnd.views.readiness_cli import add_check_cli
 
     add_roster_cli(sub, settings_from_args)  # warnd roster import
     add_check_cli(sub, settings_from_args)  # warnd check
+    add_public_cli(sub, settings_from_args)  # warnd public import
 
     a = sub.add_parser("alert", help="warnings")
     as_ = a.add_subparsers(dest="alert_command", required=True)

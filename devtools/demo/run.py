@@ -30,6 +30,7 @@ from devtools.demo.channels import ChannelOfficials, demo_policy
 from devtools.demo.county import COUNTY_CODE, generate_county
 from devtools.demo.loudspeakers import loudspeaker_summary, seed_speakers
 from devtools.demo.officials import Officials
+from devtools.demo.public_list import write_public_list
 from devtools.demo.speakers import SpeakerFleetProcess, free_port
 from devtools.simulators.sl651_station import Sl651Station, TcpLink
 from devtools.simulators.tencent_sms_api import TencentSmsApi
@@ -46,6 +47,7 @@ from warnd.config import (
     County,
     DatabaseCfg,
     FeedsCfg,
+    MetricsCfg,
     PolicyCfg,
     ServerCfg,
     Settings,
@@ -57,8 +59,10 @@ from warnd.config import (
 )
 from warnd.confirm.feedback import people_moved_by_township
 from warnd.db.engine import Database
-from warnd.db.models import Alert, Call, Delivery, Person
+from warnd.db.models import Alert, Call, Delivery, Person, Region
 from warnd.logging import configure_logging
+from warnd.public.coverage import public_coverage
+from warnd.public.importer import import_list
 
 STEP_ZH = {"forecast": "预报(6h)", "warning": "预警(3h)", "imminent": "临灾(1h)", "gauge": "雨量站"}
 VIA_ZH = {"sms_reply": "短信回复", "wecom": "企业微信", "link": "链接", "voice": "语音按键",
@@ -87,6 +91,23 @@ sl651_address = "{GAUGE_ADDRESS}"
 sl651_password = "1234"
 """.replace("'", '"'), encoding="utf-8")
     return path
+# Public lists (危险区群众, 扫码订阅, 网格员, 游客): the seed county has over 100,000 numbers; the
+# demo lists 20,000, scaled to stay under a minute (bench/bench_public.py runs 100,000).
+PUBLIC_NUMBERS = 20_000
+
+
+async def _public_lists(engine: App, workdir: Path, now: datetime, seed: int) -> dict[str, Any]:
+    """Generate the county's public lists and import them as an operator would."""
+    async with engine.db.read() as s:
+        regions = {r.code: r for r in (await s.exec(select(Region))).all()}
+    villages = [(r.code, r.name, regions[r.parent_code].name if r.parent_code in regions else "")
+                for r in sorted(regions.values(), key=lambda r: r.code) if r.level == "village"]
+    path = workdir / "公众预警接收名单.csv"
+    write_public_list(path, villages, PUBLIC_NUMBERS, seed)
+    started = time.monotonic()
+    report = await import_list(engine.db, path, now=now)
+    return {"listed": report.added, "villages": report.villages, "kinds": dict(report.by_kind),
+            "rejected": len(report.rejected), "import_seconds": round(time.monotonic() - started, 1)}
 
 
 async def _leaders(engine: App) -> tuple[dict[str, str], list[str]]:
@@ -172,6 +193,7 @@ async def run_demo(out: Path, speed: float = 960.0, seed: int = 631, busy_speed:
         await server.start()
     speakers = (SpeakerFleetProcess.external(broker) if broker else await SpeakerFleetProcess.start_broker(workdir))
     token, cb_token = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
+    metrics_token = secrets.token_urlsafe(16)  # Prometheus can watch the storm (printed below)
     port = free_port()  # links and voice callbacks carry the public URL: fixed before the build
     gauge_port = free_port()  # the SL 651 gateway the rain gauge reports to
     base = f"http://127.0.0.1:{port}"
@@ -180,6 +202,7 @@ async def run_demo(out: Path, speed: float = 960.0, seed: int = 631, busy_speed:
         database=DatabaseCfg(url=database or f"sqlite:///{workdir / 'warnd.db'}", durable=database is not None),
         server=ServerCfg(host="127.0.0.1", port=port, public_base_url=base),
         api=ApiCfg(tokens=(token,)),
+        metrics=MetricsCfg(tokens=(metrics_token,)),
         policy=PolicyCfg(path=str(demo_policy(workdir))),
         feeds=FeedsCfg(stations=str(gauge_stations(workdir)), sl651_tcp=f"127.0.0.1:{gauge_port}"),
         sms=SmsCfg(provider="tencent", tencent=TencentCfg(
@@ -202,6 +225,7 @@ async def run_demo(out: Path, speed: float = 960.0, seed: int = 631, busy_speed:
     await engine.start()
     county = await generate_county(engine.db, clock.now(), seed)
     county["speakers"] = len(await seed_speakers(engine.db, total=SPEAKERS, now=clock.now()))
+    public_lists = await _public_lists(engine, workdir, clock.now(), seed)
     await speakers.start_fleet(settings.database.url, seed)  # connects while the quiet hours run
     assert engine.feeds is not None
     rain_gauge = Sl651Station(GAUGE_ADDRESS, "1234", mode="ascii")
@@ -212,11 +236,13 @@ async def run_demo(out: Path, speed: float = 960.0, seed: int = 631, busy_speed:
     print(f"warnd-dev demo: {county['townships']} townships, {county['villages']} villages, "
           f"{county['officials']} officials; clock ×{speed:g}, ×{busy_speed:g} from the gauge's first crossing; "
           f"database {settings.database.url.split('@')[-1]}", file=sys.stderr)
+    print(f"metrics while it runs: curl -H 'Authorization: Bearer {metrics_token}' {base}/metrics", file=sys.stderr)
     userids, leader_phones = await _leaders(engine)
     channel_officials = ChannelOfficials(wecom, twilio, clock, random.Random(seed + 1))
     not_by_sms = channel_officials.assign(userids, leader_phones, f"{base}/webhooks/wecom/callback")
     officials = Officials(sim, clock, f"{base}/webhooks/tencent/sms/{cb_token}/reply", random.Random(seed),
                           skip=not_by_sms)
+    sim.status_callback_url = f"{base}/webhooks/tencent/sms/{cb_token}/status"  # carriers' 状态报告 come back
     shot: asyncio.Task[Path] | None = None
     imminent: asyncio.Future[tuple[int, datetime]] = asyncio.get_running_loop().create_future()
     camera: BoardCamera | None = None
@@ -301,6 +327,11 @@ async def run_demo(out: Path, speed: float = 960.0, seed: int = 631, busy_speed:
     await asyncio.gather(*tasks, return_exceptions=True)
     print(file=sys.stderr)
     table = await step_table(engine)
+    imminent_id = int(ingested[-1]["id"])
+    public = {**public_lists, "imminent": await public_coverage(engine.db, imminent_id,
+                                                                 settings.public.coverage_target)}
+    if public["imminent"] is not None:
+        public["imminent"].pop("villages")  # per village: in the audit report
     moved = await people_moved_by_township(engine.db)
     loudspeakers = await loudspeaker_summary(engine.db, now=clock.now(), stale_after_seconds=10**7)
     dupes = [k for k, n in Counter((m.to, m.context) for m in sim.messages).items() if n > 1]
@@ -311,7 +342,7 @@ async def run_demo(out: Path, speed: float = 960.0, seed: int = 631, busy_speed:
                 "replies_from_officials": officials.replies},
         "wecom_cards": len(wecom.messages), "voice_calls": len(twilio.calls),
         "feedback_reports": channel_officials.feedback_sent, "people_moved_by_township": moved,
-        "gauge_alerts": sorted(set(gauge)), "loudspeakers": loudspeakers,
+        "gauge_alerts": sorted(set(gauge)), "loudspeakers": loudspeakers, "public": public,
         "board_screenshot": str(shot_path) if shot_path else None,
     }
     await officials.stop()
@@ -378,6 +409,14 @@ def print_table(table: list[dict[str, Any]], summary: dict[str, Any]) -> None:
         print(f"村村响 loudspeakers ({STEP_ZH.get(step, step)}): {cov['villages_reached']}/{cov['villages']} villages "
               f"reached, {cov['played']} played, {cov['failed']} failed, {cov['no_ack']} silent, "
               f"{cov['fallback_calls']} fallback calls (鸣锣吹哨/敲门入户), {cov['fallback_confirmed']} confirmed")
+    pub = summary.get("public") or {}
+    imm = pub.get("imminent")
+    if imm:
+        cov = "-" if imm["coverage"] is None else f"{imm['coverage']:.1%}"
+        print(f"公众短信 public (临灾): {pub['listed']} listed in {pub['villages']} villages "
+              f"(imported in {pub['import_seconds']} s); targeted {imm['targeted']}, 人次 {imm['accepted']}, "
+              f"delivered {imm['delivered']}, opted out {imm['opted_out']}, over budget {imm['over_budget']}; "
+              f"coverage {cov} (target {imm['coverage_target']:.0%})")
     fleet = summary["loudspeakers"].get("fleet")
     if fleet:
         print(f"fleet: {fleet['total']} speakers, {fleet['online']} online, {fleet['offline']} offline")

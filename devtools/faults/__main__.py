@@ -44,6 +44,33 @@ def provider_500s(share: float) -> Provider:
     return arm
 
 
+def late_and_broken(late: float, broken: float) -> Provider:
+    """Sends the provider accepted but answered after the SDK's timeout (`late` of them), or
+    answered HTTP 500 (`broken`, half of them accepted first): every one in doubt, to be
+    looked up before anything is sent again."""
+
+    def arm(sim: TencentSmsApi, rng: random.Random) -> None:
+        sim.late_rate, sim.error_rate, sim.late_seconds = late, broken, 6.0
+
+    return arm
+
+
+def outage(after: float, seconds: float) -> Provider:
+    """The provider's gateway answers every call 503 for `seconds` of real time, starting
+    `after` seconds into the run (at ×100, 6 s is ten minutes of warnd time)."""
+
+    def arm(sim: TencentSmsApi, rng: random.Random) -> None:
+        async def down() -> None:
+            await asyncio.sleep(after)  # the scenario's timeline, not a wait for an event
+            await sim.outage_start("503")
+            await asyncio.sleep(seconds)
+            await sim.outage_stop()
+
+        sim._spawn(down())
+
+    return arm
+
+
 def scenarios(quick: bool, seed: int) -> list[Scenario]:
     if quick:
         return [Scenario("two instances, kills", instances=2, kills=2, seed=seed)]
@@ -57,6 +84,10 @@ def scenarios(quick: bool, seed: int) -> list[Scenario]:
         big("three instances, kills", instances=3, kills=12, seed=seed + 2),
         big("two instances, kills, 5 % provider 500s", instances=2, kills=6, seed=seed + 3,
             provider=provider_500s(0.05)),
+        big("two instances, kills, 3 % answered late, 3 % 500s", instances=2, kills=6, seed=seed + 4,
+            provider=late_and_broken(0.03, 0.03)),
+        big("one instance, kills, a 10-minute outage", instances=1, kills=4, seed=seed + 5,
+            provider=outage(after=3.0, seconds=6.0)),
     ]
 
 

@@ -281,6 +281,7 @@ sign_name = "{sim.sign_name}"
 template_id = "100001"
 endpoint = "{sim.base_url.removeprefix("http://")}"
 callback_token = "{CB}"
+timeout_seconds = 3
 """, encoding="utf-8")
     return config
 

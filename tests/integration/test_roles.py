@@ -22,7 +22,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlmodel import select
 
 from channels.voice_twilio import TwilioVoice
-from support.channel_stack import TOKEN, Stack, build_stack, imminent, stop_stack
+from support.channel_stack import METRICS_TOKEN, TOKEN, Stack, build_stack, imminent, stop_stack
 from support.users import PASSWORD, bearer, token_for
 from warnd.api.app import make_app
 from warnd.api.auth import ACCESS, AUTH, COOKIES, CSRF_HEADER, Public, all_declared
@@ -110,6 +110,8 @@ async def ack(st: Stack) -> tuple[str, dict[str, Any]]:
     return f"/api/v1/calls/{await open_call(st)}/ack", {"json": {"note": "电话联系本人，已收到"}}
 
 
+async def subscription(st: Stack) -> tuple[str, dict[str, Any]]:
+    return "/api/v1/public/subscriptions", {"json": {"phone": f"137{next(_ids):08d}", "region_code": "431222100200"}}
 async def console_ack(st: Stack) -> tuple[str, dict[str, Any]]:
     return f"/console/calls/{await open_call(st)}/ack", {"data": {"note": "电话联系本人，已收到", "alert": "1"}}
 
@@ -140,6 +142,12 @@ EXAMPLES: dict[tuple[str, str], Example] = {
     ("POST", "/console/approvals/{id}/reject"): Example("alerts.approve", console_reject, 303),
     ("POST", "/console/alerts/{id}/cancel"): Example("alerts.cancel", console_cancel, 303),
     ("POST", "/logout"): Example("console.view", fixed("/logout"), 303),
+    ("GET", "/api/v1/public/recipients"): Example("public.read", fixed("/api/v1/public/recipients"), 200),
+    ("GET", "/api/v1/public/recipients.csv"): Example("public.phones", fixed("/api/v1/public/recipients.csv"), 200),
+    ("POST", "/api/v1/public/subscriptions"): Example("public.manage", subscription, 201),
+    ("POST", "/api/v1/public/unsubscribe"): Example("public.manage", fixed(
+        "/api/v1/public/unsubscribe", json={"phone": "13700000001"}), 200),
+    ("GET", "/metrics"): Example("metrics.read", fixed("/metrics"), 200),
     ("GET", "/api/v1/alerts"): Example("alerts.read", fixed("/api/v1/alerts?per_page=5&kind=real"), 200),
     ("GET", "/console/alerts"): Example("alerts.read", fixed("/console/alerts"), 200),
     ("GET", "/console/alerts/{id}"): Example("calls.read", fixed("/console/alerts/{alert}"), 200),
@@ -185,7 +193,8 @@ async def callers(st: Stack) -> list[Caller]:
     app = st.http.server.app
     assert app is not None
     auth, cookie = app[AUTH], app[COOKIES].session
-    out = [Caller("anonymous", None, _const({})), Caller("api-token", Role.MACHINE, _const(bearer(TOKEN)))]
+    out = [Caller("anonymous", None, _const({})), Caller("api-token", Role.MACHINE, _const(bearer(TOKEN))),
+           Caller("metrics-token", Role.METRICS, _const(bearer(METRICS_TOKEN)))]
     for role in USER_ROLES:
         out.append(Caller(f"{role.value} by token", role, _const(bearer(await token_for(st.engine.db, f"t-{role}", role)))))
         await token_for(st.engine.db, f"s-{role}", role)
@@ -210,7 +219,8 @@ def _const(h: dict[str, str]) -> Callable[[], Awaitable[dict[str, str]]]:
 
 def expected(caller: Caller, example: Example, method: str, path: str) -> int:
     if caller.role is None:
-        return 303 if method in SAFE and not path.startswith("/api/") else 401
+        machine = path.startswith("/api/") or path == "/metrics"  # refused with a 401, not the login page
+        return 303 if method in SAFE and not machine else 401
     return example.ok if allowed(caller.role, example.permission) else 403
 
 

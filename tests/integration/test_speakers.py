@@ -507,3 +507,47 @@ async def test_a_cancelled_warning_sends_a_stop_to_the_speaker_playing_it(main_s
         return c.state == "cancelled" and c.stop_sent_at is not None
 
     await eventually(recorded, what="the stop recorded")
+
+
+async def test_after_a_restart_only_unplayed_unexpired_commands_go_out(
+    db_url: str, private_broker: PrivateBroker
+) -> None:
+    """warnd stopped mid-broadcast (its commands still pending, the broker unreachable): the
+    next warnd publishes what is owed and still in force — not what played before the stop,
+    not what expired while it was down."""
+    broker = ("127.0.0.1", private_broker.port)
+    stack = await make_stack(db_url, broker, {"A1": VA, "B1": VB, "C1": VC})
+    try:
+        private_broker.stop()
+        alert_id = await stack.submit(f"RESTART-{tag()}")
+
+        async def planned() -> bool:
+            return [c.state for c in (await stack.commands(alert_id)).values()] == ["pending"] * 3
+
+        await eventually(planned, what="commands planned, held while the broker is away")
+        cmds = await stack.commands(alert_id)
+    finally:
+        await close_stack(stack)
+
+    again = App.build(stack.engine.settings, clock=SystemClock(), channels={"sms": RecordingSms()})
+    now = datetime.now(UTC)
+    async with again.db.session() as s, s.begin():  # what the stop left behind
+        played = await s.get(SpeakerCommand, cmds["A1"].id)
+        expired = await s.get(SpeakerCommand, cmds["C1"].id)
+        assert played is not None and expired is not None
+        played.state, played.played_at = "played", now  # acked just before the stop
+        expired.expires_at = now - timedelta(seconds=1)  # its life ran out while warnd was down
+    private_broker.start()
+    await again.start()
+    assert again.speakers is not None
+    restarted = Stack(again, RecordingSms(), again.speakers, stack.mqtt, stack.ids)
+    try:
+        fleet = await restarted.fleet(SimConfig())
+        await eventually(lambda: _played(restarted, alert_id, 2), what="B1 played after the restart")
+        assert again.speakers.channel.stats.published == 1
+        assert fleet.stats.played == 1 and fleet.stats.received == 1
+        after = await restarted.commands(alert_id)
+        assert (after["A1"].state, after["B1"].state) == ("played", "played")
+        assert after["C1"].state in ("pending", "expired") and after["C1"].sent_at is None
+    finally:
+        await close_stack(restarted)

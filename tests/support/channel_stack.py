@@ -26,6 +26,7 @@ from warnd.config import (
     ApiCfg,
     County,
     DatabaseCfg,
+    MetricsCfg,
     PolicyCfg,
     ServerCfg,
     Settings,
@@ -34,6 +35,7 @@ from warnd.config import (
 from warnd.db.models import Person, Region
 
 TOKEN = "test-token-0123456789"
+METRICS_TOKEN = "test-metrics-token-0123456789"
 T0 = datetime(2026, 7, 1, 2, 0, tzinfo=UTC)  # 10:00 Beijing time (day)
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 LINK_RE = re.compile(r"https?://[^\s，。]+/c/([A-Za-z0-9_-]{32})")
@@ -125,6 +127,7 @@ async def build_stack(db_url: str, tmp: Path, *, policy: Path | None = None, tem
         county=County(code="431222"), database=DatabaseCfg(url=db_url), api=ApiCfg(tokens=(TOKEN,)),
         server=ServerCfg(port=port, public_base_url=base),
         policy=PolicyCfg(path=str(policy or ""), templates=str(templates or "")),
+        metrics=MetricsCfg(tokens=(METRICS_TOKEN,), cache_seconds=0),
     )
     chans: dict[str, Channel] = {"sms": TwilioSms(account_sid=twilio.account_sid, auth_token=twilio.auth_token,
                                                   from_number="+15005550006", public_base_url=base,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from channels.base import DeliveryReport, InboundAction, InboundReply
 
@@ -39,6 +39,11 @@ class RecordingSink:
 
     def empty(self) -> bool:
         return not (self.replies or self.reports or self.actions)
+
+    async def on_reports(self, reports: Sequence[DeliveryReport]) -> None:
+        async with self._cond:
+            self.reports.extend(reports)
+            self._cond.notify_all()
 
     async def wait(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:  # noqa: ASYNC109
         async with asyncio.timeout(timeout), self._cond:

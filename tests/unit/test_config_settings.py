@@ -41,7 +41,8 @@ def test_the_example_is_the_defaults() -> None:
      "instance, large_bodies_at_once, large_body_timeout_seconds, max_body_bytes, max_connections, "
      "max_connections_per_client, port, public_base_url)"),
     ("[servers]\nhost = 'x'", "servers: unknown key (allowed: api, auth, clock, console, county, database, delivery, "
-                              "feeds, ingest, policy, report, roster, server, sms, speakers, voice, wecom)"),
+                              "feeds, ingest, metrics, policy, public, report, roster, server, sms, speakers, voice, "
+                              "wecom)"),
     ("[server]\nport = '8080'", "server.port: must be a whole number, not '8080'"),
     ("[server]\nport = 70000", "server.port: must be at most 65535"),
     ("[database]\ndurable = 1", "database.durable: must be true or false, not 1"),

@@ -25,7 +25,7 @@ RULES: dict[str, tuple[str, ...]] = {
                  "warnd.views", "warnd.roster", "channels", "devtools"),
     # The engine is below everything that plugs into it.
     "warnd.engine": ("warnd.feeds", "warnd.speakers", "warnd.confirm", "warnd.api", "warnd.app", "warnd.views",
-                     "warnd.roster", "warnd.cli", "devtools"),
+                     "warnd.roster", "warnd.public", "warnd.cli", "devtools"),
     # Channels are transports: they know the channel contract and nothing of the engine.
     "channels": ("warnd.db", "warnd.engine", "warnd.feeds", "warnd.speakers", "warnd.confirm", "warnd.api",
                  "warnd.app", "warnd.views", "warnd.roster", "warnd.core", "warnd.cli", "devtools"),
@@ -34,6 +34,8 @@ RULES: dict[str, tuple[str, ...]] = {
     "warnd.speakers": ("warnd.feeds", "warnd.confirm", "warnd.api", "warnd.app", "devtools"),
     "warnd.confirm": ("warnd.feeds", "warnd.speakers", "warnd.api", "warnd.app", "warnd.cli", "devtools"),
     "warnd.roster": ("warnd.engine", "warnd.feeds", "warnd.speakers", "warnd.confirm", "warnd.api", "warnd.app",
+                     "devtools"),
+    "warnd.public": ("warnd.feeds", "warnd.speakers", "warnd.confirm", "warnd.roster", "warnd.api", "warnd.app",
                      "devtools"),
     # Nothing in the product imports the development tools.
     "warnd": ("devtools",),

@@ -12,8 +12,10 @@ from warnd.api import approvals as approvals_api
 from warnd.api import auth
 from warnd.api.auth import Public, Rule, principal
 from warnd.api.feeds import feed_routes
+from warnd.api.metrics import metrics_route
 from warnd.api.middleware import BodyLimits, install, own_body, read_body
 from warnd.api.problems import problem
+from warnd.api.public import public_routes
 from warnd.api.responses import ingest_body, ingest_status
 from warnd.app import App
 from warnd.auth.service import AuthService
@@ -26,6 +28,7 @@ from warnd.console.render import SITE, Site
 from warnd.core.domain import ConfirmVia
 from warnd.engine.approvals import ApprovalError
 from warnd.engine.ingest import IngestError
+from warnd.public.coverage import public_coverage
 from warnd.speakers.coverage import loudspeaker_coverage
 from warnd.views.alerts import AlertFilter, FilterError, list_alerts
 from warnd.views.approvals import approval_alarms
@@ -75,6 +78,7 @@ async def get_alert(request: web.Request) -> web.StreamResponse:
     if body is None:
         return problem(404, "Not found", "no such alert")
     body["loudspeakers"] = await loudspeaker_coverage(engine.db, alert_id)
+    body["public"] = await public_coverage(engine.db, body["id"], engine.settings.public.coverage_target)
     return web.json_response(body, dumps=lambda o: json.dumps(o, ensure_ascii=False))
 
 
@@ -153,7 +157,8 @@ def make_app(app: App) -> web.Application:
     # problem+json errors, then who is asking (headers only), then bounded bodies (api/middleware.py).
     install(web_app, limits, auth.authenticate)
     web_app[APP] = app
-    access = auth.install(web_app, AuthService(app.db, settings.auth, settings.api.tokens),
+    access = auth.install(web_app, AuthService(app.db, settings.auth, settings.api.tokens,
+                                               metrics_tokens=settings.metrics.tokens),
                           settings.server.public_base_url)
     web_app[SITE] = Site(settings.county.name, web_app[auth.COOKIES].secure)
     # Who may call each route: warnd/auth/permissions.py (tests/integration/test_roles.py).
@@ -165,8 +170,10 @@ def make_app(app: App) -> web.Application:
         (web.post("/api/v1/alerts/{id}/cancel", cancel_alert), "alerts.cancel"),
         (web.post("/api/v1/calls/{id}/ack", ack_call), "calls.ack"),
         (web.get("/healthz", healthz), Public("liveness probe: no data")),
+        (metrics_route(app), "metrics.read"),
     ]
     access.add(web_app.router, api)
+    access.add(web_app.router, public_routes(app, APP))
     access.add(web_app.router, approvals_api.routes(app))
     access.add(web_app.router, [(r, FEED_PUSH if (r.kwargs.get("name") or "").startswith("feed_push")
                                  else "feeds.read") for r in feed_routes(app.feeds)])

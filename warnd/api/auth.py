@@ -138,7 +138,8 @@ async def session_principal(request: web.Request) -> Principal | None:
 
 
 def _is_api(request: web.Request) -> bool:
-    return request.path.startswith("/api/")
+    """Machine routes: refused with problem+json and a 401, never sent to the login page."""
+    return request.path.startswith("/api/") or request.path == "/metrics"
 
 
 @web.middleware

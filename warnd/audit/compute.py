@@ -26,6 +26,7 @@ from warnd.audit.facts import (
 )
 from warnd.audit.labels import Labels
 from warnd.audit.model import BOOL, INT, MINUTES, RATE, TEXT, TIME, AuditReport, Column, Table
+from warnd.audit.public import PublicFacts
 from warnd.audit.rows import AuditInput
 from warnd.audit.stats import mask_phone, median, minutes, percentile, rate
 
@@ -45,6 +46,7 @@ class _Builder:
         if facts.speakers:
             reach.add(SPEAKER)
         self.reach_channels = self.channels + [c for c in (SPEAKER, PHONE) if c in reach]
+        self.public = PublicFacts(facts, inp.public_targets)
 
     # --- helpers ------------------------------------------------------------------------------
 
@@ -121,6 +123,32 @@ class _Builder:
             "delivered": sum(1 for s in sends if s.delivered), "undelivered": sum(1 for s in sends if s.undelivered),
             "failed": sum(1 for s in sends if s.failed),
         }
+
+    _PUBLIC_SPECS = (("targeted", INT), ("person_times", INT), ("sent", INT), ("delivered", INT),
+                     ("undelivered", INT), ("failed", INT), ("opted_out", INT), ("over_budget", INT),
+                     ("displaced", INT), ("coverage", RATE), ("coverage_met", BOOL))
+
+    def public_issues(self) -> Table:
+        """Public SMS: 期 and 人次 per step, targeted and the coverage rate, real and drill apart."""
+        rows: list[dict[str, Any]] = []
+        for kind in self.kinds:
+            steps = self.public.by_step(kind)
+            for step, targets in steps.items():
+                rows.append({"kind": self.kind(kind), "step": self.step(step), **self.public.row(targets, self.target)})
+            if steps:
+                rows.append({"kind": self.kind(kind), "step": self.L.word("steps", ALL),
+                             **self.public.row(self.public.of_kind(kind), self.target)})
+        return self.table("public_issues", [("kind", TEXT), ("step", TEXT), ("issues", INT), *self._PUBLIC_SPECS],
+                          rows)
+
+    def public_villages(self) -> Table:
+        rows = []
+        for (kind, village), targets in self.public.by_village().items():
+            rows.append({"kind": self.kind(kind), "township": self.township(self.f.places.township(village)),
+                         "village_code": village, "village": self.f.places.name(village),
+                         **self.public.row(targets, self.target)})
+        return self.table("public_villages", [("kind", TEXT), ("township", TEXT), ("village_code", TEXT),
+                                              ("village", TEXT), *self._PUBLIC_SPECS], rows)
 
     def speakers(self) -> Table:
         rows: list[dict[str, Any]] = []
@@ -408,6 +436,11 @@ class _Builder:
             ("speakers_never_played", INT,
              lambda k: sum(1 for sp in self.f.speakers if sp.warning.kind == k and sp.played is None)),
             ("coverage_gaps", INT, lambda k: sum(len(u.gaps) for u in units(k))),
+            ("public_issues", INT, lambda k: self.public.row(self.public.of_kind(k), self.target)["issues"]),
+            ("public_person_times", INT,
+             lambda k: self.public.row(self.public.of_kind(k), self.target)["person_times"]),
+            ("public_targeted", INT, lambda k: self.public.row(self.public.of_kind(k), self.target)["targeted"]),
+            ("public_coverage", RATE, lambda k: self.public.row(self.public.of_kind(k), self.target)["coverage"]),
         ]
         rows = []
         for key, kind, fn in items:
@@ -456,7 +489,7 @@ def build_report(inp: AuditInput, labels: Labels, *, coverage_target: float = DE
     villages = b.coverage_villages()
     tables = [b.summary(), b.warnings(), b.issues(), b.speakers(), b.coverage_townships(), villages,
               b.confirm_steps(), b.confirm_townships(), b.escalations(), b.never_confirmed(),
-              b.speakers_not_played(), b.reconciliation()]
+              b.speakers_not_played(), b.reconciliation(), b.public_issues(), b.public_villages()]
     scope: dict[str, Any] = ({"alert_id": inp.scope.alert_id} if inp.scope.alert_id is not None
                              else {"from": inp.scope.start, "to": inp.scope.end})
     return AuditReport(title=labels.title, scope=scope, generated_at=inp.generated_at,

@@ -21,18 +21,29 @@ from warnd.audit.rows import (
     EventRow,
     FeedbackRow,
     PersonRow,
+    PublicTargetRow,
     RegionRow,
     Scope,
     SpeakerCheck,
     SpeakerCommandRow,
 )
 from warnd.db.engine import Database
-from warnd.db.models import Alert, Call, Delivery, Event, Feedback, Person, Region, SpeakerCommand
+from warnd.db.models import (
+    Alert,
+    Call,
+    Delivery,
+    Event,
+    Feedback,
+    Person,
+    PublicTarget,
+    Region,
+    SpeakerCommand,
+)
 
 CHUNK = 500  # ids per IN (…) list
 # Core tables: plain tuples of the columns a report needs, no ORM objects for 100,000 events.
 _T: dict[type, Any] = {m: getattr(m, "__table__") for m in (  # noqa: B009 (mypy does not see __table__)
-    Alert, Call, Delivery, Event, Feedback, Person, Region, SpeakerCommand)}
+    Alert, Call, Delivery, Event, Feedback, Person, PublicTarget, Region, SpeakerCommand)}
 
 
 class ScopeError(ValueError):
@@ -101,6 +112,8 @@ async def load_input(db: Database, scope: Scope, *, now: datetime,
             inp.speaker_commands += [SpeakerCommandRow(*r) for r in await rows(
                 _T[SpeakerCommand], "id cmd_id alert_id device_id village_code step state reason late fallback",
                 _T[SpeakerCommand].c.alert_id.in_(chunk))]
+            inp.public_targets += [PublicTargetRow(*r) for r in await rows(
+                _T[PublicTarget], "alert_id village_code decision delivery_id", _T[PublicTarget].c.alert_id.in_(chunk))]
             inp.feedback += [FeedbackRow(*r) for r in await rows(
                 _T[Feedback], "id call_id alert_id people_moved", _T[Feedback].c.alert_id.in_(chunk))]
         inp.regions = {r[0]: RegionRow(*r) for r in await rows(_T[Region], "code name level parent_code geometry_wkt")}

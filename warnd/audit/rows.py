@@ -122,6 +122,16 @@ class SpeakerCheck:
     villages_reached: int
 
 
+@dataclass(frozen=True)
+class PublicTargetRow:
+    """One number in a warning's danger zone and what the public planner decided for it."""
+
+    alert_id: int
+    village_code: str
+    decision: str  # send | deferred | opted_out | over_budget | displaced
+    delivery_id: int | None
+
+
 @dataclass
 class AuditInput:
     scope: Scope
@@ -136,3 +146,4 @@ class AuditInput:
     people: dict[int, PersonRow] = field(default_factory=dict)
     role_labels: dict[str, str] = field(default_factory=dict)
     speaker_checks: dict[int, SpeakerCheck] = field(default_factory=dict)
+    public_targets: list[PublicTargetRow] = field(default_factory=list)

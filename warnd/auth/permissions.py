@@ -5,6 +5,9 @@ authenticates by other means: a provider's signature, a signed link, a feed's ow
 The middleware in warnd.api.auth enforces the declaration; tests/integration/test_roles.py
 walks every registered route and checks each role against this table.
 
+The `[metrics] tokens` are for a Prometheus scraper: they act as the pseudo-user
+"metrics-token" with the METRICS role, which may read /metrics and nothing else.
+
 The config file's shared `[api] tokens` are for machines only: they act as the pseudo-user
 "api-token" with the MACHINE role, which may submit CAP and read summaries that carry no
 personal data. Nothing a person decides (a phoned confirmation, a cancel, an approval) may be
@@ -23,14 +26,16 @@ class Role(enum.StrEnum):
     AUDITOR = "auditor"  # 审计: reads everything, changes nothing
     ADMIN = "admin"  # 管理员: accounts and system health; not an operator of warnings
     MACHINE = "machine"  # the shared config tokens (pseudo-user "api-token"); never a user's role
+    METRICS = "metrics"  # the [metrics] tokens of a Prometheus scraper (pseudo-user "metrics-token")
 
 
 USER_ROLES = (Role.DUTY_OFFICER, Role.APPROVER, Role.AUDITOR, Role.ADMIN)
 MACHINE_ACTOR = "api-token"
+METRICS_ACTOR = "metrics-token"
 
 ROLE_LABELS = {
     Role.DUTY_OFFICER: "值班员", Role.APPROVER: "带班领导", Role.AUDITOR: "审计",
-    Role.ADMIN: "管理员", Role.MACHINE: "接口令牌",
+    Role.ADMIN: "管理员", Role.MACHINE: "接口令牌", Role.METRICS: "监控令牌",
 }
 
 
@@ -55,6 +60,12 @@ PERMISSIONS: dict[str, Permission] = {
     "feeds.read": Permission("查看数据源状态", _ANY_USER | {Role.MACHINE}),
     "reports.read": Permission("查看和导出统计报表", _ANY_USER),
     "users.manage": Permission("管理账户", frozenset({Role.ADMIN})),
+    # Residents' numbers are personal information: masked for everyone but these roles.
+    "public.read": Permission("查看公众名单与覆盖率（号码脱敏）", _ANY_USER),
+    "public.manage": Permission("登记公众订阅与退订", _OPERATORS),
+    "public.phones": Permission("查看和导出公众完整号码", frozenset({Role.APPROVER, Role.ADMIN})),
+    # GET /metrics (docs/operations.md, "Metrics"): queue depths and counts, no personal data.
+    "metrics.read": Permission("读取运行指标", frozenset({Role.ADMIN, Role.AUDITOR, Role.METRICS})),
 }
 
 

@@ -20,7 +20,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from warnd.auth import credentials as cred
-from warnd.auth.permissions import MACHINE_ACTOR, USER_ROLES, Role
+from warnd.auth.permissions import MACHINE_ACTOR, METRICS_ACTOR, USER_ROLES, Role
 from warnd.clock import Clock, SystemClock
 from warnd.config import AuthCfg
 from warnd.db.engine import Database
@@ -31,7 +31,7 @@ log = structlog.get_logger("warnd.auth")
 
 NAME_RE = re.compile(r"^[\w.-]{2,64}$")  # \w: pinyin or Chinese names both work
 TOUCH_INTERVAL = timedelta(seconds=60)  # last_seen_at/last_used_at are written at most this often
-RESERVED_NAMES = {MACHINE_ACTOR, "cli", "system", "anonymous"}
+RESERVED_NAMES = {MACHINE_ACTOR, METRICS_ACTOR, "cli", "system", "anonymous"}
 
 
 class AuthError(ValueError):
@@ -44,7 +44,7 @@ class Principal:
 
     name: str
     role: Role
-    via: str  # "session" | "token" (personal) | "api-token" (shared config token)
+    via: str  # "session" | "token" (personal) | "api-token" (shared config token) | "metrics-token"
     user_id: int | None = None
     display_name: str = ""
     session_id: int | None = None
@@ -89,9 +89,10 @@ def normalise_name(name: str) -> str:
 
 class AuthService:
     def __init__(self, db: Database, cfg: AuthCfg, machine_tokens: tuple[str, ...] = (),
-                 clock: Clock | None = None):
+                 clock: Clock | None = None, metrics_tokens: tuple[str, ...] = ()):
         self.db, self.cfg = db, cfg
         self.machine_tokens = tuple(t for t in machine_tokens if t)
+        self.metrics_tokens = tuple(t for t in metrics_tokens if t)
         self.clock: Clock = clock or SystemClock()
 
     @property
@@ -325,6 +326,8 @@ class AuthService:
             return None
         if any(cred.same(token, t) for t in self.machine_tokens):
             return Principal(MACHINE_ACTOR, Role.MACHINE, "api-token")
+        if any(cred.same(token, t) for t in self.metrics_tokens):
+            return Principal(METRICS_ACTOR, Role.METRICS, "metrics-token")
         if not token.startswith(cred.TOKEN_PREFIX):
             return None
         now = self.clock.now()

@@ -42,6 +42,7 @@ from warnd.core.policy import (
     Rung,
     TargetRule,
 )
+from warnd.core.public_policy import ALL_KINDS, DEFAULT_PUBLIC_RULES, PublicRule
 from warnd.core.roles import Roles
 from warnd.core.templates import MAX_INSTRUCTION
 
@@ -236,6 +237,30 @@ class RuleSpec(Strict):
         "must be a non-empty array of tables ([[rules.targets]])"))]
 
 
+def _kinds(v: Any) -> tuple[str, ...]:
+    out = names(v)
+    for i, k in enumerate(out):
+        if k not in ALL_KINDS:
+            raise problem(f"unknown list kind {k!r} (use {', '.join(ALL_KINDS)})", i)
+    return tuple(out)
+
+
+class PublicRuleSpec(Strict):
+    """[[public]]: when the public is reached (docs/public.md)."""
+
+    name: str = ""
+    hazards: Annotated[frozenset[str] | None, BeforeValidator(_hazards)] = None
+    steps: list[StepT]
+    colours: list[ColourT] = Field(default_factory=lambda: list(Colour))
+    kinds: Annotated[tuple[str, ...], BeforeValidator(_kinds)] = ALL_KINDS
+    channel: str = "sms"
+    template: str = "public"
+
+    def build(self, i: int) -> PublicRule:
+        return PublicRule(self.name or f"public[{i}]", frozenset(self.steps), frozenset(self.colours), self.hazards,
+                          self.kinds, self.channel, self.template)
+
+
 class PolicySpec(Strict):
     forecast_lead_hours: Positive = 6
     warning_lead_hours: Positive = 3
@@ -245,6 +270,7 @@ class PolicySpec(Strict):
         "must be a non-empty array of tables ([[rules]])"))]
     night: NightSpec | None = None
     guidance: dict[str, dict[StepT, GuidanceText]] = Field(default_factory=dict)
+    public: list[PublicRuleSpec] | None = None  # None: DEFAULT_PUBLIC_RULES; [] reaches no public
 
     @model_validator(mode="before")
     @classmethod
@@ -285,6 +311,8 @@ class PolicySpec(Strict):
             source=source,
             night=self.night.build() if self.night is not None else None,
             guidance={h.strip().casefold(): dict(steps) for h, steps in self.guidance.items()},
+            public=(DEFAULT_PUBLIC_RULES if self.public is None
+                    else tuple(r.build(i) for i, r in enumerate(self.public))),
         )
 
 

@@ -77,6 +77,16 @@ class ApiCfg(Section):
     tokens: List = Field(default=(), json_schema_extra=SECRET)
 
 
+class MetricsCfg(Section):
+    """GET /metrics for Prometheus (docs/operations.md, "Metrics"). A scraper authenticates
+    with one of `tokens` (Authorization: Bearer); admins and auditors may read it too."""
+
+    tokens: List = Field(default=(), json_schema_extra=SECRET)
+    # A scrape within this many seconds of the last one is answered from the same snapshot
+    # (each snapshot runs a dozen counting queries; several scrapers must not multiply them).
+    cache_seconds: float = Field(default=2.0, ge=0)
+
+
 class AuthCfg(Section):
     """Console logins (docs/console.md). Times are wall-clock, whatever [clock] says."""
 
@@ -244,6 +254,30 @@ class ReportCfg(Section):
     utc_offset_hours: float = Field(default=8.0, ge=-12, le=14)  # times in reports are local (Beijing time)
 
 
+class PublicBudgetCfg(Section):
+    """One provider's limits for public SMS (docs/public.md): per number, and its request rate."""
+
+    same_text_interval_seconds: float = Field(default=30, ge=0)  # Tencent: same text, same number
+    per_day: int = Field(default=10, ge=1)  # Tencent's default; Alibaba Cloud: 50 per 24 h
+    window_hours: float = Field(default=24, gt=0)
+    qps: float | None = Field(default=None, gt=0)  # messages a second (None: the channel's own rate)
+    burst: float | None = Field(default=None, ge=1)
+
+
+def _default_budgets() -> dict[str, PublicBudgetCfg]:
+    return {"tencent": PublicBudgetCfg(), "twilio": PublicBudgetCfg(same_text_interval_seconds=0, per_day=50),
+            "aliyun": PublicBudgetCfg(same_text_interval_seconds=0, per_day=50)}
+
+
+class PublicCfg(Section):
+    """Reaching the public (warnd.public); when is decided by policy.toml's [[public]] rules."""
+
+    enabled: bool = True
+    coverage_target: float = Field(default=0.95, gt=0, le=1)  # 预警信息公众覆盖率 ≥ 95 %
+    max_delay_minutes: float = Field(default=60, gt=0)  # a later public SMS is worthless: over budget
+    budgets: dict[str, PublicBudgetCfg] = Field(default_factory=_default_budgets)  # by provider
+    plan_chunk: int = Field(default=1000, ge=1)  # targets per transaction while planning (SQLite: one writer)
+
 class ConsoleCfg(Section):
     """The console's 发布预警 (docs/console.md): warnings composed there are CAP documents from
     this sender, ingested with source "console" under the composing user's name."""
@@ -261,6 +295,7 @@ class Settings(Section):
     database: DatabaseCfg = DatabaseCfg()
     server: ServerCfg = ServerCfg()
     api: ApiCfg = ApiCfg()
+    metrics: MetricsCfg = MetricsCfg()
     auth: AuthCfg = AuthCfg()
     clock: ClockCfg = ClockCfg()
     policy: PolicyCfg = PolicyCfg()
@@ -273,6 +308,8 @@ class Settings(Section):
     feeds: FeedsCfg = FeedsCfg()
     speakers: SpeakersCfg = SpeakersCfg()
     report: ReportCfg = ReportCfg()
+    public: PublicCfg = PublicCfg()
+
     console: ConsoleCfg = ConsoleCfg()
 
 
@@ -280,6 +317,7 @@ class Settings(Section):
 ENV_SETTINGS: dict[str, str] = {
     "WARND_DATABASE_URL": "database.url",
     "WARND_API_TOKENS": "api.tokens",  # comma-separated
+    "WARND_METRICS_TOKENS": "metrics.tokens",  # comma-separated
     "WARND_TENCENT_SECRET_KEY": "sms.tencent.secret_key",
     "WARND_TWILIO_AUTH_TOKEN": "sms.twilio.auth_token",
     "WARND_WECOM_CORP_SECRET": "wecom.corp_secret",
@@ -289,7 +327,7 @@ ENV_SETTINGS: dict[str, str] = {
 
 
 def _env_value(name: str, value: str) -> Any:
-    if name == "WARND_API_TOKENS":
+    if name in ("WARND_API_TOKENS", "WARND_METRICS_TOKENS"):
         return [t.strip() for t in value.split(",") if t.strip()]
     return value
 

@@ -172,6 +172,7 @@ class Purpose(enum.StrEnum):
     REPLY_HELP = "reply_help"  # polite instruction after an unparseable reply
     SILENT_NOTICE = "silent_notice"  # ladder exhausted: tell the duty room
     DUTY_NOTICE = "duty_notice"  # something stops a warning reaching people: tell the duty room
+    PUBLIC = "public"  # a warning to a member of the public (warnd.public): tracked, never 叫应
 
 
 @dataclass(frozen=True)

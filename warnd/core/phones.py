@@ -127,3 +127,18 @@ def national_format(e164: str) -> str:
     if area_len:
         return f"0{digits[:area_len]}-{digits[area_len:]}"
     return "0" + digits
+
+
+def mask_phone(number: str) -> str:
+    """A resident's number as views and logs show it: 138****5678 (the first three and the
+    last four digits of the national number; short numbers keep only their last two)."""
+    digits = "".join(c for c in number if c.isdigit())
+    if number.startswith("+86"):
+        digits = digits[2:]
+    if len(digits) >= 11:
+        return f"{digits[:3]}****{digits[-4:]}"
+    if len(digits) >= 8:
+        return f"{digits[:3]}{'*' * (len(digits) - 7)}{digits[-4:]}"
+    if len(digits) > 2:
+        return "*" * (len(digits) - 2) + digits[-2:]
+    return "*" * len(digits)

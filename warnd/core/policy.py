@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 
 from warnd.core.domain import Action, Colour, Level, Step
+from warnd.core.public_policy import DEFAULT_PUBLIC_RULES, PublicRule
 
 WILDCARD = "*"
 DEFAULT_CHANNELS: tuple[str, ...] = ("sms",)
@@ -125,6 +126,7 @@ class Policy:
         step = Step(step)
         own = self.guidance.get(hazard.strip().casefold(), {})
         return own.get(step) or self.guidance.get(WILDCARD, {}).get(step, "")
+    public: tuple[PublicRule, ...] = DEFAULT_PUBLIC_RULES  # when the public is reached (warnd.public)
 
     def with_night_channels(self, channels: tuple[str, ...], at: datetime) -> tuple[str, ...]:
         """`channels` for a first send at `at`: at night the night channels come first."""

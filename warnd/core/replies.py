@@ -136,3 +136,19 @@ def _leading_confirmation(text: str) -> Reply:
     if not tail or any(n in tail for n in NEGATIONS) or any(c.isascii() and c.isalnum() for c in tail):
         return _NO
     return parse_reply(head) if head != text else _NO
+
+
+# Opt-out and opt-in words for public lists (回复TD退订). Only the whole reply counts: "不要退订"
+# or a sentence mentioning 退订 is not an instruction.
+OPT_OUT_WORDS = frozenset({"TD", "T", "退订", "退定", "取消订阅", "退订TD", "TD退订", "N", "STOP", "UNSUBSCRIBE"})
+OPT_IN_WORDS = frozenset({"订阅", "DY", "恢复订阅", "重新订阅"})
+
+
+def parse_subscription(text: str) -> bool | None:
+    """False: the sender opts out of public messages; True: opts back in; None: neither."""
+    t = normalise(text)
+    if t in OPT_OUT_WORDS:
+        return False
+    if t in OPT_IN_WORDS:
+        return True
+    return None

@@ -12,7 +12,7 @@ from warnd.core.domain import Level, RegionView, Step
 
 PLACEHOLDERS = frozenset(
     "tag sender headline area colour step instruction code name official role region count details link"
-    " channel error source minutes".split()
+    " channel error source minutes shelter".split()
 )
 # Optional per-channel tables ([voice], [wecom]) override [sms] texts of the same name.
 CHANNEL_TABLES = ("voice", "wecom")
@@ -26,6 +26,10 @@ OPTIONAL = {
                                "请检查签名、模板和账户，并电话通知责任人",
     "notice_source_stale": "信息源“{source}”已{minutes}分钟没有更新，可能已中断（{error}）。请检查并留意上级预警",
     "notice_empty_duty_room": "{official}（{role}，{region}）未确认{step}“{headline}”，已转值班室，但值班室没有值班员",
+    # To the public (warnd.public): no reply instruction, no link; the action, and the 转移地点
+    # when the danger zone has one (`<template>_shelter`).
+    "public": "{tag}【{colour}{step}】{sender}：{headline}。{instruction}",
+    "public_shelter": "{tag}【{colour}{step}】{sender}：{headline}。{instruction}请立即转移至{shelter}。",
 }
 
 

@@ -413,6 +413,70 @@ class LoginAttempt(SQLModel, table=True):
     at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
 
 
+# --- The public: recipient lists, opt-outs, per-warning targets (migration 0014_public) ---------
+class PublicRecipient(SQLModel, table=True):
+    """One number on a public list (危险区群众, 网格员, 扫码订阅, 游客/施工人员) in a village or
+    group. Re-imports update by (phone, region, kind); opting out is kept apart, by number
+    (public_opt_outs), so a re-import never subscribes anyone again."""
+
+    __tablename__ = "public_recipients"
+    __table_args__ = (UniqueConstraint("phone", "region_code", "kind", name="uq_public_recipient"),)
+    id: int | None = Field(default=None, primary_key=True)
+    phone: str = Field(max_length=32, index=True)  # E.164 mobile
+    name: str = ""
+    region_code: str = Field(max_length=20, index=True)  # village (12) or group (15)
+    village_code: str = Field(max_length=20, index=True)  # the village it counts under
+    kind: str = Field(max_length=32)  # warnd.public.lists.KINDS
+    source: str = ""  # where the number came from (村委会摸排, 扫码订阅, 景区登记 …)
+    consent_date: str | None = Field(default=None, max_length=10)  # ISO date of the consent, if recorded
+    shelter: str = ""  # 转移地点 of the danger point, when the list names one
+    list_name: str = Field(default="", max_length=128)  # the file it was imported from (last import)
+    active: bool = True
+    updated_at: datetime | None = ts()
+
+
+class PublicOptOut(SQLModel, table=True):
+    """A number's own choice about public messages: opted out (回复TD退订, the API) or back in.
+    The latest choice wins; every change is also an event (public_opted_out / public_opted_in)."""
+
+    __tablename__ = "public_opt_outs"
+    phone: str = Field(primary_key=True, max_length=32)
+    opted_out: bool = True
+    at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    channel: str = Field(max_length=32)  # sms_reply | api | import
+    actor: str = ""  # the user, or the provider the reply came through
+
+
+class PublicCampaign(SQLModel, table=True):
+    """The public side of one warning: planned once (state planning → planned, or skipped when
+    the policy does not reach the public at this step)."""
+
+    __tablename__ = "public_campaigns"
+    alert_id: int = Field(primary_key=True)
+    state: str = Field(max_length=16)  # planning | planned | skipped
+    rule: str = ""  # which public rule chose it
+    kinds: list[Any] = json_list()
+    targeted: int = 0
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    planned_at: datetime | None = ts()
+
+
+class PublicTarget(SQLModel, table=True):
+    """One number in the danger zone of one warning and what the planner decided for it:
+    send / deferred (a delivery row exists), opted_out, over_budget, displaced (a more urgent
+    warning took its slot; its delivery was cancelled)."""
+
+    __tablename__ = "public_targets"
+    __table_args__ = (UniqueConstraint("alert_id", "phone", name="uq_public_target"),)
+    id: int | None = Field(default=None, primary_key=True)
+    alert_id: int = Field(index=True)
+    phone: str = Field(max_length=32)
+    village_code: str = Field(max_length=20)
+    kind: str = Field(max_length=32)
+    decision: str = Field(max_length=16)
+    delivery_id: int | None = Field(default=None, index=True)
+    planned_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
 # --- The two-person rule (migration 0020_approvals) ---------------------------------------------
 class Approval(SQLModel, table=True):
     """A warning composed by hand that must be approved before it goes out (red or imminent),

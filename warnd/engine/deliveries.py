@@ -284,6 +284,18 @@ async def by_provider_id(s: AsyncSession, provider: str, provider_id: str) -> De
                                                 Delivery.provider_id == provider_id))).first()
 
 
+async def by_provider_ids(s: AsyncSession, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Delivery]:
+    """The deliveries these (provider, provider id) pairs name, in one query per 500."""
+    out: dict[tuple[str, str], Delivery] = {}
+    wanted = set(keys)
+    ids = sorted({pid for _, pid in wanted})
+    for i in range(0, len(ids), 500):
+        for d in (await s.exec(select(Delivery).where(col(Delivery.provider_id).in_(ids[i:i + 500])))).all():
+            if (d.provider or "", d.provider_id or "") in wanted:
+                out[(d.provider or "", d.provider_id or "")] = d
+    return out
+
+
 async def rung_states(s: AsyncSession, call_id: int, rung: int) -> list[str]:
     """States of every first-send or escalation message of one rung of one call."""
     from sqlalchemy import func
@@ -291,3 +303,16 @@ async def rung_states(s: AsyncSession, call_id: int, rung: int) -> list[str]:
     return list((await s.exec(select(Delivery.state).where(
         Delivery.call_id == call_id, func.coalesce(Delivery.rung, 0) == rung,
         col(Delivery.purpose).in_([Purpose.WARNING, Purpose.ESCALATION])))).all())
+
+
+async def cancel_ids(s: AsyncSession, ids: Sequence[int], now: datetime, event: str, **data: Any) -> list[int]:
+    """pending → cancelled for these rows (a more urgent message took their place); returns the
+    ids this caller moved, each with its event."""
+    if not ids:
+        return []
+    res = await (await s.connection()).execute(update(T).where(
+        T.c.id.in_(list(ids)), T.c.state == DeliveryState.PENDING.value).values(
+        state=DeliveryState.CANCELLED.value).returning(T.c.id, T.c.alert_id))
+    moved = [(r[0], r[1]) for r in res]
+    events.record_many(s, [events.row(now, event, alert_id=a, delivery_id=i, **data) for i, a in moved])
+    return [i for i, _ in moved]

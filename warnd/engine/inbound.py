@@ -9,7 +9,7 @@ Each inbound message is stored once (dedupe key); a duplicate webhook changes no
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -39,6 +39,13 @@ class SendLog(Protocol):
 
     async def wait_records_after(self, seen: int) -> None: ...
 
+class Subscriptions(Protocol):
+    """Public lists' opt-out by reply (warnd.public.optouts.SmsOptOuts): the outcome when the
+    reply was a subscription choice of a listed number (handled in `s`), else None."""
+
+    async def on_reply(self, s: AsyncSession, reply: InboundReply, now: datetime) -> str | None: ...
+
+
 log = structlog.get_logger("warnd.inbound")
 
 OPEN_STATES = (CallState.OPEN.value, CallState.DUTY_ROOM.value)
@@ -55,9 +62,11 @@ class InboundHandler:
     storm of thousands of 收到 costs a handful of transactions instead of thousands."""
 
     def __init__(self, db: Database, clock: Clock, calls_: Calls, templates: Templates, cfg: DeliveryCfg,
-                 sends: SendLog, on_change: Callable[[], None] = lambda: None):
+                 sends: SendLog, on_change: Callable[[], None] = lambda: None,
+                 subscriptions: Subscriptions | None = None):
         self.db, self.clock, self.calls, self.templates, self.cfg = db, clock, calls_, templates, cfg
         self.sends, self.on_change = sends, on_change
+        self.subscriptions = subscriptions
         self._queue: list[tuple[InboundReply, asyncio.Future[str]]] = []
         self._worker: asyncio.Task[None] | None = None
 
@@ -104,7 +113,9 @@ class InboundHandler:
                     outcomes.append("duplicate")  # a retried webhook changes nothing
                     continue
                 seen.add(reply.dedupe_key)
-                outcome = await self._apply(s, reply, by_phone.get(reply.from_address, []), calls_of, helped,
+                choice = (await self.subscriptions.on_reply(s, reply, now)
+                          if self.subscriptions is not None else None)
+                outcome = choice if choice is not None else await self._apply(s, reply, by_phone.get(reply.from_address, []), calls_of, helped,
                                             now, confirmations)
                 outcomes.append(outcome)
                 rows.append(dict(provider=reply.provider, dedupe_key=reply.dedupe_key,
@@ -162,27 +173,43 @@ class InboundHandler:
         return "not understood" if not parsed.confirm else "no open call"
 
     async def on_report(self, report: DeliveryReport) -> None:
-        if not report.final:
+        await self.on_reports([report])
+
+    async def on_reports(self, reports: Sequence[DeliveryReport]) -> None:
+        """Final reports applied in bulk: one lookup and one transaction for a provider's push
+        (a public fan-out's reports come hundreds at a time)."""
+        final = [r for r in reports if r.final]
+        if not final:
             return
         now = self.clock.now()
+        parked: list[DeliveryReport] = []
         async with self.db.session() as s, s.begin():
-            d = await deliveries.by_provider_id(s, report.provider, report.provider_id)
-            if d is None:
-                # The report overtook the send's receipt (a fast provider): park it; the outbox
+            found = await deliveries.by_provider_ids(s, [(r.provider, r.provider_id) for r in final])
+            for report in final:
+                d = found.get((report.provider, report.provider_id))
+                if d is None:
+                    parked.append(report)
+                else:
+                    await apply_report(s, d, report.delivered, report.error, now)
+            if parked:
+                # A report overtook the send's receipt (a fast provider): park it; the outbox
                 # applies it when it records the send. A retried report parks once (dedupe key).
-                exists = (await s.exec(select(Inbound.id).where(Inbound.dedupe_key == report.dedupe_key))).first()
-                if exists is None:
+                keys = [r.dedupe_key for r in parked]
+                exists = set((await s.exec(select(Inbound.dedupe_key).where(
+                    col(Inbound.dedupe_key).in_(keys)))).all())
+                for report in parked:
+                    if report.dedupe_key in exists:
+                        continue
+                    exists.add(report.dedupe_key)
                     s.add(Inbound(provider=report_provider(report.provider), dedupe_key=report.dedupe_key,
                                   from_address=report.provider_id, received_at=now, outcome=PARKED,
                                   text="delivered" if report.delivered else f"failed:{report.error or 'undelivered'}"))
-            else:
-                await apply_report(s, d, report.delivered, report.error, now)
-        if d is None:
-            # Parked and committed: if the send was recorded meanwhile, apply it now.
+        if parked:
+            # Parked and committed: if the sends were recorded meanwhile, apply them now.
             async with self.db.session() as s, s.begin():
-                d = await deliveries.by_provider_id(s, report.provider, report.provider_id)
-                if d is not None and d.id is not None:
-                    await apply_parked_reports(s, [(d.id, report.provider, report.provider_id)], now)
+                found = await deliveries.by_provider_ids(s, [(r.provider, r.provider_id) for r in parked])
+                await apply_parked_reports(s, [(d.id, p, pid) for (p, pid), d in found.items() if d.id is not None],
+                                           now)
         self.on_change()
 
     # -- interactive channels (voice key press, WeCom button) -------------------------------

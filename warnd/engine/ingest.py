@@ -279,7 +279,7 @@ class Ingestor:
             if msg.msg_type == MsgType.UPDATE:
                 carried = await self._supersede(s, msg, alert, now, result)
             facts = AlertFacts(alert.id, hazard, colour, step, msg.status, area.codes, msg.sent, onset, expires)
-            plan = plan_alert(facts, roster.regions, roster.people, self.policy, now)
+            plan = plan_alert(facts, roster.regions, roster.index, self.policy, now)  # the cached index
             rows = []
             for pc in plan.calls:
                 row = calls.new_row(alert.id, step, pc, now, grace=self.send_grace)

@@ -29,6 +29,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
 from sqlalchemy import case
@@ -170,11 +171,18 @@ class Outbox(ModuleBase):
     def __init__(self, db: Database, clock: Clock, channels: Mapping[str, Channel], cfg: DeliveryCfg, *,
                  after_sent: AfterSent | None = None, on_change: Callable[[], None] = lambda: None,
                  single_instance: bool = False, roster: RosterCache | None = None,
-                 templates: Templates | None = None, failover: Mapping[str, str] | None = None):
+                 templates: Templates | None = None, failover: Mapping[str, str] | None = None,
+                 purposes: frozenset[Purpose] | None = None, exclude_purposes: frozenset[Purpose] = frozenset(),
+                 name: str | None = None):
         """`roster` and `templates`: to tell the duty room when a provider fails and recovers.
         `failover`: channel → the channel a message failing on it moves to after
         [delivery] failover_after_seconds (a second SMS provider, the policy's next channel)."""
         super().__init__()
+        # Which rows this sender owns: public traffic has its own outbox (warnd.public), so
+        # officials' 叫应 messages never queue behind a mass fan-out.
+        self.purposes, self.exclude_purposes = purposes, exclude_purposes
+        if name is not None:
+            self.name = name
         self.db, self.clock, self.channels, self.cfg = db, clock, channels, cfg
         self.roster, self.templates = roster, templates
         self.failover = {k: v for k, v in (failover or {}).items() if v in channels and v != k}
@@ -205,10 +213,10 @@ class Outbox(ModuleBase):
         """The next pending send, or the next lease to run out: rows a crashed sender left in
         `sending` must be reconciled when their lease ends, not whenever new work comes."""
         async with self.db.read() as s:
-            pending = (await s.exec(select(func.min(Delivery.next_attempt_at)).where(
-                Delivery.state == DeliveryState.PENDING))).first()
-            lease = (await s.exec(select(func.min(Delivery.lease_until)).where(
-                Delivery.state == DeliveryState.SENDING))).first()
+            pending = (await s.exec(self._mine(select(func.min(Delivery.next_attempt_at)).where(
+                Delivery.state == DeliveryState.PENDING)))).first()
+            lease = (await s.exec(self._mine(select(func.min(Delivery.lease_until)).where(
+                Delivery.state == DeliveryState.SENDING)))).first()
         return min((t for t in (pending, lease) if t is not None), default=None)
 
     # -- sending ---------------------------------------------------------------------------
@@ -223,8 +231,8 @@ class Outbox(ModuleBase):
         async with self.db.read() as s:
             # A backlog (after an outage) goes out most urgent first: imminent warnings (and
             # the duty room's notices), then warnings, forecasts, the rest.
-            due = (await s.exec(select(Delivery).where(
-                Delivery.state == DeliveryState.PENDING, col(Delivery.next_attempt_at) <= now).order_by(
+            due = (await s.exec(self._mine(select(Delivery).where(
+                Delivery.state == DeliveryState.PENDING, col(Delivery.next_attempt_at) <= now)).order_by(
                 URGENCY, col(Delivery.next_attempt_at), col(Delivery.id)).limit(batch))).all()
         if not due:
             return 0
@@ -279,6 +287,14 @@ class Outbox(ModuleBase):
                 self.recorded += len(sent)
                 self._recorded_cond.notify_all()
         return len(due)
+
+    def _mine(self, q: Any) -> Any:
+        """`q` narrowed to the purposes this sender owns."""
+        if self.purposes is not None:
+            q = q.where(col(Delivery.purpose).in_([p.value for p in self.purposes]))
+        if self.exclude_purposes:
+            q = q.where(col(Delivery.purpose).not_in([p.value for p in self.exclude_purposes]))
+        return q
 
     def _spacing_ok(self, d: Delivery, now: datetime, min_gap: timedelta) -> bool:
         last = self._last_to.get(d.to_address)
@@ -471,7 +487,7 @@ class Outbox(ModuleBase):
         lease has run out. Returns how many rows were looked at."""
         now = self.clock.now()
         async with self.db.read() as s:
-            q = select(Delivery).where(Delivery.state == DeliveryState.SENDING)
+            q = self._mine(select(Delivery).where(Delivery.state == DeliveryState.SENDING))
             if not everything:
                 q = q.where(col(Delivery.lease_until) <= now)
             rows = (await s.exec(q)).all()

@@ -1,0 +1,401 @@
+"""Benchmark W1, "one county storm" (devtools/workloads.py), against the raw transports in the
+same run, on SQLite or PostgreSQL.
+
+    .venv/bin/python bench/w1.py --database sqlite [--runs 3] [--no-speakers] [--smoke]
+    .venv/bin/python bench/w1.py --database postgresql://postgres@127.0.0.1:5432/postgres
+
+The SMS provider (the local Tencent Cloud SMS API server) and the simulated officials who
+answer through its reply callback run in their own process (bench/provider_proc.py), so the
+figures measure warnd; the accept times come from that process's clock. warnd runs here: the
+real App, its HTTP server and engine modules, on a manual clock (deadlines fall when the
+harness moves it), the database durable (SQLite synchronous=FULL).
+
+Each figure is printed beside a baseline measured in the same run, and as the ratio to it:
+
+  first_message     ingest POST → first SMS accepted by the provider (p50/p99 over small
+                    warnings) vs one bare HTTP round trip to the provider process (p50)
+  post_answer       the POST's own answer time (planning happens inside the request)
+  imminent_fanout   county-wide imminent step: POST → every SMS accepted, msgs/s vs the
+                    official SDK's 200-number batches to the same provider (raw_sdk_batch)
+  confirmations     70 % of officials answer 收到 through the real reply webhook, replies/s vs
+                    a raw batched INSERT through the same database stack (raw_insert)
+  escalation        the clock passes every silent official's deadline at once (as in a storm:
+                    one step's calls share their deadline): deadline → each escalation SMS
+                    accepted by the provider (lateness p50/p99), msgs/s vs raw_sdk_batch, and
+                    messages per provider request
+  speakers          bench/bench_speakers.py: broadcast to 4,365 loudspeakers vs a raw aiomqtt
+                    publish/ack loop to the same broker (its own processes)
+  peak memory       ru_maxrss of this process (warnd + the harness)
+
+Public recipients (100,000 in W1) are reported as skipped: warnd has no public dissemination yet.
+Medians over --runs; the machine is named in the output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import psycopg
+from aiohttp import web
+from sqlalchemy import func, insert
+from sqlmodel import col, select
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from channels.base import OutboundMessage  # noqa: E402
+from channels.sms_tencent import TencentSms  # noqa: E402
+from devtools.demo.capgen import cap_xml  # noqa: E402
+from devtools.workloads import CountyWorkload, load_county, w1  # noqa: E402
+from warnd.api.app import make_app  # noqa: E402
+from warnd.app import App  # noqa: E402
+from warnd.clock import ManualClock  # noqa: E402
+from warnd.config import ApiCfg, County, DatabaseCfg, ServerCfg, Settings, SmsCfg, TencentCfg  # noqa: E402
+from warnd.db.engine import Database, upgrade  # noqa: E402
+from warnd.db.models import Call, Event, Person  # noqa: E402
+from warnd.logging import configure_logging  # noqa: E402
+
+CB = "bench-callback-token-0123"
+TOKEN = "bench-api-token-0123456789"
+COUNTY = "431222"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def say(*what: object) -> None:
+    print(time.strftime("%H:%M:%S"), *what, file=sys.stderr, flush=True)
+
+
+def pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, max(0, round(p / 100 * (len(xs) - 1))))] if xs else float("nan")
+
+
+class Provider:
+    """bench/provider_proc.py in its own process."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "provider_proc.py")],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT,
+                                     env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert self.proc.stdout is not None
+        self.info: dict[str, str] = json.loads(self.proc.stdout.readline())
+        self.base = self.info["base_url"]
+        self.http: aiohttp.ClientSession | None = None
+        self.timeout = 600
+
+    def channel(self) -> TencentSms:
+        i = self.info
+        return TencentSms(secret_id=i["secret_id"], secret_key=i["secret_key"], sdk_app_id=i["sdk_app_id"],
+                          sign_name=i["sign_name"], template_id="100001", endpoint=self.base.split("://")[1],
+                          callback_token=CB)
+
+    def tencent_cfg(self) -> TencentCfg:
+        i = self.info
+        return TencentCfg(secret_id=i["secret_id"], secret_key=i["secret_key"], sdk_app_id=i["sdk_app_id"],
+                          sign_name=i["sign_name"], template_id="100001", endpoint=self.base.split("://")[1],
+                          callback_token=CB)
+
+    async def session(self) -> aiohttp.ClientSession:
+        if self.http is None:
+            self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=900))
+        return self.http
+
+    async def wait(self, count: int, since: int, **flags: str) -> dict[str, Any]:
+        http = await self.session()
+        params = {"count": count, "since": since, "timeout": self.timeout, **flags}
+        async with http.get(f"{self.base}/bench/wait", params=params) as r:
+            out: dict[str, Any] = await r.json()
+            return out
+
+    async def count(self) -> tuple[int, int]:
+        d = await self.wait(0, 0)
+        return int(d["count"]), int(d["requests"])
+
+    async def replies(self, url: str, phones: list[str]) -> dict[str, Any]:
+        http = await self.session()
+        async with http.post(f"{self.base}/bench/replies", json={"url": url, "phones": phones, "text": "收到",
+                                                                "concurrency": 64}) as r:
+            out: dict[str, Any] = await r.json()
+            return out
+
+    async def close(self) -> None:
+        if self.http is not None:
+            await self.http.close()
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+# --- baselines ---------------------------------------------------------------------------------
+async def bare_round_trip(provider: Provider, n: int = 200) -> float:
+    http = await provider.session()
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        async with http.get(f"{provider.base}/bench/ping") as r:
+            await r.read()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+async def raw_sdk_batch(provider: Provider, n: int) -> float:
+    ch = provider.channel()
+    now = datetime.now(UTC)
+    msgs = [OutboundMessage(f"raw{i}", f"+86137{i:08d}", "【临灾预警】基准测试：1小时内将出现特大暴雨。", now) for i in range(n)]
+    t = time.perf_counter()
+    await asyncio.gather(*(ch.send_many(msgs[i:i + 200], f"raw:{uuid.uuid4().hex[:8]}:{i}") for i in range(0, n, 200)))
+    rate = n / (time.perf_counter() - t)
+    await ch.close()
+    return rate
+
+
+async def raw_insert(db: Database, n: int) -> float:
+    now = datetime.now(UTC)
+    rows = [dict(at=now, kind="bench", data={"i": i, "phone": f"+86137{i:08d}"}) for i in range(n)]
+    t = time.perf_counter()
+    async with db.session() as s, s.begin():
+        await (await s.connection()).execute(insert(Event), rows)
+    return n / (time.perf_counter() - t)
+
+
+# --- one run -----------------------------------------------------------------------------------
+class Database_:
+    """A fresh database for one run: a SQLite file, or a new PostgreSQL database."""
+
+    def __init__(self, spec: str, folder: Path):
+        self.spec = spec
+        self.name = ""
+        if spec == "sqlite":
+            self.url = f"sqlite:///{folder / 'w1.db'}"
+        else:
+            self.name = f"warnd_bench_{uuid.uuid4().hex[:10]}"
+            with psycopg.connect(spec, autocommit=True) as c:
+                c.execute(f'CREATE DATABASE "{self.name}"')  # type: ignore[arg-type]
+            self.url = spec.rsplit("/", 1)[0] + f"/{self.name}"
+        upgrade(self.url)
+
+    def drop(self) -> None:
+        if self.name:
+            with psycopg.connect(self.spec, autocommit=True) as c:
+                c.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')  # type: ignore[arg-type]
+
+
+async def one_run(spec: str, work: CountyWorkload, provider: Provider, small: int) -> dict[str, float]:
+    folder = Path(tempfile.mkdtemp(prefix="warnd-w1-"))
+    dbx = Database_(spec, folder)
+    clock = ManualClock(datetime.now(UTC).replace(microsecond=0))
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    settings = Settings(county=County(code=COUNTY), database=DatabaseCfg(url=dbx.url, durable=True),
+                        server=ServerCfg(port=port, public_base_url=base), api=ApiCfg(tokens=(TOKEN,)),
+                        sms=SmsCfg(provider="tencent", tencent=provider.tencent_cfg()))
+    app = App.build(settings, clock=clock)
+    out: dict[str, float] = {}
+    try:
+        await load_county(app.db, work, clock.now())
+        await app.start()
+        runner = web.AppRunner(make_app(app), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=900))
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+
+        say("baselines")
+        out["bare_round_trip_ms"] = await bare_round_trip(provider) * 1000
+        out["raw_sdk_batch_msgs_per_s"] = await raw_sdk_batch(provider, len(work.people))
+        out["raw_insert_rows_per_s"] = await raw_insert(app.db, len(work.people))
+
+        async def post(body: bytes) -> tuple[dict[str, Any], float, float]:
+            t0 = time.time()
+            async with http.post(f"{base}/api/v1/alerts", data=body, headers=auth) as r:
+                data = await r.json()
+                assert r.status == 201, data
+            return data, t0, time.time() - t0
+
+        say("small warnings")
+        # ingest → first message, on small warnings (one village each)
+        # one village per township: no official is called by two of them
+        villages = [r.code for r in work.regions if r.level == "village" and r.code.endswith("200")]
+        firsts, answers = [], []
+        for i in range(min(small, len(villages))):
+            before, _ = await provider.count()
+            now = clock.now()
+            data, t0, took = await post(cap_xml(f"W1-SMALL-{i}", now, now + timedelta(hours=1), "黄色",
+                                                "1小时内将出现暴雨", "请组织转移。", [villages[i % len(villages)]],
+                                                step="imminent"))
+            got = await provider.wait(before + 1, before)
+            firsts.append((got["first"] - t0) * 1000)
+            answers.append(took * 1000)
+            await app.runner.settle(120)
+        await app.runner.settle(120)
+        # Past the per-recipient spacing ([delivery] recipient_min_interval_seconds), so the
+        # officials of those villages are not held back in the county-wide step (and well
+        # before any deadline of the small warnings).
+        await clock.advance(timedelta(seconds=30))
+        await app.runner.settle(120)
+        out["first_message_p50_ms"], out["first_message_p99_ms"] = pct(firsts, 50), pct(firsts, 99)
+        out["post_answer_p50_ms"] = pct(answers, 50)
+
+        say("imminent step")
+        # the county-wide imminent step (red, every official)
+        before, req_before = await provider.count()
+        now = clock.now()
+        data, t0, took = await post(cap_xml("W1-IMMINENT", now, now + timedelta(hours=1), "红色",
+                                            "1小时内将出现特大暴雨，山洪风险极高", "请立即组织危险区群众转移，鸣锣吹哨，敲门入户。",
+                                            [f"{COUNTY}000000"], step="imminent"))
+        got = await provider.wait(before + data["deliveries"], before)
+        out["imminent_messages"] = got["count"] - before
+        out["imminent_post_answer_ms"] = took * 1000
+        out["imminent_all_sent_s"] = got["last"] - t0
+        out["imminent_msgs_per_s"] = out["imminent_messages"] / out["imminent_all_sent_s"]
+        out["imminent_msgs_per_request"] = out["imminent_messages"] / max(got["requests"] - req_before, 1)
+        await app.runner.settle(300)
+
+        say("confirmations")
+        # confirmations through the real reply webhook, from the provider's process
+        alert_id = data["id"]
+        answers_ = {a.phone: a for a in work.answers("imminent")}
+        async with app.db.read() as s:
+            called = set((await s.exec(select(Person.phone).join(Call, col(Call.person_id) == Person.id).where(
+                Call.alert_id == alert_id))).all())
+        phones = sorted(ph for ph in called if ph in answers_ and answers_[ph].confirms)
+        r = await provider.replies(f"{base}/webhooks/tencent/sms/{CB}/reply", phones)
+        await app.runner.settle(300)
+        async with app.db.read() as s:
+            confirmed = (await s.exec(select(func.count()).select_from(Call).where(
+                Call.alert_id == alert_id, Call.state == "confirmed"))).one()
+        out["confirmations_sent"] = len(phones)
+        out["confirmations_recorded"] = confirmed
+        out["called"] = len(called)
+        out["confirmations_per_s"] = len(phones) / r["seconds"]
+
+        say("escalation")
+        # every silent official's deadline passes at once: escalation → provider
+        before, req_before = await provider.count()
+        async with app.db.read() as s:
+            open_calls = (await s.exec(select(func.count()).select_from(Call).where(
+                Call.alert_id == alert_id, Call.state == "open"))).one()
+            first_deadline = (await s.exec(select(func.min(Call.deadline)).where(
+                Call.alert_id == alert_id, Call.state == "open"))).one()
+        assert first_deadline is not None
+        t_due = time.time()
+        await clock.advance(first_deadline - clock.now())  # the first rung of every silent call is now due
+        await app.runner.settle(600)
+        got = await provider.wait(0, before, times="1")
+        times = got["times"]
+        out["escalation_open_calls"] = open_calls
+        out["escalation_messages"] = len(times)
+        if times:
+            lateness = [t - t_due for t in times]
+            out["escalation_lateness_p50_s"], out["escalation_lateness_p99_s"] = pct(lateness, 50), pct(lateness, 99)
+            out["escalation_msgs_per_s"] = len(times) / max(times[-1] - t_due, 1e-6)
+            out["escalation_msgs_per_request"] = len(times) / max(got["requests"] - req_before, 1)
+        await http.close()
+        await runner.cleanup()
+    finally:
+        await app.stop()
+        dbx.drop()
+    return out
+
+
+def speakers_run(spec: str, count: int) -> dict[str, float]:
+    folder = Path(tempfile.mkdtemp(prefix="warnd-w1-spk-"))
+    dbx = Database_(spec, folder)
+    try:
+        p = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_speakers.py"), "--count", str(count),
+                            "--database", dbx.url], capture_output=True, text=True, timeout=1800, cwd=ROOT,
+                           env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
+    finally:
+        dbx.drop()
+    last = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
+    if p.returncode or not last:
+        return {"speakers_error": 1.0}
+    d = json.loads(last[-1])
+    return {"speakers_raw_s": d["raw_s"], "speakers_warnd_s": d["warnd_s"], "speakers_ratio": d["ratio"]}
+
+
+RATIOS = {
+    "first_message_p50_vs_round_trip": ("first_message_p50_ms", "bare_round_trip_ms"),
+    "first_message_p99_vs_round_trip": ("first_message_p99_ms", "bare_round_trip_ms"),
+    "imminent_fanout_vs_raw_sdk_batch": ("imminent_msgs_per_s", "raw_sdk_batch_msgs_per_s"),
+    "confirmations_vs_raw_insert": ("confirmations_per_s", "raw_insert_rows_per_s"),
+    "escalation_vs_raw_sdk_batch": ("escalation_msgs_per_s", "raw_sdk_batch_msgs_per_s"),
+}
+
+
+async def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--database", default="sqlite", help="sqlite, or a PostgreSQL URL of a database to create "
+                    "the run's databases from (postgresql://postgres@127.0.0.1:5432/postgres)")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=631)
+    ap.add_argument("--small", type=int, default=15, help="small warnings for ingest → first message")
+    ap.add_argument("--no-speakers", action="store_true")
+    ap.add_argument("--smoke", action="store_true", help="a tiny county, one run, no speakers: checks the harness")
+    args = ap.parse_args()
+    configure_logging(level=40)
+    sys.setswitchinterval(0.0005)
+    work = w1(args.seed)
+    if args.smoke:
+        from devtools.demo.county import CountyShape
+        from devtools.workloads import county_workload
+        work = county_workload(args.seed, datetime.now(UTC), CountyShape(townships=2, villages_per_township=3),
+                               speakers=10, public=100)
+        args.runs, args.small, args.no_speakers = 1, 3, True
+    provider = Provider()
+    runs: list[dict[str, float]] = []
+    try:
+        for i in range(args.runs):
+            r = await one_run(args.database, work, provider, args.small)
+            say("run", i + 1, json.dumps({k: round(v, 3) for k, v in r.items()}))
+            if not args.no_speakers:
+                r |= speakers_run(args.database, len(work.speakers))
+            r["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            runs.append(r)
+            print(f"run {i + 1}: " + json.dumps({k: round(v, 3) for k, v in r.items()}), file=sys.stderr, flush=True)
+    finally:
+        await provider.close()
+    median = {k: statistics.median(r[k] for r in runs if k in r) for k in runs[0]}
+    ratios = {}
+    for name, (fig, base) in RATIOS.items():
+        if fig in median and base in median:
+            ratios[name] = median[fig] / median[base]
+    report = {
+        "workload": "W1" if not args.smoke else "smoke", "seed": args.seed, "counts": work.counts(),
+        "public_skipped": work.public_recipients,  # no public dissemination in warnd yet
+        "database": "sqlite" if args.database == "sqlite" else "postgresql",
+        "runs": len(runs), "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus, "
+                                      f"Python {platform.python_version()}",
+        "median": {k: round(v, 3) for k, v in median.items()},
+        "ratios": {k: round(v, 4) for k, v in ratios.items()},
+    }
+    print(json.dumps(report, ensure_ascii=False, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

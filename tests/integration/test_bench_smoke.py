@@ -1,0 +1,33 @@
+"""The W1 benchmark harness runs end to end on a tiny county (a few seconds): its own provider
+process, the real App and HTTP API, every figure beside its baseline. Performance itself is
+never asserted here: BENCHMARKS.md records it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_the_w1_harness_measures_every_figure_against_its_baseline() -> None:
+    p = subprocess.run([sys.executable, str(ROOT / "bench" / "w1.py"), "--smoke"], capture_output=True, text=True,
+                       timeout=300, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
+    assert p.returncode == 0, p.stderr[-3000:]
+    report = json.loads(p.stdout)
+    assert report["public_skipped"] == 100
+    m = report["median"]
+    # Every message of the step reached the provider process, every reply was recorded.
+    assert m["imminent_messages"] >= m["called"]
+    assert m["confirmations_recorded"] == m["confirmations_sent"] > 0
+    assert m["escalation_messages"] >= m["escalation_open_calls"] > 0
+    assert set(report["ratios"]) == {"first_message_p50_vs_round_trip", "first_message_p99_vs_round_trip",
+                                     "imminent_fanout_vs_raw_sdk_batch", "confirmations_vs_raw_insert",
+                                     "escalation_vs_raw_sdk_batch"}
+    assert all(v > 0 for v in report["ratios"].values())
