@@ -1,6 +1,7 @@
 """`warnd-dev`: the demo storm and simulators (not part of the product's `warnd` command).
 
-    warnd-dev demo [--out DIR]          a whole 631 storm on a generated county (< 1 min)
+    warnd-dev demo [--out DIR] [--[no-]board-screenshot]
+                                        a whole 631 storm on a generated county (< 1 min)
     warnd-dev speakers simulate ...     N simulated loudspeakers as real MQTT clients
 """
 
@@ -20,7 +21,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     sys.setswitchinterval(SWITCH_INTERVAL)
     return asyncio.run(run_demo(Path(args.out), speed=args.speed, seed=args.seed, busy_speed=args.busy_speed,
-                                database=args.database, broker=args.broker, mqtt_username=args.mqtt_username))
+                                database=args.database, broker=args.broker, mqtt_username=args.mqtt_username,
+                                board_shot=args.board_screenshot))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: SQLite in a temporary folder)")
     d.add_argument("--broker", help="HOST:PORT of a running Mosquitto (default: a private one on a free port)")
     d.add_argument("--mqtt-username", default="", help="warnd's MQTT user on --broker (its ACL entry)")
+    d.add_argument("--board-screenshot", action=argparse.BooleanOptionalAction, default=None,
+                   help="save the imminent warning's 叫应 board mid-storm as OUT/board.png (headless Debian "
+                        "chromium + playwright); default: when they are installed, else skipped with one line")
     d.set_defaults(func=cmd_demo)
     add_speakers_cli(sub, settings_from_args)
     return p

@@ -24,6 +24,7 @@ import aiohttp
 from aiohttp import web
 from sqlmodel import col, func, select
 
+from devtools.demo.board_shot import BoardCamera, board_screenshot, unavailable
 from devtools.demo.capgen import NATIONAL_SENDER, cap_xml, gbt_xml
 from devtools.demo.channels import ChannelOfficials, demo_policy
 from devtools.demo.county import COUNTY_CODE, generate_county
@@ -71,6 +72,9 @@ SPEAKERS = 4365  # as many as the seed county (沅陵) has
 GAUGE = "YL001"
 GAUGE_PREPARE = timedelta(hours=4, minutes=50)
 GAUGE_VILLAGES = ["431222101200", "431222101201", "431222101202"]
+STORM_END = timedelta(hours=5, minutes=20)  # the red ladder has run out
+SHOT_AFTER = timedelta(minutes=6)  # the board photographed mid-ladder: red window over, escalations running
+SHOT_WAIT = 90.0  # real seconds the end of the demo waits for a late screenshot
 GAUGE_ADDRESS = "0043122201"  # its SL 651 remote station address
 
 
@@ -164,11 +168,20 @@ async def _progress(engine: App, clock: ScaledClock, t0: datetime, stage: list[s
 
 
 async def run_demo(out: Path, speed: float = 960.0, seed: int = 631, busy_speed: float = 60.0, *,
-                   database: str | None = None, broker: str | None = None, mqtt_username: str = "") -> int:
+                   database: str | None = None, broker: str | None = None, mqtt_username: str = "",
+                   board_shot: bool | None = None) -> int:
     """`speed` runs the quiet hours; from the rain gauge's first crossing on (T+4:50) the clock
     slows to `busy_speed` so that 3,000+ messages, replies and escalations fit on one core in
-    real time while the 5-minute red confirm window is still minutes long."""
+    real time while the 5-minute red confirm window is still minutes long.
+
+    `board_shot`: photograph the imminent warning's 叫应 board mid-storm into `out/board.png`
+    (devtools/demo/board_shot.py). None: when chromium and playwright are here, else one line
+    says why not; True: insist (exit 2 before the storm when they are missing); False: never."""
     configure_logging(level=30)
+    no_shot = unavailable() if board_shot is not False else "not asked (--no-board-screenshot)"
+    if board_shot and no_shot:
+        print(f"warnd-dev demo: --board-screenshot: {no_shot}", file=sys.stderr)
+        return 2
     started = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (start-up, nothing else runs yet)
     workdir = Path(tempfile.mkdtemp(prefix="warnd-demo-"))
@@ -230,6 +243,12 @@ async def run_demo(out: Path, speed: float = 960.0, seed: int = 631, busy_speed:
     officials = Officials(sim, clock, f"{base}/webhooks/tencent/sms/{cb_token}/reply", random.Random(seed),
                           skip=not_by_sms)
     sim.status_callback_url = f"{base}/webhooks/tencent/sms/{cb_token}/status"  # carriers' 状态报告 come back
+    shot: asyncio.Task[Path] | None = None
+    imminent: asyncio.Future[tuple[int, datetime]] = asyncio.get_running_loop().create_future()
+    camera: BoardCamera | None = None
+    if no_shot is None:
+        camera = BoardCamera(base, secrets.token_urlsafe(16))
+        await BoardCamera.add_officer(engine.db, camera.password)
     stage = ["预报"]
     tasks = [asyncio.create_task(officials.watch()), asyncio.create_task(channel_officials.watch_links()),
              asyncio.create_task(_progress(engine, clock, clock.now(), stage))]
@@ -254,6 +273,8 @@ async def run_demo(out: Path, speed: float = 960.0, seed: int = 631, busy_speed:
             await clock.wait_until(t0 + offset)
             if step == "idle":  # the step's ladder has run out: nothing happens until the next
                 clock.set_speed(IDLE_SPEED)
+                if camera is not None and shot is None:  # the browser starts and logs in while nothing happens
+                    shot = asyncio.create_task(board_screenshot(camera, clock, imminent, out / "board.png"))
                 continue
             clock.set_speed(speed if offset < GAUGE_PREPARE else busy_speed)
             stage[0] = STEP_ZH[step]
@@ -289,15 +310,18 @@ async def run_demo(out: Path, speed: float = 960.0, seed: int = 631, busy_speed:
                                sender=NATIONAL_SENDER)
             assert body is not None
             ingested.append(await _post(http, f"{base}/api/v1/alerts", token, body))
+            if step == "imminent" and not imminent.done():  # mid-ladder (before the storm's end when on time)
+                imminent.set_result((int(ingested[-1]["id"]), now + SHOT_AFTER))
             # A duplicate push (feeds retry): must be recognised, nothing sent twice.
             again = await _post(http, f"{base}/api/v1/alerts", token, body)
             assert not again["created"]
-        await clock.wait_until(t0 + timedelta(hours=5, minutes=20))  # the red ladder runs out
+        await clock.wait_until(t0 + STORM_END)  # the red ladder runs out
     assert engine.feeds.sl651 is not None
     await engine.feeds.sl651.settle()
     async with engine.db.read() as s:
         gauge.extend(a for a in (await s.exec(select(Alert.id).where(
             Alert.source == f"telemetry:{GAUGE}"))).all() if a is not None)
+    shot_path, shot_note = await _board_shot_result(shot, no_shot)
     for t in tasks:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
@@ -319,6 +343,7 @@ async def run_demo(out: Path, speed: float = 960.0, seed: int = 631, busy_speed:
         "wecom_cards": len(wecom.messages), "voice_calls": len(twilio.calls),
         "feedback_reports": channel_officials.feedback_sent, "people_moved_by_township": moved,
         "gauge_alerts": sorted(set(gauge)), "loudspeakers": loudspeakers, "public": public,
+        "board_screenshot": str(shot_path) if shot_path else None,
     }
     await officials.stop()
     await channel_officials.stop()
@@ -345,8 +370,21 @@ async def run_demo(out: Path, speed: float = 960.0, seed: int = 631, busy_speed:
     print(f"审计报告 audit: {headline(report)} ({summary['audit']['seconds']} s)")
     print(f"audit report (HTML): {reports['html']}")
     print(f"audit report (XLSX): {reports['xlsx']}")
+    print(f"board screenshot (叫应看板): {shot_path}" if shot_path else f"board screenshot skipped: {shot_note}")
     print(f"summary written to {out / 'summary.json'}")
     return 0 if not dupes else 1
+
+
+async def _board_shot_result(shot: asyncio.Task[Path] | None, why_not: str | None) -> tuple[Path | None, str]:
+    """The screenshot's path, or why there is none (it never fails the demo)."""
+    if shot is None:
+        return None, why_not or "not taken"
+    try:
+        return await asyncio.wait_for(shot, SHOT_WAIT), ""
+    except TimeoutError:
+        return None, f"the browser took longer than {SHOT_WAIT:g} s"
+    except Exception as e:  # a browser that would not start or a page that would not load: say so, go on
+        return None, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
 
 
 def print_table(table: list[dict[str, Any]], summary: dict[str, Any]) -> None:

@@ -158,6 +158,10 @@ EXAMPLES: dict[tuple[str, str], Example] = {
     ("GET", "/console/alarms/stream"): Example("console.view", fixed("/console/alarms/stream?once=1"), 200),
     ("GET", "/console/health"): Example("feeds.read", fixed("/console/health"), 200),
     ("GET", "/console/readiness"): Example("console.view", fixed("/console/readiness"), 200),
+    ("GET", "/console/reports"): Example("reports.read", fixed("/console/reports?alert={alert}"), 200),
+    ("GET", "/console/reports/view"): Example("reports.read", fixed("/console/reports/view?alert={alert}"), 200),
+    ("GET", "/console/reports/download/{fmt}"): Example(
+        "reports.read", fixed("/console/reports/download/xlsx?from=2020-01-01T00:00&to=2020-01-02T00:00"), 200),
 }
 
 # Public routes get a plausible request; they must answer every caller the same way.
@@ -268,7 +272,8 @@ async def test_every_route_as_every_role(st: Stack) -> None:
     # The walk really covered the API, the console and the public pages.
     assert {("POST", "/api/v1/calls/{id}/ack"), ("POST", "/api/v1/alerts/{id}/cancel"), ("GET", "/console"),
             ("POST", "/c/{token}"), ("GET", "/login"), ("HEAD", "/api/v1/alerts/{id}"), ("GET", "/api/v1/alerts"),
-            ("GET", "/console/alerts/{id}"), ("POST", "/console/calls/{id}/ack")} <= seen
+            ("GET", "/console/alerts/{id}"), ("POST", "/console/calls/{id}/ack"),
+            ("GET", "/console/reports/download/{fmt}")} <= seen
     assert set(EXAMPLES) <= {(m, p) for m, p in seen}
 
 

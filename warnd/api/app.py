@@ -21,6 +21,7 @@ from warnd.app import App
 from warnd.auth.service import AuthService
 from warnd.console import alerts as console_alerts
 from warnd.console import compose as console_compose
+from warnd.console import reports as console_reports
 from warnd.console import status as console_status
 from warnd.console import views as console
 from warnd.console.render import SITE, Site
@@ -183,5 +184,6 @@ def make_app(app: App) -> web.Application:
     access.add(web_app.router, console_compose.routes(app))
     access.add(web_app.router, console_alerts.routes(app))
     access.add(web_app.router, console_status.routes(app))
+    access.add(web_app.router, console_reports.routes(app))
     web_app[console_status.ALARM_SOURCES] = [approval_alarms(app.db)]  # warnings and cancels waiting for a second person
     return web_app
