@@ -64,6 +64,14 @@ def fresh_db_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -
             _pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture
+def sqlite_url(tmp_path: Path, sqlite_template: Path) -> str:
+    """A freshly migrated SQLite database of this test's own (copied from the session's template)."""
+    db = tmp_path / "warnd.db"
+    db.write_bytes(sqlite_template.read_bytes())
+    return f"sqlite:///{db}"
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A URL to a freshly migrated, empty database; the test runs once per backend."""

@@ -6,30 +6,19 @@ Needs `chromium` (apt), `playwright` (pip; no browser download) and Mosquitto.""
 
 from __future__ import annotations
 
-import shutil
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from support.audit_scenario import T0, build_storm, play_storm, stop_storm
+from support.browser import launch, require_browser
 from support.speaker_support import mosquitto_available
 from warnd.audit import Scope, make_report
 from warnd.audit.export import write_report
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
-playwright_api = pytest.importorskip("playwright.async_api", reason="pip install playwright")
-if not Path(CHROMIUM).exists():
-    pytest.skip("apt install chromium (Debian's headless Chromium)", allow_module_level=True)
+playwright_api = require_browser()
 pytestmark = pytest.mark.skipif(not mosquitto_available(), reason="apt install mosquitto")
-
-
-@pytest.fixture
-def sqlite_url(tmp_path: Path, sqlite_template: Path) -> str:
-    db = tmp_path / "warnd.db"
-    db.write_bytes(sqlite_template.read_bytes())
-    return f"sqlite:///{db}"
 
 
 async def test_html_report_renders_its_charts_offline(sqlite_url: str, tmp_path: Path) -> None:
@@ -44,9 +33,7 @@ async def test_html_report_renders_its_charts_offline(sqlite_url: str, tmp_path:
     url = page_path.as_uri()
 
     async with playwright_api.async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-            "--disable-background-networking", "--no-first-run"])
+        browser = await launch(p)
         try:
             ctx = await browser.new_context(offline=True, viewport={"width": 1280, "height": 900}, locale="zh-CN")
             requested: list[str] = []

@@ -10,35 +10,22 @@ Needs `chromium` (apt) and `playwright` (pip). Without them the test is skipped.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlmodel import select
 
+from support.browser import launch as browser_launch
+from support.browser import require_browser
 from support.phones import county, imminent
 from support.users import PASSWORD, add_user
 from warnd.db.models import Event
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
-playwright_api = pytest.importorskip("playwright.async_api", reason="pip install playwright")
-if not Path(CHROMIUM).exists():
-    pytest.skip("apt install chromium (Debian's headless Chromium)", allow_module_level=True)
-
-
-@pytest.fixture
-def sqlite_url(tmp_path: Path, sqlite_template: Path) -> str:
-    db = tmp_path / "warnd.db"
-    db.write_bytes(sqlite_template.read_bytes())
-    return f"sqlite:///{db}"
+playwright_api = require_browser()
 
 
 async def launch(p: Any) -> Any:
-    return await p.chromium.launch(executable_path=CHROMIUM, args=[
-        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-        "--disable-background-networking", "--no-first-run", "--autoplay-policy=no-user-gesture-required"])
+    return await browser_launch(p, "--autoplay-policy=no-user-gesture-required")
 
 
 async def test_board_live_through_the_sms_webhook_and_the_duty_room_alarm(sqlite_url: str, tmp_path: Path) -> None:

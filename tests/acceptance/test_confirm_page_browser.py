@@ -6,28 +6,18 @@ them the test is skipped with the reason shown."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from support.browser import launch, require_browser
 from support.channel_stack import LINK_RE, Stack, build_stack, imminent, stop_stack, write_templates
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 WARNING = "warning = \"{tag}【{step}】{sender}发布{headline}，影响{area}。{instruction}请回复1或“收到”确认。\""
 WARNING_LINK = "warning = \"{tag}【{step}】{sender}发布{headline}，影响{area}。{instruction}请回复1或点击确认：{link}\""
 
-playwright_api = pytest.importorskip("playwright.async_api", reason="pip install playwright")
-if not Path(CHROMIUM).exists():
-    pytest.skip("apt install chromium (Debian's headless Chromium)", allow_module_level=True)
-
-
-@pytest.fixture
-def sqlite_url(tmp_path: Path, sqlite_template: Path) -> str:
-    db = tmp_path / "warnd.db"
-    db.write_bytes(sqlite_template.read_bytes())
-    return f"sqlite:///{db}"
+playwright_api = require_browser()
 
 
 @pytest.fixture
@@ -46,9 +36,7 @@ async def test_confirm_page_on_a_phone(stack: Stack, tmp_path: Path) -> None:
     url = LINK_RE.search(link.body).group(0)  # type: ignore[union-attr]
 
     async with playwright_api.async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-            "--disable-background-networking", "--no-first-run"])
+        browser = await launch(p)
         try:
             ctx = await browser.new_context(viewport={"width": 360, "height": 740}, device_scale_factor=3,
                                             is_mobile=True, has_touch=True, locale="zh-CN")

@@ -7,30 +7,18 @@ them the test is skipped with the reason shown."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlmodel import select
 
+from support.browser import launch, require_browser
 from support.channel_stack import Stack, build_stack, stop_stack
 from support.users import PASSWORD, add_user
 from warnd.db.models import Event
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
-playwright_api = pytest.importorskip("playwright.async_api", reason="pip install playwright")
-if not Path(CHROMIUM).exists():
-    pytest.skip("apt install chromium (Debian's headless Chromium)", allow_module_level=True)
-
-
-@pytest.fixture
-def sqlite_url(tmp_path: Path, sqlite_template: Path) -> str:
-    db = tmp_path / "warnd.db"
-    db.write_bytes(sqlite_template.read_bytes())
-    return f"sqlite:///{db}"
+playwright_api = require_browser()
 
 
 @pytest.fixture
@@ -41,12 +29,6 @@ async def stack(tmp_path: Path, sqlite_url: str) -> AsyncIterator[Stack]:
         yield st
     finally:
         await stop_stack(st)
-
-
-async def launch(p: Any) -> Any:
-    return await p.chromium.launch(executable_path=CHROMIUM, args=[
-        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-        "--disable-background-networking", "--no-first-run"])
 
 
 async def test_login_shell_logout_and_lockout(stack: Stack, tmp_path: Path) -> None:

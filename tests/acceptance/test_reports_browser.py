@@ -7,36 +7,18 @@ Needs `chromium` (apt), `playwright` (pip; no browser download) and Mosquitto.""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
 from openpyxl import load_workbook
 
 from support.audit_scenario import build_storm, play_storm, stop_storm
+from support.browser import launch, require_browser
 from support.speaker_support import mosquitto_available
 from support.users import PASSWORD, add_user
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
-playwright_api = pytest.importorskip("playwright.async_api", reason="pip install playwright")
-if not Path(CHROMIUM).exists():
-    pytest.skip("apt install chromium (Debian's headless Chromium)", allow_module_level=True)
+playwright_api = require_browser()
 pytestmark = pytest.mark.skipif(not mosquitto_available(), reason="apt install mosquitto")
-
-
-@pytest.fixture
-def sqlite_url(tmp_path: Path, sqlite_template: Path) -> str:
-    db = tmp_path / "warnd.db"
-    db.write_bytes(sqlite_template.read_bytes())
-    return f"sqlite:///{db}"
-
-
-async def launch(p: Any) -> Any:
-    return await p.chromium.launch(executable_path=CHROMIUM, args=[
-        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-        "--disable-background-networking", "--no-first-run"])
 
 
 async def test_auditor_sees_the_report_and_downloads_the_xlsx(sqlite_url: str, tmp_path: Path) -> None:

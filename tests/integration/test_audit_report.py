@@ -186,13 +186,6 @@ async def test_storm_window_counts_real_and_drill_apart(storm: Storm) -> None:
 # --- the files ------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def sqlite_url(tmp_path: Path, sqlite_template: Path) -> str:
-    db = tmp_path / "warnd.db"
-    db.write_bytes(sqlite_template.read_bytes())
-    return f"sqlite:///{db}"
-
-
 def cli(*args: str, config: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     pre = ["--config", str(config)] if config else []

@@ -45,13 +45,6 @@ ISSUES = [
 ]
 
 
-@pytest.fixture
-def sqlite_url(tmp_path: Path, sqlite_template: Path) -> str:
-    db = tmp_path / "warnd.db"
-    db.write_bytes(sqlite_template.read_bytes())
-    return f"sqlite:///{db}"
-
-
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run([sys.executable, "-m", "warnd.cli", "report", *args], cwd=REPO, env=env,
