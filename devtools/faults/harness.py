@@ -9,8 +9,9 @@ simulator's fault controls).
 
 The verdict (`Report`) is computed from the provider's accepted log and the database only:
 - each official exactly one warning per call (none lost, none twice),
-- one message per rung per recipient (each escalation text, named by its call's short
-  code, accepted exactly once for each recipient the rung's event names),
+- one message per rung per recipient (deputy and superior texts named by their call's short
+  code, resends — one text for a step's silent officials — by recipient; each accepted exactly
+  once for each recipient the rung's event names),
 - no rung fired twice (one `call_escalated` / `call_to_duty_room` event per call and level),
 - no call left open, every silent call's ladder complete up to the duty room,
 - nothing lost (every message row sent, none failed, pending or in doubt).
@@ -469,7 +470,10 @@ class Run:
         want_e: Counter[tuple[str, str, str | None]] = Counter()
         for cid, kind, data in rungs:
             if kind == "call_escalated":
-                want_e.update((phones[pid], data["action"], codes[cid]) for pid in data["recipients"])
+                # The resend is one text for all of a step's silent officials (provider batches):
+                # it names no code; deputy and superior texts name the silent official's call.
+                code = None if data["action"] == "resend" else codes[cid]
+                want_e.update((phones[pid], data["action"], code) for pid in data["recipients"])
         got_e = Counter((m["to"], kind_of(m["text"]), code_of(m["text"])) for m in accepted
                         if kind_of(m["text"]) in ("resend", "deputy", "superior"))
         # An escalation message still pending when its call was confirmed is cancelled, not lost.

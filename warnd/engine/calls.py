@@ -157,17 +157,21 @@ async def apply_moves(s: AsyncSession, moves: Sequence[Move]) -> set[int]:
     read. Returns the ids this caller moved."""
     if not moves:
         return set()
+    # A storm's rungs share their transition (same fence read, same next state, level and
+    # deadline): one plain statement per such group, not a CASE arm per call — the CASE form
+    # compiled a new statement per batch and was most of an escalation pass (1,600 rungs).
+    groups: dict[tuple[int, str, int, int, datetime | None], list[int]] = {}
+    for m in moves:
+        if m.call.id is not None:
+            key = (m.call.fence, m.new.state.value, m.new.level, m.new.fence, m.new.deadline)
+            groups.setdefault(key, []).append(m.call.id)
     conn = await s.connection()
     moved: set[int] = set()
-    for part in chunks([(m.call.id, m) for m in moves if m.call.id is not None]):
-        res = await conn.execute(update(C).where(
-            C.c.id.in_([i for i, _ in part]), C.c.fence == per_call({i: m.call.fence for i, m in part}, C.c.fence)).values(
-            state=per_call({i: m.new.state.value for i, m in part}, C.c.state),
-            level=per_call({i: m.new.level for i, m in part}, C.c.level),
-            fence=per_call({i: m.new.fence for i, m in part}, C.c.fence),
-            deadline=per_call({i: m.new.deadline for i, m in part}, C.c.deadline),
-            claim=new_token()).returning(C.c.id))
-        moved |= {int(r[0]) for r in res}
+    for (fence, state, level, new_fence, deadline), ids in groups.items():
+        for part in chunks(ids):
+            res = await conn.execute(update(C).where(C.c.id.in_(part), C.c.fence == fence).values(
+                state=state, level=level, fence=new_fence, deadline=deadline, claim=new_token()).returning(C.c.id))
+            moved |= {int(r[0]) for r in res}
     return moved
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
 
-from sqlmodel import select
+from sqlmodel import col, func, select
 
 from warnd.core.domain import Level, PersonView, RegionView
 from warnd.core.planner import PeopleIndex
@@ -22,6 +24,11 @@ class RosterSnapshot:
     index: PeopleIndex
 
     def duty_officers(self) -> tuple[PersonView, ...]:
+        return self._duty_officers
+
+    @cached_property
+    def _duty_officers(self) -> tuple[PersonView, ...]:
+        # Once per snapshot: every call handed to the duty room asks (a storm: thousands).
         root = self.root_code()
         return tuple(p for p in self.people if "duty_officer" in p.roles and p.region_code == root)
 
@@ -33,22 +40,34 @@ class RosterSnapshot:
 
 
 class RosterCache:
-    """Reloads at most every `ttl` seconds (real time) or when invalidated; a roster import
-    may run in another process, so a short TTL is the invalidation across processes."""
+    """The roster snapshot, reloaded only when the roster changed. A roster import may run in
+    another process or instance, so after `ttl` seconds (real time) a cheap fingerprint of the
+    tables (row counts, newest `updated_at`, newest id) is compared with the loaded one; the
+    county's ~5,000 people are reloaded only when it differs. A warning never waits for a
+    reload of an unchanged roster (W1: ~0.3 s of its POST)."""
 
-    def __init__(self, db: Database, ttl: float = 30.0):
+    def __init__(self, db: Database, ttl: float = 5.0):
         self.db = db
         self.ttl = ttl
         self._snap: RosterSnapshot | None = None
-        self._loaded = 0.0
+        self._print: tuple[object, ...] | None = None
+        self._checked = 0.0
+        self.loads = 0  # how many times the tables were read (tests, metrics)
 
     def invalidate(self) -> None:
         self._snap = None
 
     async def get(self) -> RosterSnapshot:
-        if self._snap is None or time.monotonic() - self._loaded > self.ttl:
-            self._snap = await self._load()
-            self._loaded = time.monotonic()
+        if self._snap is not None and time.monotonic() - self._checked <= self.ttl:
+            return self._snap
+        async with self.db.read() as s:
+            current = await _fingerprint(s)
+        self._checked = time.monotonic()
+        if self._snap is None or current != self._print:
+            # The fingerprint is taken before the tables are read: a change in between is
+            # loaded now and seen again (a second reload) at the next check, never missed.
+            self._snap, self._print = await self._load(), current
+            self.loads += 1
         return self._snap
 
     async def _load(self) -> RosterSnapshot:
@@ -75,3 +94,18 @@ class RosterCache:
             for p in people
         )
         return RosterSnapshot(rviews, pviews, {p.id: p for p in pviews}, PeopleIndex.build(pviews))
+
+
+async def _fingerprint(s: Any) -> tuple[object, ...]:
+    """Changes whenever an import adds, edits, deactivates or re-roles anyone (each bumps
+    `updated_at` or adds rows), in one round trip."""
+    q = select(
+        select(func.count()).select_from(Person).scalar_subquery(),
+        select(func.max(Person.updated_at)).scalar_subquery(),
+        select(func.max(Person.id)).scalar_subquery(),
+        select(func.count()).select_from(Region).scalar_subquery(),
+        select(func.max(Region.updated_at)).scalar_subquery(),
+        select(func.count()).select_from(PersonExtraRole).scalar_subquery(),
+        select(func.sum(col(PersonExtraRole.person_id) * 8 + col(PersonExtraRole.position))).scalar_subquery(),
+    )
+    return tuple((await s.exec(q)).one())
