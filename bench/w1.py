@@ -68,7 +68,7 @@ from warnd.app import App  # noqa: E402
 from warnd.clock import ManualClock  # noqa: E402
 from warnd.config import ApiCfg, County, DatabaseCfg, ServerCfg, Settings, SmsCfg, TencentCfg  # noqa: E402
 from warnd.db.engine import Database, upgrade  # noqa: E402
-from warnd.db.models import Call, Event, Person  # noqa: E402
+from warnd.db.models import Alert, Call, Event, Person  # noqa: E402
 from warnd.logging import configure_logging  # noqa: E402
 
 CB = "bench-callback-token-0123"
@@ -173,6 +173,25 @@ async def raw_sdk_batch(provider: Provider, n: int) -> float:
     return rate
 
 
+async def raw_sdk_single(provider: Provider, n: int, concurrency: int = 32) -> float:
+    """Messages/s when each text is its own SendSms request (a per-recipient text), through
+    the same channel object (its SDK thread pool) and warnd's [delivery] concurrency."""
+    ch = provider.channel()
+    now = datetime.now(UTC)
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(i: int) -> None:
+        async with gate:
+            await ch.send(OutboundMessage(f"single:{uuid.uuid4().hex[:8]}:{i}", f"+86136{i:08d}",
+                                          f"【替补叫应】基准测试{i}未确认临灾预警。", now))
+
+    t = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(n)))
+    rate = n / (time.perf_counter() - t)
+    await ch.close()
+    return rate
+
+
 async def raw_insert(db: Database, n: int) -> float:
     now = datetime.now(UTC)
     rows = [dict(at=now, kind="bench", data={"i": i, "phone": f"+86137{i:08d}"}) for i in range(n)]
@@ -180,6 +199,19 @@ async def raw_insert(db: Database, n: int) -> float:
     async with db.session() as s, s.begin():
         await (await s.connection()).execute(insert(Event), rows)
     return n / (time.perf_counter() - t)
+
+
+async def durable_commit(db: Database, n: int = 30) -> float:
+    """Seconds (median) for one row INSERT and its commit through the same durable stack: the
+    floor under ingest → first message, which must store the warning before it sends."""
+    times = []
+    for i in range(n):
+        t = time.perf_counter()
+        async with db.session() as s, s.begin():
+            await (await s.connection()).execute(insert(Event), [dict(at=datetime.now(UTC), kind="bench",
+                                                                      data={"i": i})])
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
 
 
 # --- one run -----------------------------------------------------------------------------------
@@ -204,7 +236,35 @@ class Database_:
                 c.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')  # type: ignore[arg-type]
 
 
-async def one_run(spec: str, work: CountyWorkload, provider: Provider, small: int) -> dict[str, float]:
+async def preload_pending(db: Database, n: int, now: datetime) -> None:
+    """`n` open calls that are not this storm's: a province's other warnings, pending with
+    deadlines a day away, so every query of the run works against a table that size. They
+    belong to `n` inactive people (outside the county's roster), so no reply of the storm's
+    officials confirms them and no rung of theirs falls due."""
+    if n <= 0:
+        return
+    async with db.session() as s, s.begin():
+        conn = await s.connection()
+        alert = (await conn.execute(insert(Alert).returning(col(Alert.id)), [dict(
+            sender="bench-background", identifier="W1-PENDING", sent=now, status="Actual", msg_type="Alert",
+            references=[], source="bench", hazard="rainstorm", colour="orange", step="warning",
+            region_codes=[], unknown_codes=[], channel_texts={}, state="active", received_at=now,
+            description="", instruction="", raw_xml="",
+            expires=now + timedelta(days=2))])).scalar_one()
+        for start in range(0, n, 20_000):
+            size = min(20_000, n - start)
+            people = (await conn.execute(insert(Person).returning(col(Person.id)), [dict(
+                key=f"bench-pending-{i}", name=f"待办{i}", phone=f"+86170{i:08d}", role="grid_worker",
+                region_code=f"{COUNTY}999", active=False, updated_at=now) for i in range(start, start + size)]
+            )).scalars().all()
+            await conn.execute(insert(Call), [dict(
+                alert_id=alert, person_id=pid, step="warning", role="grid_worker", region_code=f"{COUNTY}999",
+                ladder="standard", channels=["sms"], state="open", level=0, fence=0, short_code=f"P{pid}",
+                created_at=now, deadline=now + timedelta(days=1), window_seconds=1800) for pid in people])
+
+
+async def one_run(spec: str, work: CountyWorkload, provider: Provider, small: int,
+                  pending: int = 100_000) -> dict[str, float]:
     folder = Path(tempfile.mkdtemp(prefix="warnd-w1-"))
     dbx = Database_(spec, folder)
     clock = ManualClock(datetime.now(UTC).replace(microsecond=0))
@@ -217,6 +277,8 @@ async def one_run(spec: str, work: CountyWorkload, provider: Provider, small: in
     out: dict[str, float] = {}
     try:
         await load_county(app.db, work, clock.now())
+        await preload_pending(app.db, pending, clock.now())
+        out["pending_calls_preloaded"] = pending
         await app.start()
         runner = web.AppRunner(make_app(app), access_log=None)
         await runner.setup()
@@ -228,6 +290,8 @@ async def one_run(spec: str, work: CountyWorkload, provider: Provider, small: in
         out["bare_round_trip_ms"] = await bare_round_trip(provider) * 1000
         out["raw_sdk_batch_msgs_per_s"] = await raw_sdk_batch(provider, len(work.people))
         out["raw_insert_rows_per_s"] = await raw_insert(app.db, len(work.people))
+        out["durable_commit_ms"] = await durable_commit(app.db) * 1000
+        out["raw_sdk_single_msgs_per_s"] = await raw_sdk_single(provider, 1000)
 
         async def post(body: bytes) -> tuple[dict[str, Any], float, float]:
             t0 = time.time()
@@ -314,6 +378,26 @@ async def one_run(spec: str, work: CountyWorkload, provider: Provider, small: in
             out["escalation_lateness_p50_s"], out["escalation_lateness_p99_s"] = pct(lateness, 50), pct(lateness, 99)
             out["escalation_msgs_per_s"] = len(times) / max(times[-1] - t_due, 1e-6)
             out["escalation_msgs_per_request"] = len(times) / max(got["requests"] - req_before, 1)
+
+        say("deputy rung")
+        # the next rung: each silent official's deputy is told who stayed silent — a text per
+        # official (it names them), so one provider request each
+        before, req_before = await provider.count()
+        async with app.db.read() as s:
+            next_deadline = (await s.exec(select(func.min(Call.deadline)).where(
+                Call.alert_id == alert_id, Call.state == "open"))).one()
+        if next_deadline is not None:
+            t_due = time.time()
+            await clock.advance(next_deadline - clock.now())
+            await app.runner.settle(600)
+            got = await provider.wait(0, before, times="1")
+            times = got["times"]
+            out["deputy_messages"] = len(times)
+            if times:
+                lateness = [t - t_due for t in times]
+                out["deputy_lateness_p50_s"], out["deputy_lateness_p99_s"] = pct(lateness, 50), pct(lateness, 99)
+                out["deputy_msgs_per_s"] = len(times) / max(times[-1] - t_due, 1e-6)
+                out["deputy_msgs_per_request"] = len(times) / max(got["requests"] - req_before, 1)
         await http.close()
         await runner.cleanup()
     finally:
@@ -341,6 +425,8 @@ def speakers_run(spec: str, count: int) -> dict[str, float]:
 RATIOS = {
     "first_message_p50_vs_round_trip": ("first_message_p50_ms", "bare_round_trip_ms"),
     "first_message_p99_vs_round_trip": ("first_message_p99_ms", "bare_round_trip_ms"),
+    "first_message_p50_vs_durable_commit": ("first_message_p50_ms", "durable_commit_ms"),
+    "deputy_vs_raw_sdk_single": ("deputy_msgs_per_s", "raw_sdk_single_msgs_per_s"),
     "imminent_fanout_vs_raw_sdk_batch": ("imminent_msgs_per_s", "raw_sdk_batch_msgs_per_s"),
     "confirmations_vs_raw_insert": ("confirmations_per_s", "raw_insert_rows_per_s"),
     "escalation_vs_raw_sdk_batch": ("escalation_msgs_per_s", "raw_sdk_batch_msgs_per_s"),
@@ -355,6 +441,8 @@ async def main() -> int:
     ap.add_argument("--seed", type=int, default=631)
     ap.add_argument("--small", type=int, default=15, help="small warnings for ingest → first message")
     ap.add_argument("--no-speakers", action="store_true")
+    ap.add_argument("--pending", type=int, default=100_000,
+                    help="open calls of other warnings in the database during the run (a province's load)")
     ap.add_argument("--smoke", action="store_true", help="a tiny county, one run, no speakers: checks the harness")
     args = ap.parse_args()
     configure_logging(level=40)
@@ -365,12 +453,12 @@ async def main() -> int:
         from devtools.workloads import county_workload
         work = county_workload(args.seed, datetime.now(UTC), CountyShape(townships=2, villages_per_township=3),
                                speakers=10, public=100)
-        args.runs, args.small, args.no_speakers = 1, 3, True
+        args.runs, args.small, args.no_speakers, args.pending = 1, 3, True, 1000
     provider = Provider()
     runs: list[dict[str, float]] = []
     try:
         for i in range(args.runs):
-            r = await one_run(args.database, work, provider, args.small)
+            r = await one_run(args.database, work, provider, args.small, args.pending)
             say("run", i + 1, json.dumps({k: round(v, 3) for k, v in r.items()}))
             if not args.no_speakers:
                 r |= speakers_run(args.database, len(work.speakers))

@@ -27,7 +27,11 @@ def test_the_w1_harness_measures_every_figure_against_its_baseline() -> None:
     assert m["imminent_messages"] >= m["called"]
     assert m["confirmations_recorded"] == m["confirmations_sent"] > 0
     assert m["escalation_messages"] >= m["escalation_open_calls"] > 0
+    # The resend rung is one text for every silent official: provider batches, not one each.
+    assert m["escalation_msgs_per_request"] > 1
+    assert m["deputy_messages"] > 0 and m["pending_calls_preloaded"] == 1000
     assert set(report["ratios"]) == {"first_message_p50_vs_round_trip", "first_message_p99_vs_round_trip",
-                                     "imminent_fanout_vs_raw_sdk_batch", "confirmations_vs_raw_insert",
-                                     "escalation_vs_raw_sdk_batch"}
+                                     "first_message_p50_vs_durable_commit", "imminent_fanout_vs_raw_sdk_batch",
+                                     "confirmations_vs_raw_insert", "escalation_vs_raw_sdk_batch",
+                                     "deputy_vs_raw_sdk_single"}
     assert all(v > 0 for v in report["ratios"].values())
