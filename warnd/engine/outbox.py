@@ -225,7 +225,7 @@ class Outbox(ModuleBase):
         return timedelta(seconds=backoff_seconds(attempts, self.cfg.backoff_seconds, self.cfg.backoff_max_seconds,
                                                  retry_after))
 
-    async def pass_once(self, batch: int = 1000) -> int:
+    async def pass_once(self, batch: int = 5000) -> int:
         """Claim and send one batch of due deliveries. Returns how many were due."""
         now = self.clock.now()
         async with self.db.read() as s:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from sqlalchemy import select as sa_select
 from sqlmodel import col, func, select
 
 from warnd.core.domain import Level, PersonView, RegionView
@@ -99,7 +100,7 @@ class RosterCache:
 async def _fingerprint(s: Any) -> tuple[object, ...]:
     """Changes whenever an import adds, edits, deactivates or re-roles anyone (each bumps
     `updated_at` or adds rows), in one round trip."""
-    q = select(
+    q = sa_select(
         select(func.count()).select_from(Person).scalar_subquery(),
         select(func.max(Person.updated_at)).scalar_subquery(),
         select(func.max(Person.id)).scalar_subquery(),
@@ -108,4 +109,4 @@ async def _fingerprint(s: Any) -> tuple[object, ...]:
         select(func.count()).select_from(PersonExtraRole).scalar_subquery(),
         select(func.sum(col(PersonExtraRole.person_id) * 8 + col(PersonExtraRole.position))).scalar_subquery(),
     )
-    return tuple((await s.exec(q)).one())
+    return tuple((await (await s.connection()).execute(q)).one())
