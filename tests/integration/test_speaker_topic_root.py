@@ -146,6 +146,6 @@ async def test_two_roots_on_one_broker_do_not_see_each_others_commands() -> None
         await fleet_b.stop()
         # Leave no retained acks or states behind on the shared broker.
         async with aiomqtt.Client(BROKER[0], BROKER[1], identifier=f"clean-{t}") as clean:
-            for root, dev, cmd in ((root_a, only_a, f"a-{t}-1"), (root_b, only_b, f"b-{t}-1")):
+            for root, dev in ((root_a, only_a), (root_b, only_b)):
                 await clean.publish(f"{root}/warnd/v1/dev/{dev}/state", b"", qos=1, retain=True)
                 await clean.publish(f"{root}/warnd/v1/dev/{dev}/ack", b"", qos=1, retain=True)
