@@ -30,15 +30,30 @@ class SendReceipt:
     provider_id: str  # the provider's message id (Twilio SID, Tencent SerialNo)
 
 
+# Why a send failed, as the operator counts it (warnd_provider_error_reasons): a small fixed
+# set, so that the metric's series stay few. in_doubt: no definite answer (timeout, reset, a
+# 5xx after the request was written); rate_limited: the provider's rate or quota limits;
+# unreachable: no connection was made; refused: a definite, permanent refusal (number,
+# content, credentials); undelivered: accepted, then reported not delivered to the handset;
+# other: any other failure worth retrying (a 5xx before acceptance, an unexpected answer).
+ERROR_REASONS = ("in_doubt", "rate_limited", "unreachable", "refused", "undelivered", "other")
+
+
 class SendError(Exception):
-    pass
+    default_reason = "other"
+
+    def __init__(self, message: str = "", *, reason: str | None = None):
+        super().__init__(message)
+        if reason is not None and reason not in ERROR_REASONS:
+            raise ValueError(f"unknown send error reason {reason!r}")
+        self.reason = reason or self.default_reason
 
 
 class TransientSendError(SendError):
     """429, 5xx, timeouts, connection errors: retry later with backoff."""
 
-    def __init__(self, message: str, retry_after: float | None = None):
-        super().__init__(message)
+    def __init__(self, message: str, retry_after: float | None = None, *, reason: str | None = None):
+        super().__init__(message, reason=reason)
         self.retry_after = retry_after
 
 
@@ -47,9 +62,21 @@ class InDoubtSendError(TransientSendError):
     connection reset, a 5xx from its gateway): it may have been accepted. The engine looks
     it up (find_sent) before any resend; a provider without a lookup leaves it to policy."""
 
+    default_reason = "in_doubt"
+
 
 class PermanentSendError(SendError):
     """Invalid number, rejected content, auth failure: retrying cannot help."""
+
+    default_reason = "refused"
+
+
+def error_reason(exc: BaseException) -> str:
+    """The ERROR_REASONS entry of a failed send (anything that is not a SendError: other;
+    in doubt always wins, whatever the channel said)."""
+    if isinstance(exc, InDoubtSendError):
+        return "in_doubt"
+    return exc.reason if isinstance(exc, SendError) else "other"
 
 
 @dataclass(frozen=True)

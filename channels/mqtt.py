@@ -4,7 +4,12 @@ speaker simulator and the benchmark, and extended by `[speakers]` in warnd.toml
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+import re
+
+from pydantic import BaseModel, ConfigDict, field_validator
+
+SPEAKER_TOPICS = "warnd/v1/dev"  # the loudspeakers' topics (docs/mqtt.md), under topic_root when set
+_TOPIC_LEVEL = re.compile(r"[^/+#$\x00\s][^/+#\x00\s]*")
 
 
 def shared_topic(group: str, topic: str) -> str:
@@ -39,3 +44,23 @@ class MqttSettings(BaseModel):
     # (max_inflight_messages); paho does not read it from CONNACK, so set this to the broker's.
     max_inflight: int = 20
     publish_timeout_seconds: float = 30.0
+    # Topic levels in front of every loudspeaker topic ("county/431222": commands go to
+    # county/431222/warnd/v1/dev/{device}/cmd), so that counties sharing one broker do not
+    # share topics. Empty: today's warnd/v1/dev/… exactly.
+    topic_root: str = ""
+
+    @field_validator("topic_root")
+    @classmethod
+    def _plain_levels(cls, value: str) -> str:
+        if value and not all(_TOPIC_LEVEL.fullmatch(level) for level in value.split("/")):
+            raise ValueError("topic_root must be topic levels separated by '/' (\"county/431222\"): no empty "
+                             "level, no leading or trailing '/', no wildcard (+ #), no '$' at a level's start, "
+                             "no spaces")
+        if len(value) > 200:
+            raise ValueError("topic_root is longer than 200 characters")
+        return value
+
+    @property
+    def speaker_root(self) -> str:
+        """The topic every loudspeaker topic lives under: [topic_root/]warnd/v1/dev."""
+        return f"{self.topic_root}/{SPEAKER_TOPICS}" if self.topic_root else SPEAKER_TOPICS

@@ -72,6 +72,7 @@ _PERMANENT_CODES = {
     "InternalError.RestApiInterfaceNotExist",
 }
 _TRANSIENT_PREFIXES = ("LimitExceeded.", "InternalError.", "RequestLimitExceeded")
+_RATE_PREFIXES = ("LimitExceeded.", "RequestLimitExceeded")  # frequency and quota limits
 _TRANSPORT_CODES = {"ClientNetworkError", "ServerNetworkError"}  # raised by the SDK itself
 # Tencent failed part-way (InternalError.Timeout: 请求下发短信超时): the text may have gone out.
 _IN_DOUBT_PREFIXES = ("InternalError.",)
@@ -110,11 +111,12 @@ def classify(
     if code in _PERMANENT_CODES:
         return PermanentSendError(text)
     if code == "ClientNetworkError" and _never_connected(cause):
-        return TransientSendError(text)
+        return TransientSendError(text, reason="unreachable")
     if code in _TRANSPORT_CODES or code.startswith(_IN_DOUBT_PREFIXES):
         return InDoubtSendError(text, retry_after=_retry_after(code))
     if code.startswith(_TRANSIENT_PREFIXES):
-        return TransientSendError(text, retry_after=_retry_after(code))
+        limited = code.startswith(_RATE_PREFIXES)
+        return TransientSendError(text, retry_after=_retry_after(code), reason="rate_limited" if limited else None)
     return PermanentSendError(text)
 
 

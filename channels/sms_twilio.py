@@ -103,7 +103,7 @@ class TwilioSms(TwilioAccount, ChannelBase):
                 raise InDoubtSendError(str(error)) from exc
             raise error from exc
         except aiohttp.ClientConnectorError as exc:  # no connection was made: nothing was sent
-            raise TransientSendError(f"twilio send: cannot connect: {exc!r}") from exc
+            raise TransientSendError(f"twilio send: cannot connect: {exc!r}", reason="unreachable") from exc
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             # The request may or may not have reached Twilio: the engine's find_sent decides.
             raise InDoubtSendError(f"twilio send: network error: {exc!r}") from exc

@@ -30,13 +30,14 @@ import structlog
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from channels.mqtt import MqttSettings, shared_topic
+from channels.mqtt import SPEAKER_TOPICS, MqttSettings, shared_topic
 
 log = structlog.get_logger("warnd.speakers.mqtt")
 
-TOPIC_ROOT = "warnd/v1/dev"
+# The default root of every loudspeaker topic; `[speakers] topic_root` puts levels in front of
+# it (MqttSettings.speaker_root), and every function below takes that root.
+TOPIC_ROOT = SPEAKER_TOPICS
 DEVICE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_TOPIC = re.compile(r"warnd/v1/dev/([A-Za-z0-9_-]{1,64})/(ack|state|hb)")
 MAX_PAYLOAD = 16 * 1024
 
 Kind = Literal["ack", "state", "hb"]
@@ -47,12 +48,17 @@ Kind = Literal["ack", "state", "hb"]
 LIVE, REPLAY = 1, 2
 
 
-def cmd_topic(device_id: str) -> str:
-    return f"{TOPIC_ROOT}/{device_id}/cmd"
+def cmd_topic(device_id: str, root: str = TOPIC_ROOT) -> str:
+    return f"{root}/{device_id}/cmd"
 
 
-def device_topic(device_id: str, kind: str) -> str:
-    return f"{TOPIC_ROOT}/{device_id}/{kind}"
+def device_topic(device_id: str, kind: str, root: str = TOPIC_ROOT) -> str:
+    return f"{root}/{device_id}/{kind}"
+
+
+@cache
+def _device_topic_re(root: str) -> re.Pattern[str]:
+    return re.compile(re.escape(root) + r"/([A-Za-z0-9_-]{1,64})/(ack|state|hb)")
 
 
 @dataclass(frozen=True)
@@ -102,10 +108,11 @@ def contract_errors(kind: str, data: Any) -> list[str]:
             for e in validator(kind).iter_errors(data)]
 
 
-def parse_message(topic: str, payload: bytes, retained: bool = False) -> DeviceMessage | None:
-    """A device message, or None for anything that does not follow the contract: its topic,
-    JSON, and the published JSON Schema of its kind (an ack without `at` is refused)."""
-    m = _TOPIC.fullmatch(topic)
+def parse_message(topic: str, payload: bytes, retained: bool = False, root: str = TOPIC_ROOT) -> DeviceMessage | None:
+    """A device message, or None for anything that does not follow the contract: its topic
+    (under `root`), JSON, and the published JSON Schema of its kind (an ack without `at` is
+    refused)."""
+    m = _device_topic_re(root).fullmatch(topic)
     if m is None or len(payload) > MAX_PAYLOAD:
         return None
     try:
@@ -217,9 +224,10 @@ class SpeakerMqtt:
                 try:
                     self.stats.connects += 1
                     delay = self.cfg.reconnect_min_seconds
-                    await subscribe(client, self.cfg.share_group or self.cfg.client_id)
+                    await subscribe(client, self.cfg.share_group or self.cfg.client_id, self.cfg.speaker_root)
                     self.connected.set()
-                    log.info("mqtt connected", host=self.cfg.host, port=self.cfg.port, client_id=self.cfg.client_id)
+                    log.info("mqtt connected", host=self.cfg.host, port=self.cfg.port, client_id=self.cfg.client_id,
+                             topics=self.cfg.speaker_root)
                     await _first_failure(self._read(client), self._publish_loop(client))
                 finally:
                     # Bounded: a dead connection may never confirm our DISCONNECT.
@@ -242,7 +250,7 @@ class SpeakerMqtt:
                 self.stats.replayed_live += 1  # a live copy on the replay subscription: the group has it
                 continue
             payload = message.payload if isinstance(message.payload, bytes | bytearray) else str(message.payload).encode()
-            msg = parse_message(str(message.topic), bytes(payload), bool(message.retain))
+            msg = parse_message(str(message.topic), bytes(payload), bool(message.retain), self.cfg.speaker_root)
             if msg is None:
                 self.stats.ignored += 1
                 log.warning("ignored mqtt message", topic=str(message.topic))
@@ -285,12 +293,13 @@ class SpeakerMqtt:
         received, then re-raise a connection failure so the caller reconnects."""
 
         gate = asyncio.Semaphore(max(1, self.cfg.max_inflight))
+        root = self.cfg.speaker_root
 
         async def one(c: OutgoingCommand) -> None:
             # Gated to the in-flight window, so the publish timeout measures the broker's answer,
             # not the time spent queued behind a thousand others.
             async with gate:
-                await client.publish(cmd_topic(c.device_id), c.payload, qos=1,
+                await client.publish(cmd_topic(c.device_id, root), c.payload, qos=1,
                                      properties=publish_properties(c.expiry_seconds))
 
         results = await asyncio.gather(*(one(c) for c in cmds), return_exceptions=True)
@@ -313,18 +322,18 @@ def subscription_properties(identifier: int) -> Properties:
     return p
 
 
-async def subscribe(client: aiomqtt.Client, group: str) -> None:
-    """Acks, states and heartbeats through the instances' shared group; retained acks and
-    states through a plain subscription as well (re-read at every connect: acks published
-    while no instance was up, each device's last state)."""
+async def subscribe(client: aiomqtt.Client, group: str, root: str = TOPIC_ROOT) -> None:
+    """Acks, states and heartbeats (under `root`) through the instances' shared group; retained
+    acks and states through a plain subscription as well (re-read at every connect: acks
+    published while no instance was up, each device's last state)."""
     for kind, qos in (("ack", 1), ("state", 1), ("hb", 0)):
-        await client.subscribe(shared_topic(group, f"{TOPIC_ROOT}/+/{kind}"), qos=qos,
+        await client.subscribe(shared_topic(group, f"{root}/+/{kind}"), qos=qos,
                                properties=subscription_properties(LIVE))
     for kind in ("ack", "state"):
-        await client.subscribe(f"{TOPIC_ROOT}/+/{kind}", qos=1, properties=subscription_properties(REPLAY))
+        await client.subscribe(f"{root}/+/{kind}", qos=1, properties=subscription_properties(REPLAY))
     # A session from before shared subscriptions may still hold this one: every instance
     # would get every heartbeat.
-    await client.unsubscribe(f"{TOPIC_ROOT}/+/hb")
+    await client.unsubscribe(f"{root}/+/hb")
 
 
 def subscription_ids(message: aiomqtt.Message) -> list[int]:

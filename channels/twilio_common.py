@@ -80,7 +80,8 @@ def _classify(exc: TwilioRestException | TwilioServiceException, what: str) -> E
     status = int(exc.status)
     text = f"twilio {what}: HTTP {status} code {exc.code}: {getattr(exc, 'msg', '') or getattr(exc, 'title', '')}"
     if status == 429 or status >= 500:
-        return TransientSendError(text, retry_after=_retry_after(_last_headers.get()))
+        return TransientSendError(text, retry_after=_retry_after(_last_headers.get()),
+                                  reason="rate_limited" if status == 429 else None)
     return PermanentSendError(text)
 
 

@@ -141,6 +141,8 @@ class TwilioVoice(TwilioAccount, ChannelBase):
             )
         except (TwilioRestException, TwilioServiceException) as exc:
             raise _classify(exc, "call") from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise TransientSendError(f"twilio call: cannot connect: {exc!r}", reason="unreachable") from exc
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise TransientSendError(f"twilio call: network error: {exc!r}") from exc
         return SendReceipt(provider=self.provider, provider_id=str(call.sid))

@@ -57,6 +57,7 @@ CONFIRM_KEY = "confirm"
 LINK_RE = re.compile(r"https?://\S+/c/[A-Za-z0-9_-]{32}")
 TOKEN_ERRORS = {40014, 42001, 40082}  # invalid / expired access_token: fetch a new one
 TRANSIENT = {-1, 45009, 45033, 45011, 45047}  # system busy, API frequency / concurrency limits
+RATE_LIMITED = {45009, 45011, 45033, 45047}  # frequency and concurrency limits (-1: busy)
 MAX_SKEW = 300  # seconds: an older (or future) callback timestamp is refused
 
 
@@ -121,10 +122,13 @@ class _Client:
         try:
             async with self.session().request(method, self.base + path, params=params, json=body) as r:
                 if r.status == 429 or r.status >= 500:
-                    raise TransientSendError(f"wecom {path}: HTTP {r.status}")
+                    raise TransientSendError(f"wecom {path}: HTTP {r.status}",
+                                             reason="rate_limited" if r.status == 429 else None)
                 if r.status >= 400:
                     raise PermanentSendError(f"wecom {path}: HTTP {r.status}")
                 data = await r.json(content_type=None)
+        except aiohttp.ClientConnectorError as e:
+            raise TransientSendError(f"wecom {path}: cannot connect: {e!r}", reason="unreachable") from e
         except (aiohttp.ClientError, TimeoutError, OSError) as e:
             raise TransientSendError(f"wecom {path}: network error: {e!r}") from e
         except ValueError as e:
@@ -143,7 +147,8 @@ def _error(path: str, data: Mapping[str, Any]) -> Exception:
     code = int(data.get("errcode", -1))
     text = f"wecom {path}: errcode {code}: {data.get('errmsg', '')}"
     if code in TRANSIENT:
-        return TransientSendError(text, retry_after=60.0 if code in (45009, 45011, 45047) else None)
+        return TransientSendError(text, retry_after=60.0 if code in (45009, 45011, 45047) else None,
+                                  reason="rate_limited" if code in RATE_LIMITED else None)
     return PermanentSendError(text)
 
 
@@ -242,7 +247,7 @@ class WeComApp(ChannelBase):
             sent.popleft()
         if len(sent) >= self.per_user_per_minute:
             raise TransientSendError(f"wecom: {self.per_user_per_minute}/min to {userid} reached",
-                                     retry_after=60 - (now - sent[0]) + 0.5)
+                                     retry_after=60 - (now - sent[0]) + 0.5, reason="rate_limited")
         sent.append(now)
 
     async def send(self, msg: OutboundMessage) -> SendReceipt:

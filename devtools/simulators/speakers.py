@@ -126,7 +126,7 @@ class SimSpeaker:
             try:
                 async with self.fleet.connect_gate:
                     client = make_client(self.fleet.mqtt, self.device_id, persistent=True, will=aiomqtt.Will(
-                        device_topic(self.device_id, "state"), json.dumps({"v": 1, "online": False, "reason": "lwt"}),
+                        device_topic(self.device_id, "state", self.fleet.root), json.dumps({"v": 1, "online": False, "reason": "lwt"}),
                         qos=1, retain=True))
                     await client.__aenter__()
                 try:
@@ -148,10 +148,10 @@ class SimSpeaker:
 
     async def _session(self, client: aiomqtt.Client) -> None:
         self.fleet.stats.connects += 1
-        await client.publish(device_topic(self.device_id, "state"), json.dumps({
+        await client.publish(device_topic(self.device_id, "state", self.fleet.root), json.dumps({
             "v": 1, "online": True, "at": _iso(self.fleet.clock.now()), "fw": "sim-1.0",
             "caps": ["tts"], "hb_interval_s": int(self.fleet.cfg.heartbeat_seconds)}), qos=1, retain=True)
-        await client.subscribe(cmd_topic(self.device_id), qos=1)
+        await client.subscribe(cmd_topic(self.device_id, self.fleet.root), qos=1)
         self.client = client
         for cmd_id in sorted(self.unsent):
             await self._publish_ack(client, cmd_id)
@@ -181,7 +181,7 @@ class SimSpeaker:
         every = self.fleet.cfg.heartbeat_seconds
         await asyncio.sleep(random.uniform(0, every))
         while True:
-            await client.publish(device_topic(self.device_id, "hb"), json.dumps({
+            await client.publish(device_topic(self.device_id, "hb", self.fleet.root), json.dumps({
                 "v": 1, "at": _iso(self.fleet.clock.now()), "power": "mains", "volume": 80, "playing": None}), qos=0)
             await asyncio.sleep(every)
 
@@ -211,7 +211,7 @@ class SimSpeaker:
             if current is None:
                 return  # still owed; _session() re-publishes it on connect
             try:
-                await current.publish(device_topic(self.device_id, "ack"), json.dumps(ack), qos=1, retain=True)
+                await current.publish(device_topic(self.device_id, "ack", self.fleet.root), json.dumps(ack), qos=1, retain=True)
             except aiomqtt.MqttError:
                 await asyncio.sleep(0.2)
                 continue
@@ -259,6 +259,7 @@ class SpeakerFleet:
                  clock: Clock | None = None, seed: int = 631):
         # A device does not wait long on a dead connection: its owed acks go out on the next one.
         self.mqtt = mqtt.model_copy(update={"publish_timeout_seconds": min(mqtt.publish_timeout_seconds, 5.0)})
+        self.root = mqtt.speaker_root  # [speakers] topic_root/warnd/v1/dev
         self.cfg = cfg or SimConfig()
         self.clock: Clock = clock or SystemClock()
         self.stats = FleetStats()
@@ -319,6 +320,8 @@ def add_cli(sub: Any, settings_of: Any) -> None:
     sim.add_argument("--count", type=int, default=None,
                      help="how many speakers (default 100; with --from-database all registered)")
     sim.add_argument("--broker", help="host:port (default: [speakers] host and port)")
+    sim.add_argument("--topic-root", default=None,
+                     help="topic levels in front of warnd/v1/dev (default: [speakers] topic_root; '' for none)")
     sim.add_argument("--failure-rate", type=float, default=0.03, help="share that report failed")
     sim.add_argument("--silent-rate", type=float, default=0.0, help="share that never report played")
     sim.add_argument("--offline-share", type=float, default=0.02, help="share that drop with their last will")
@@ -363,6 +366,8 @@ async def _simulate(args: Any, settings: Any) -> int:
         host, _, p = args.broker.rpartition(":")
         host, port = host or cfg.host, int(p)
     mqtt = cfg.mqtt(settings.county.code).model_copy(update={"host": host, "port": port})
+    if args.topic_root is not None:  # validated as [speakers] topic_root is
+        mqtt = MqttSettings(**{**mqtt.model_dump(), "topic_root": args.topic_root})
     ids = await _device_ids(settings, args)
     fleet = SpeakerFleet(ids, mqtt, SimConfig(
         failure_rate=args.failure_rate, silent_rate=args.silent_rate, offline_share=args.offline_share,
@@ -370,7 +375,8 @@ async def _simulate(args: Any, settings: Any) -> int:
         heartbeat_seconds=args.heartbeat), seed=args.seed)
     started = time.monotonic()
     await fleet.start()
-    print(f"{len(ids)} simulated speakers on {host}:{port} ({len(fleet.offline)} dropped with last will) "
+    print(f"{len(ids)} simulated speakers on {host}:{port} under {mqtt.speaker_root}/ "
+          f"({len(fleet.offline)} dropped with last will) "
           f"in {time.monotonic() - started:.1f} s", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -107,6 +107,62 @@ async def test_provider_errors_and_confirmations_are_counted(st: Stack) -> None:
     assert value(samples, "warnd_time_to_confirm_seconds_bucket", le="+Inf") == 1
 
 
+def sent_rows(samples: Samples, channel: str) -> float:
+    """Rows of a channel the provider accepted (sent, or delivered since)."""
+    return sum(v for (name, labels), v in samples.items() if name == "warnd_deliveries"
+               and dict(labels)["channel"] == channel and dict(labels)["state"] in ("sent", "delivered"))
+
+
+async def test_send_latency_per_channel_and_provider(st: Stack) -> None:
+    # One send refused for now with Retry-After 40 s: it reaches Twilio when the clock has
+    # moved on; every other row goes out in the pass that follows its creation.
+    st.twilio.fail_next(1, 429, retry_after=40)
+    await st.post_cap(imminent("MET-5"))
+    await st.engine.runner.settle()
+    first, _ = await scrape(st)
+    n = sent_rows(first, "sms")
+    assert n >= 3  # four officials called, one of them refused for now
+    bucket = {"channel": "sms", "provider": "twilio"}
+    assert value(first, "warnd_send_latency_seconds_bucket", le="+Inf", **bucket) == n
+    assert value(first, "warnd_send_latency_seconds_bucket", le="1", **bucket) == n
+    assert value(first, "warnd_send_latency_seconds_gcount", **bucket) == n
+
+    await st.clock.advance(timedelta(seconds=45))
+    await st.engine.runner.settle()
+    later, _ = await scrape(st)
+    assert sent_rows(later, "sms") == n + 1
+    assert value(later, "warnd_send_latency_seconds_bucket", le="30", **bucket) == n
+    assert value(later, "warnd_send_latency_seconds_bucket", le="60", **bucket) == n + 1
+    assert value(later, "warnd_send_latency_seconds_bucket", le="+Inf", **bucket) == n + 1
+    assert 40 <= value(later, "warnd_send_latency_seconds_gsum", **bucket) <= 45
+    assert value(later, "warnd_provider_error_reasons_total", reason="rate_limited", **bucket) == 1
+
+    # Only recent sends count: a quarter of an hour on, the histogram has nothing of them.
+    snap = await snapshot(st.engine.db, st.clock.now() + timedelta(minutes=16), st.engine.runner.stats,
+                          county="431222")
+    [fam] = [f for f in snap.families if f.name == "warnd_send_latency_seconds"]
+    assert fam.samples == []
+
+
+async def test_provider_errors_by_reason(st: Stack) -> None:
+    st.twilio.fail_next(1, 500)  # after the request was written: in doubt, looked up before any resend
+    st.twilio.fail_next(1, 429)  # the provider's rate limit: retried later
+    st.twilio.fail_next(1, 400)  # refused for good (a bad number, say): failed
+    await st.post_cap(imminent("MET-6"))
+    await st.engine.runner.settle()
+    samples, _ = await scrape(st)
+    got = {dict(labels)["reason"]: v for (name, labels), v in samples.items()
+           if name == "warnd_provider_error_reasons_total"}
+    assert got == {"in_doubt": 1, "rate_limited": 1, "refused": 1}
+    for reason in got:
+        assert value(samples, "warnd_provider_error_reasons_total", channel="sms", provider="twilio",
+                     reason=reason) == 1
+    # The per-kind family still counts the same failures.
+    assert value(samples, "warnd_provider_errors_total", channel="sms", kind="delivery_in_doubt") == 1
+    assert value(samples, "warnd_provider_errors_total", channel="sms", kind="delivery_retry") == 1
+    assert value(samples, "warnd_provider_errors_total", channel="sms", kind="delivery_failed") == 1
+
+
 async def test_only_a_scraper_token_an_admin_or_an_auditor_reads_metrics(st: Stack) -> None:
     anonymous = await st.http.get("/metrics")
     assert anonymous.status == 401

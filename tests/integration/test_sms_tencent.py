@@ -20,6 +20,7 @@ from channels.base import (
     OutboundMessage,
     PermanentSendError,
     TransientSendError,
+    error_reason,
 )
 from channels.sms_tencent import TencentSms
 from devtools.simulators import TencentSmsApi
@@ -109,6 +110,7 @@ async def test_request_rate_limit_is_transient_then_success(env: Env) -> None:
     with pytest.raises(TransientSendError, match="RequestLimitExceeded") as err:
         await env.channel.send(_msg())
     assert err.value.retry_after == 1.0
+    assert error_reason(err.value) == "rate_limited"
     assert env.sim.messages == []
     receipt = await env.channel.send(_msg())
     assert [m.id for m in env.sim.messages] == [receipt.provider_id]
@@ -119,13 +121,15 @@ async def test_per_number_frequency_limit_is_transient_with_retry_after(env: Env
     with pytest.raises(TransientSendError) as err:
         await env.channel.send(_msg())
     assert err.value.retry_after == 30.0
+    assert error_reason(err.value) == "rate_limited"
 
 
 @pytest.mark.parametrize("fault", ["InternalError.Timeout", 502])
 async def test_internal_and_gateway_errors_are_in_doubt(env: Env, fault: object) -> None:
     env.sim.fail_next(1, fault)
-    with pytest.raises(InDoubtSendError):
+    with pytest.raises(InDoubtSendError) as err:
         await env.channel.send(_msg())
+    assert error_reason(err.value) == "in_doubt"
 
 
 async def test_an_answer_after_the_timeout_is_in_doubt_and_the_lookup_finds_it(env: Env) -> None:
@@ -150,6 +154,7 @@ async def test_a_refused_connection_is_transient_not_in_doubt(env: Env) -> None:
     with pytest.raises(TransientSendError) as err:
         await env.channel.send(_msg())
     assert not isinstance(err.value, InDoubtSendError)
+    assert error_reason(err.value) == "unreachable"
     await env.sim.outage_stop()
     await env.channel.send(_msg())
     assert len(env.sim.messages) == 1
@@ -171,8 +176,9 @@ async def test_simulator_logs_every_accepted_text_before_answering(env: Env, tmp
 
 async def test_invalid_number_is_permanent_with_code(env: Env) -> None:
     env.sim.fail_numbers.add("+8613800000002")
-    with pytest.raises(PermanentSendError, match=r"InvalidParameterValue\.IncorrectPhoneNumber"):
+    with pytest.raises(PermanentSendError, match=r"InvalidParameterValue\.IncorrectPhoneNumber") as err:
         await env.channel.send(_msg(to="+8613800000002"))
+    assert error_reason(err.value) == "refused"
     assert env.sim.messages == []
 
 
@@ -224,8 +230,9 @@ async def test_unreachable_endpoint_is_transient() -> None:
         port = s.getsockname()[1]
     channel = _channel(f"127.0.0.1:{port}")
     try:
-        with pytest.raises(TransientSendError, match="ClientNetworkError"):
+        with pytest.raises(TransientSendError, match="ClientNetworkError") as err:
             await channel.send(_msg())
+        assert error_reason(err.value) == "unreachable"
     finally:
         await channel.close()
 

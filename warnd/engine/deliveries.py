@@ -146,15 +146,15 @@ async def mark_sent(s: AsyncSession, sent: Sequence[tuple[Delivery, str, str]], 
 
 
 async def mark_in_doubt(s: AsyncSession, d: Delivery, error: str, look_up_at: datetime, now: datetime, *,
-                        token: str) -> bool:
+                        token: str, provider: str | None = None) -> bool:
     """A send with no definite answer (timeout, reset, 5xx after the request was written): it
     stays `sending`, held by `token` until `look_up_at`, when it is looked up with the
     provider (Outbox.recover_in_doubt) — never sent again before that."""
     if not await move(s, d.id, DeliveryState.SENDING, token=token, last_error=error[:2000], lease_until=look_up_at):
         return False
     events.record(s, now, "delivery_in_doubt", alert_id=d.alert_id, call_id=d.call_id, delivery_id=d.id,
-                  person_id=d.person_id, channel=d.channel, error=error, attempt=d.attempts,
-                  look_up_at=look_up_at.isoformat())
+                  person_id=d.person_id, channel=d.channel, provider=provider, reason="in_doubt", error=error,
+                  attempt=d.attempts, look_up_at=look_up_at.isoformat())
     return True
 
 
@@ -168,22 +168,28 @@ async def give_back(s: AsyncSession, d: Delivery, now: datetime, token: str) -> 
 
 
 async def mark_failed(s: AsyncSession, d: Delivery, error: str, now: datetime, *,
-                      expect: DeliveryState = DeliveryState.SENDING, token: str | None = None) -> bool:
+                      expect: DeliveryState = DeliveryState.SENDING, token: str | None = None,
+                      reason: str = "other", provider: str | None = None) -> bool:
+    """`reason`: channels.base.ERROR_REASONS, `provider`: the channel's provider (both for
+    warnd_provider_error_reasons)."""
     if not await move(s, d.id, expect, token=token, state=DeliveryState.FAILED, last_error=error[:2000],
                       lease_until=None):
         return False
     events.record(s, now, "delivery_failed", alert_id=d.alert_id, call_id=d.call_id, delivery_id=d.id,
-                  person_id=d.person_id, channel=d.channel, purpose=d.purpose, error=error, attempts=d.attempts)
+                  person_id=d.person_id, channel=d.channel, purpose=d.purpose, provider=provider, reason=reason,
+                  error=error, attempts=d.attempts)
     return True
 
 
 async def retry_later(s: AsyncSession, d: Delivery, error: str, at: datetime, now: datetime, *,
-                      expect: DeliveryState = DeliveryState.SENDING, token: str | None = None) -> bool:
+                      expect: DeliveryState = DeliveryState.SENDING, token: str | None = None,
+                      reason: str = "other", provider: str | None = None) -> bool:
     if not await move(s, d.id, expect, token=token, state=DeliveryState.PENDING, last_error=error[:2000],
                       lease_until=None, next_attempt_at=at):
         return False
     events.record(s, now, "delivery_retry", alert_id=d.alert_id, call_id=d.call_id, delivery_id=d.id,
-                  person_id=d.person_id, error=error, attempt=d.attempts, next_attempt_at=at.isoformat())
+                  person_id=d.person_id, channel=d.channel, provider=provider, reason=reason, error=error,
+                  attempt=d.attempts, next_attempt_at=at.isoformat())
     return True
 
 
@@ -275,7 +281,8 @@ async def apply_report(s: AsyncSession, d: Delivery, delivered: bool, error: str
     d.state = values["state"]
     events.record(s, now, "delivery_delivered" if delivered else "delivery_undelivered",
                   alert_id=d.alert_id, call_id=d.call_id, delivery_id=d.id, person_id=d.person_id,
-                  channel=d.channel, error=error)
+                  channel=d.channel, error=error, **({} if delivered else {"provider": d.provider,
+                                                                          "reason": "undelivered"}))
     return True
 
 

@@ -43,6 +43,7 @@ from channels.base import (
     PermanentSendError,
     SendReceipt,
     TransientSendError,
+    error_reason,
 )
 from warnd.clock import Clock, speed_of, utcnow
 from warnd.config import DeliveryCfg
@@ -288,6 +289,11 @@ class Outbox(ModuleBase):
                 self._recorded_cond.notify_all()
         return len(due)
 
+    def _provider(self, channel: str) -> str | None:
+        """The provider behind a channel name of this sender (for the error metrics)."""
+        ch = self.channels.get(channel)
+        return str(ch.provider) if ch is not None else None
+
     def _mine(self, q: Any) -> Any:
         """`q` narrowed to the purposes this sender owns."""
         if self.purposes is not None:
@@ -351,19 +357,22 @@ class Outbox(ModuleBase):
         if isinstance(outcome, NotStarted):
             await deliveries.give_back(s, d, now, self.token)
             return
+        provider = self._provider(d.channel)
         if isinstance(outcome, PermanentSendError):
-            await deliveries.mark_failed(s, d, str(outcome), now, token=self.token)
+            await deliveries.mark_failed(s, d, str(outcome), now, token=self.token, reason=error_reason(outcome),
+                                         provider=provider)
             return
         if not _definite_transient(outcome):
             channel = self.channels.get(d.channel)
             if channel is not None and channel.lookup != "none":
                 # Perhaps accepted: looked up (recover_in_doubt) once the provider can list it.
                 look_up_at = now + timedelta(seconds=self.speed * float(getattr(channel, "lookup_after", 5.0)))
-                await deliveries.mark_in_doubt(s, d, str(outcome), look_up_at, now, token=self.token)
+                await deliveries.mark_in_doubt(s, d, str(outcome), look_up_at, now, token=self.token,
+                                               provider=provider)
                 return
             if self.cfg.in_doubt_without_lookup == "fail":
                 await deliveries.mark_failed(s, d, f"in doubt and {d.channel} cannot be asked: {outcome}", now,
-                                             token=self.token)
+                                             token=self.token, reason="in_doubt", provider=provider)
                 return
         await self._retry_or_give_up(s, d, outcome, now, facts)
 
@@ -385,14 +394,16 @@ class Outbox(ModuleBase):
         if decision == AfterFailure.MOOT:
             await deliveries.mark_moot(s, d, f"no longer in force: {outcome}", now, token=self.token)
         elif decision == AfterFailure.GIVE_UP:
-            await deliveries.mark_failed(s, d, str(outcome), now, token=self.token)
+            await deliveries.mark_failed(s, d, str(outcome), now, token=self.token, reason=error_reason(outcome),
+                                         provider=self._provider(d.channel))
         elif decision == AfterFailure.FAIL_OVER and to_channel is not None:
             await deliveries.fail_over(s, d, to_channel, to_address, str(outcome), now, token=self.token)
             self.on_change()
         else:
             retry_after = outcome.retry_after if isinstance(outcome, TransientSendError) else None
             await deliveries.retry_later(s, d, str(outcome), now + self.backoff(d.attempts, retry_after), now,
-                                         token=self.token)
+                                         token=self.token, reason=error_reason(outcome),
+                                         provider=self._provider(d.channel))
 
     async def _retry_facts(self, rows: list[Delivery]) -> dict[int, RetryFacts]:
         """Whether each failing row's warning is still in force and its call still open."""
@@ -507,7 +518,8 @@ class Outbox(ModuleBase):
             if channel is not None and channel.lookup == "none" and self.cfg.in_doubt_without_lookup == "fail":
                 async with self.db.session() as s, s.begin():
                     await deliveries.mark_failed(s, d, f"in doubt and {d.channel} cannot be asked", now,
-                                                 token=self.token)
+                                                 token=self.token, reason="in_doubt",
+                                                 provider=self._provider(d.channel))
                 continue
             if channel is not None and channel.lookup != "none":
                 try:

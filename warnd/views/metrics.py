@@ -4,9 +4,10 @@ Two kinds of figures:
 - this process's: per engine module pass timing and lateness (engine/module.py's
   ModuleStats), the process's memory and CPU (the client library's process collector);
 - the county's, counted from the database at scrape time: queue depth and age per channel and
-  purpose, deliveries by state, open and overdue calls and how overdue, confirmations by
-  channel and time to confirm, calls by ladder rung, loudspeaker commands and fleet, feed and
-  station lag, events by kind and provider errors.
+  purpose, deliveries by state, send latency (row created → provider accepted) per channel and
+  provider, open and overdue calls and how overdue, confirmations by channel and time to
+  confirm, calls by ladder rung, loudspeaker commands and fleet, feed and station lag, events by
+  kind and provider errors by kind and by reason.
 
 Every instance of a county answers the database figures alike: aggregate them with max(),
 not sum() (deploy/grafana-warnd.json does). Names are listed in METRIC_NAMES; the dashboard
@@ -18,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -27,10 +29,11 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.process_collector import ProcessCollector
-from sqlalchemy import func
+from sqlalchemy import ColumnElement, Float, case, cast, func
 from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 
+from channels.base import ERROR_REASONS
 from warnd.core.domain import CallState, DeliveryState, Purpose
 from warnd.db.engine import Database
 from warnd.db.models import Call, Delivery, Event, FeedState, SpeakerCommand, StationState
@@ -41,6 +44,10 @@ QUEUED = (DeliveryState.PENDING.value, DeliveryState.SENDING.value)
 PROVIDER_ERRORS = ("delivery_retry", "delivery_in_doubt", "delivery_failed", "delivery_undelivered")
 CONFIRM_BUCKETS = (30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0)
 CONFIRM_WINDOW = timedelta(hours=1)  # time to confirm: over the calls confirmed this recently
+SEND_BUCKETS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
+SEND_WINDOW = timedelta(minutes=15)  # send latency: over the rows sent this recently
+# The reason of an error event recorded before events carried one (channels.base.ERROR_REASONS).
+LEGACY_REASON = {"delivery_in_doubt": "in_doubt", "delivery_undelivered": "undelivered"}
 
 # name → (type, help). The exposition adds _total to counters and _bucket/_gsum/_gcount to
 # gauge histograms; process_* come from the client library.
@@ -64,6 +71,11 @@ METRIC_NAMES: dict[str, tuple[str, str]] = {
     "warnd_deliveries_queue_age_seconds": ("gauge", "Age of the oldest queued outbox row."),
     "warnd_provider_errors": ("counter", "Failed sends and reports by channel and kind "
                                          "(delivery_retry, delivery_in_doubt, delivery_failed, delivery_undelivered)."),
+    "warnd_provider_error_reasons": ("counter", "Failed sends and reports by channel, provider and reason "
+                                                "(in_doubt, rate_limited, unreachable, refused, undelivered, other)."),
+    "warnd_send_latency_seconds": ("gaugehistogram", "Seconds from an outbox row being created (falling due) to "
+                                                     "its provider accepting it, by channel and provider; rows "
+                                                     "sent in the last 15 minutes."),
     "warnd_calls": ("gauge", "叫应 calls by state."),
     "warnd_calls_overdue": ("gauge", "Open calls past their deadline (the next rung is due)."),
     "warnd_calls_overdue_max_seconds": ("gauge", "How far past its deadline the most overdue open call is."),
@@ -144,6 +156,14 @@ async def snapshot(db: Database, now: datetime, modules: Mapping[str, ModuleStat
         errors = (await s.exec(select(Delivery.channel, Event.kind, func.count()).join(
             Delivery, col(Delivery.id) == Event.delivery_id).where(col(Event.kind).in_(PROVIDER_ERRORS)).group_by(
             col(Delivery.channel), col(Event.kind)))).all()
+        reason = func.coalesce(col(Event.data)["reason"].as_string(), case(
+            *((col(Event.kind) == kind, why) for kind, why in LEGACY_REASON.items()), else_="other"))
+        provider = func.coalesce(col(Event.data)["provider"].as_string(), col(Delivery.provider), "unknown")
+        reasons = (await (await s.connection()).execute(sa_select(
+            col(Delivery.channel), provider, reason, func.count()).join(
+            Delivery, col(Delivery.id) == Event.delivery_id).where(col(Event.kind).in_(PROVIDER_ERRORS)).group_by(
+            col(Delivery.channel), provider, reason))).all()
+        latency = await _send_latency(s, now, sqlite=db.is_sqlite)
         calls = (await s.exec(select(Call.state, func.count()).group_by(col(Call.state)))).all()
         levels = (await s.exec(select(Call.level, func.count()).group_by(col(Call.level)))).all()
         overdue_n, oldest = (await s.exec(select(func.count(), func.min(Call.deadline)).where(
@@ -178,7 +198,14 @@ async def snapshot(db: Database, now: datetime, modules: Mapping[str, ModuleStat
     err = _family("warnd_provider_errors", ["channel", "kind"])
     for channel, kind, n in errors:
         err.add_metric([channel, kind], n)
-    fams += [esc, err]
+    why = _family("warnd_provider_error_reasons", ["channel", "provider", "reason"])
+    merged: dict[tuple[str, str, str], int] = {}
+    for channel, prov, r, n in reasons:
+        key = (channel, prov, r if r in ERROR_REASONS else "other")
+        merged[key] = merged.get(key, 0) + n
+    for key, n in sorted(merged.items()):
+        why.add_metric(list(key), n)
+    fams += [esc, err, why, latency]
 
     by_state = _family("warnd_calls", ["state"])
     have = dict(calls)
@@ -268,6 +295,30 @@ def _time_to_confirm(rows: Iterable[tuple[datetime, datetime | None]]) -> Metric
     return GaugeHistogramMetricFamily("warnd_time_to_confirm_seconds",
                                       METRIC_NAMES["warnd_time_to_confirm_seconds"][1],
                                       buckets=buckets, gsum_value=sum(took))
+
+
+async def _send_latency(s: Any, now: datetime, *, sqlite: bool) -> Metric:
+    """Created → sent of the rows the providers accepted within SEND_WINDOW, counted into
+    buckets by the database (one row per channel and provider comes back, not one per send)."""
+    raw: ColumnElement[Any]
+    if sqlite:  # UTC wall times as ISO text
+        raw = (func.julianday(col(Delivery.sent_at)) - func.julianday(col(Delivery.created_at))) * 86400.0
+    else:
+        raw = func.extract("epoch", col(Delivery.sent_at) - col(Delivery.created_at))
+    took = cast(case((raw < 0, 0.0), else_=raw), Float)
+    provider = func.coalesce(col(Delivery.provider), "unknown")
+    rows = (await (await s.connection()).execute(sa_select(
+        col(Delivery.channel), provider, func.count(), func.coalesce(func.sum(took), 0.0),
+        *(func.sum(case((took <= bound, 1), else_=0)) for bound in SEND_BUCKETS)).where(
+        col(Delivery.sent_at).is_not(None), col(Delivery.sent_at) >= now - SEND_WINDOW).group_by(
+        col(Delivery.channel), provider).order_by(col(Delivery.channel), provider))).all()
+    fam = GaugeHistogramMetricFamily("warnd_send_latency_seconds", METRIC_NAMES["warnd_send_latency_seconds"][1],
+                                     labels=["channel", "provider"])
+    for channel, prov, n, total, *within in rows:
+        buckets = [(f"{bound:g}", float(k or 0)) for bound, k in zip(SEND_BUCKETS, within, strict=True)]
+        buckets.append(("+Inf", float(n)))
+        fam.add_metric([channel, prov], buckets, float(total))
+    return fam
 
 
 def scrape_timing(seconds: float) -> Metric:
