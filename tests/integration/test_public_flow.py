@@ -231,6 +231,31 @@ async def test_a_crash_in_the_middle_of_a_fan_out_resumes_without_sending_anyone
         await stop_county(c)
 
 
+async def test_two_instances_plan_one_warnings_public_fan_out_once(pg_url: str, tmp_path: Path) -> None:
+    """Two instances find the same unplanned warning at the same moment: one plans it, the
+    other moves on — no failed pass, every resident targeted and texted once."""
+    c = await build_county(pg_url, tmp_path, start=False)
+    try:
+        await import_list(c.engine.db, write_list(tmp_path / "list.csv"), now=c.clock.now())
+        e = c.engine
+        alert_id = (await e.ingestor.submit_cap(_cap(c), source="test")).alert_id
+        while await e.outbox.pass_once():
+            pass
+        a, b = (PublicFanout(e.db, e.clock, e.policy, e.templates, e.settings.public, e.channels) for _ in "ab")
+        results = await asyncio.gather(a.step(), b.step(), return_exceptions=True)
+        assert not [r for r in results if isinstance(r, BaseException)], results
+        async with e.db.read() as s:
+            campaign = await s.get(PublicCampaign, alert_id)
+            targets = (await s.exec(select(PublicTarget.phone).where(PublicTarget.alert_id == alert_id))).all()
+            planned = (await s.exec(select(func.count()).select_from(Event).where(
+                Event.kind == "public_planned"))).one()
+            rows = (await s.exec(select(Delivery.to_address).where(Delivery.purpose == "public"))).all()
+        assert campaign is not None and campaign.state == "planned" and planned == 1
+        assert len(targets) == len(set(targets)) == 41 and len(rows) == len(set(rows)) == 41
+    finally:
+        await stop_county(c)
+
+
 def _cap(c: County_) -> bytes:
     from datetime import timedelta
 

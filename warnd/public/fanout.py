@@ -18,13 +18,14 @@ row's idempotency key (pub:a<alert>:<number>) makes a second plan of a number im
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import insert, or_, update
+from sqlalchemy import insert, or_, text, update
 from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -58,6 +59,9 @@ from warnd.engine import deliveries, events
 from warnd.engine.messages import MessageContext
 from warnd.engine.module import ModuleBase
 from warnd.public.optouts import opted_out
+
+# pg advisory lock keys: this base + the alert id (other users of advisory locks stay clear).
+PLANNING_LOCK = 0x57_41_52_4E_50_00_00_00
 
 log = structlog.get_logger("warnd.public")
 
@@ -127,6 +131,38 @@ class PublicFanout(ModuleBase):
         return public_rule_for(self.policy.public, alert.hazard, colour, step)
 
     async def plan(self, alert: Alert) -> None:
+        """Plan the warning's public fan-out, by one instance at a time (see `_planner`)."""
+        assert alert.id is not None
+        async with self._planner(alert.id) as mine:
+            if mine:
+                await self._plan(alert)
+
+    @asynccontextmanager
+    async def _planner(self, alert_id: int) -> AsyncIterator[bool]:
+        """Whether this instance is the one planning `alert_id` now. On PostgreSQL several
+        instances run this module: a session advisory lock, held on its own connection for the
+        whole planning, lets one plan while the others move on (and is released by the server
+        if the holder dies, so a crashed planning is resumed by whoever comes next). SQLite
+        runs one instance."""
+        if self.db.is_sqlite:
+            yield True
+            return
+        key = PLANNING_LOCK + alert_id
+        async with self.db.engine.connect() as conn:
+            got = bool((await conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key})).scalar())
+            await conn.commit()
+            if not got:
+                yield False
+                return
+            try:
+                async with self.db.read() as s:  # planned meanwhile by the instance that held it
+                    campaign = await s.get(PublicCampaign, alert_id)
+                yield campaign is None or campaign.state == "planning"
+            finally:
+                await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                await conn.commit()
+
+    async def _plan(self, alert: Alert) -> None:
         assert alert.id is not None
         now = self.clock.now()
         rule = self.rule_for(alert)
