@@ -103,6 +103,7 @@ def message_of(d: Delivery, context: str | None = None) -> OutboundMessage:
 URGENCY = case((col(Delivery.purpose) == Purpose.DUTY_NOTICE.value, 0),
                *((col(Delivery.step) == step, rank) for step, rank in STEP_RANK.items()), else_=len(STEP_RANK))
 PHONE_CHANNELS = ("sms", "voice")
+CHUNK = 1000  # messages claimed (and recorded) per transaction within a pass
 
 
 def _phone_channel(name: str) -> bool:
@@ -227,7 +228,13 @@ class Outbox(ModuleBase):
                                                  retry_after))
 
     async def pass_once(self, batch: int = 5000) -> int:
-        """Claim and send one batch of due deliveries. Returns how many were due."""
+        """Claim and send one batch of due deliveries. Returns how many were due.
+
+        The batch is worked in chunks of about CHUNK messages, pipelined: a chunk is claimed
+        (one transaction) and its sends start; the next chunk is claimed while they are in
+        flight; each chunk's outcomes are recorded (one transaction) as soon as its sends end.
+        A county-wide step's database work overlaps its provider round trips instead of
+        waiting for them."""
         now = self.clock.now()
         async with self.db.read() as s:
             # A backlog (after an outage) goes out most urgent first: imminent warnings (and
@@ -240,12 +247,38 @@ class Outbox(ModuleBase):
         min_gap = timedelta(seconds=self.cfg.recipient_min_interval_seconds)
         lease = now + self.lease
         ready = [d for d in due if self._spacing_ok(d, now, min_gap)]
+        held = [(d.id or 0, self._last_to[d.to_address] + min_gap) for d in due if not self._spacing_ok(d, now, min_gap)]
+        if held:
+            async with self.db.session() as s, s.begin():
+                # One person is not flooded across overlapping warnings.
+                await deliveries.defer(s, held)
+        chunks: list[list[list[Delivery]]] = [[]]
+        size = 0
+        for group in self._group(ready):  # urgency order kept: the first chunk is the most urgent
+            if size >= CHUNK:
+                chunks.append([])
+                size = 0
+            chunks[-1].append(group)
+            size += len(group)
+        work: list[asyncio.Task[int]] = []
+        try:
+            for chunk in chunks:
+                claimed = await self._claim(chunk, now, lease)
+                if claimed:
+                    work.append(asyncio.create_task(self._send_and_record(claimed, now, lease)))
+        finally:
+            sent = sum(await asyncio.gather(*work))  # a chunk in flight is always recorded
+        if work:
+            self.on_change()
+            async with self._recorded_cond:
+                self.recorded += sent
+                self._recorded_cond.notify_all()
+        return len(due)
+
+    async def _claim(self, groups: list[list[Delivery]], now: datetime, lease: datetime) -> list[list[Delivery]]:
         claimed: list[list[Delivery]] = []
         async with self.db.session() as s, s.begin():
-            # One person is not flooded across overlapping warnings.
-            await deliveries.defer(s, [(d.id or 0, self._last_to[d.to_address] + min_gap)
-                                       for d in due if not self._spacing_ok(d, now, min_gap)])
-            for group in self._group(ready):
+            for group in groups:
                 context = group[0].idempotency_key if len(group) == 1 else f"batch:{uuid.uuid4().hex}"
                 won = await deliveries.claim(s, [d.id or 0 for d in group], lease_until=lease, context=context,
                                              token=self.token)
@@ -255,8 +288,11 @@ class Outbox(ModuleBase):
                     self._last_to[d.to_address] = now
                 if got:
                     claimed.append(got)
+        return claimed
+
+    async def _send_and_record(self, claimed: list[list[Delivery]], now: datetime, lease: datetime) -> int:
+        """Send one claimed chunk and record every outcome; returns how many were recorded sent."""
         results = await asyncio.gather(*(self._send(g, lease) for g in claimed))
-        sent: list[Delivery] = []
         outcomes_by_row = [(d, o) for group, outs in zip(claimed, results, strict=True)
                            for d, o in zip(group, outs, strict=True)]
         failing = [d for d, o in outcomes_by_row if _definite_transient(o)]
@@ -282,12 +318,7 @@ class Outbox(ModuleBase):
             async with self.db.session() as s, s.begin():
                 moved = {d.id for d in sent}
                 await apply_parked_reports(s, [(d.id or 0, p, pid) for d, p, pid in receipts if d.id in moved], now)
-        if claimed:
-            self.on_change()
-            async with self._recorded_cond:
-                self.recorded += len(sent)
-                self._recorded_cond.notify_all()
-        return len(due)
+        return len(sent)
 
     def _provider(self, channel: str) -> str | None:
         """The provider behind a channel name of this sender (for the error metrics)."""
