@@ -304,6 +304,10 @@ async def one_run(spec: str, work: CountyWorkload, provider: Provider, small: in
             out["public_all_sent_s"] = pub["last"] - t0
             out["public_msgs_per_s"] = pub["matched"] / out["public_all_sent_s"]
             out["public_send_msgs_per_s"] = pub["matched"] / max(pub["last"] - pub["first"], 1e-6)
+            # seconds the public outbox waited in this run for the provider's rate ([public.budgets] qps): 0
+            # unless --public-qps is what limits the figures above
+            assert app.public_outbox is not None
+            out["public_paced_wait_s"] = sum(getattr(ch, "waited", 0.0) for ch in app.public_outbox.channels.values())
             # SMS per provider request over the whole step (officials' and public texts differ,
             # so no request carries both)
             out["imminent_msgs_per_request"] = (everything["count"] - before) / max(
