@@ -32,6 +32,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -256,6 +257,12 @@ async def test_sigkill_mid_fanout_and_mid_escalation_sends_each_message_once(
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     (tmp_path / "policy.toml").write_text(POLICY, encoding="utf-8")
+    # Per-call resend texts (the call's code in each, as an operator may choose): every rung
+    # SMS is its own provider request, so a kill can fall between two of them.
+    defaults = (files("warnd") / "defaults" / "templates.toml").read_text(encoding="utf-8")
+    per_call = defaults.replace("请立即回复1或“收到”确认。", "请立即回复1或“收到”确认（编号{code}）。")
+    assert per_call != defaults
+    (tmp_path / "templates.toml").write_text(per_call, encoding="utf-8")
     (tmp_path / "warnd.toml").write_text(f"""
 [county]
 code = "{COUNTY}"
@@ -269,6 +276,7 @@ public_base_url = "{base}"
 tokens = ["{TOKEN}"]
 [policy]
 path = "{tmp_path / "policy.toml"}"
+templates = "{tmp_path / "templates.toml"}"
 [sms]
 provider = "tencent"
 [sms.tencent]

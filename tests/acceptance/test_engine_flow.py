@@ -62,8 +62,12 @@ async def test_silence_escalates_each_rung_exactly_once(c: CountyHarness) -> Non
     await c.phone(SECRETARY).reply("1")
 
     await c.fast_forward(minutes=10, seconds=1)  # the yellow imminent window
-    for number in (HEAD, GRID, GROUP):  # the resend rung, to the three silent officials
-        await c.phone(number).expect_sms("再次提醒")
+    resends = [await c.phone(number).expect_sms("再次提醒") for number in (HEAD, GRID, GROUP)]
+    # The resend rung's three texts are one text, so they went out as one provider request
+    # (one SessionContext for the batch): a storm's silent officials are not one request each.
+    contexts = {m.context for m in c.sim.messages if m.body == resends[0].body}
+    assert len({m.body for m in resends}) == 1 and len(contexts) == 1, contexts
+    assert next(iter(contexts)).startswith("batch:")
     await c.phone(SECRETARY).expect_no_sms()
     # A second pass at the same instant (a stale timer, a second worker) fires nothing.
     assert await c.app.escalation.fire_due() == 0
