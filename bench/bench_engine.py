@@ -24,43 +24,17 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import insert
 from sqlmodel import select
 
-from channels.base import InboundReply, OutboundMessage
-from channels.sms_tencent import TencentSms
+from channels.base import InboundReply
+from devtools.benchkit import raw_insert, raw_sdk_batch, tencent_cfg
 from devtools.demo.capgen import cap_xml
 from devtools.demo.county import generate_county
 from devtools.simulators.tencent_sms_api import TencentSmsApi
 from warnd.app import App
 from warnd.clock import ManualClock
-from warnd.config import DatabaseCfg, Settings, SmsCfg, TencentCfg
-from warnd.db.engine import Database
-from warnd.db.models import Event, Person
-
-CB = "bench-callback-token-0123"
-
-
-async def raw_insert(db: Database, n: int) -> float:
-    now = datetime.now(UTC)
-    rows = [dict(at=now, kind="bench", data={"i": i}) for i in range(n)]
-    t = time.perf_counter()
-    async with db.session() as s, s.begin():
-        await (await s.connection()).execute(insert(Event), rows)
-    return n / (time.perf_counter() - t)
-
-
-async def raw_sms(sim: TencentSmsApi, n: int) -> float:
-    ch = TencentSms(secret_id=sim.secret_id, secret_key=sim.secret_key, sdk_app_id=sim.sdk_app_id,
-                    sign_name=sim.sign_name, template_id="100001", endpoint=sim.base_url.split("://")[1],
-                    callback_token=CB)
-    now = datetime.now(UTC)
-    msgs = [OutboundMessage(f"raw{i}", f"+86137{i:08d}", "【临灾预警】基准测试", now) for i in range(n)]
-    t = time.perf_counter()
-    await asyncio.gather(*(ch.send_many(msgs[i:i + 200], f"raw:{i}") for i in range(0, n, 200)))
-    rate = n / (time.perf_counter() - t)
-    await ch.close()
-    return rate
+from warnd.config import DatabaseCfg, Settings, SmsCfg
+from warnd.db.models import Person
 
 
 async def main() -> dict[str, float]:
@@ -69,19 +43,14 @@ async def main() -> dict[str, float]:
     sim = TencentSmsApi()
     await sim.start()
     clock = ManualClock()
-    settings = Settings(
-        database=DatabaseCfg(url=f"sqlite:///{work / 'bench.db'}", durable=False),
-        sms=SmsCfg(provider="tencent", tencent=TencentCfg(
-            secret_id=sim.secret_id, secret_key=sim.secret_key, sdk_app_id=sim.sdk_app_id,
-            sign_name=sim.sign_name, template_id="100001", endpoint=sim.base_url.split("://")[1],
-            callback_token=CB)),
-    )
+    settings = Settings(database=DatabaseCfg(url=f"sqlite:///{work / 'bench.db'}", durable=False),
+                        sms=SmsCfg(provider="tencent", tencent=tencent_cfg(sim)))
     engine = App.build(settings, clock=clock)
     await engine.db.upgrade()
     await generate_county(engine.db, clock.now())
     out: dict[str, float] = {}
     out["raw_insert_rows_per_s"] = await raw_insert(engine.db, 5000)
-    out["raw_sms_per_s"] = await raw_sms(sim, 4000)
+    out["raw_sms_per_s"] = await raw_sdk_batch(tencent_cfg(sim), 4000, text="【临灾预警】基准测试")
     sent_before = len(sim.messages)
 
     now = clock.now()

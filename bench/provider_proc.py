@@ -8,7 +8,10 @@ the same machine, so wall times compare):
 
 - GET  /bench/ping                 — the bare HTTP round trip baseline
 - GET  /bench/wait?count=N&since=I — until N messages were accepted; first/last accept time
-                                     of messages I.., requests seen, bodies when asked
+                                     of messages I.., requests seen, bodies when asked;
+                                     with &prefix=P: until N of the messages I.. went to numbers
+                                     starting with P (+86139… officials, +86137… the public),
+                                     first/last of those
 - POST /bench/replies              — {url, phones, text, concurrency}: the handsets answer
                                      through Tencent's reply callback; returns the seconds taken
 """
@@ -26,6 +29,7 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from devtools.simulators import SimMessage
 from devtools.simulators.tencent_sms_api import TencentSmsApi
 
 
@@ -44,14 +48,29 @@ class BenchTencent(TencentSmsApi):
         count = int(request.query.get("count", "0"))
         since = int(request.query.get("since", "0"))
         timeout = float(request.query.get("timeout", "600"))
+        prefix = request.query.get("prefix")
+        got: list[SimMessage] = []
+        scanned = since
+
+        def enough() -> bool:  # messages since `since` to numbers starting with `prefix`, scanned once each
+            nonlocal scanned
+            new = self.messages[scanned:]
+            scanned += len(new)
+            got.extend(m for m in new if m.to.startswith(prefix or ""))
+            return len(got) >= count
+
         try:
-            await self.wait_for_messages(count, timeout=timeout)
+            if prefix is None:
+                await self.wait_for_messages(count, timeout=timeout)
+            else:
+                await self.wait_until(enough, timeout=timeout)
         except TimeoutError:
             pass
-        got = self.messages[since:]
-        out: dict[str, Any] = {"count": len(self.messages), "requests": self.requests_seen,
-                               "first": got[0].time.timestamp() if got else None,
-                               "last": got[-1].time.timestamp() if got else None}
+        if prefix is None:
+            got = self.messages[since:]
+        out: dict[str, Any] = {"count": len(self.messages), "matched": len(got), "requests": self.requests_seen,
+                               "first": min(m.time for m in got).timestamp() if got else None,
+                               "last": max(m.time for m in got).timestamp() if got else None}
         if request.query.get("times"):
             out["times"] = [m.time.timestamp() for m in got]
         if request.query.get("bodies"):

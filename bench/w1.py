@@ -1,22 +1,35 @@
 """Benchmark W1, "one county storm" (devtools/workloads.py), against the raw transports in the
 same run, on SQLite or PostgreSQL.
 
-    .venv/bin/python bench/w1.py --database sqlite [--runs 3] [--no-speakers] [--smoke]
+    .venv/bin/python bench/w1.py --database sqlite [--runs 3] [--no-speakers] [--no-public] [--smoke]
     .venv/bin/python bench/w1.py --database postgresql://postgres@127.0.0.1:5432/postgres
 
 The SMS provider (the local Tencent Cloud SMS API server) and the simulated officials who
 answer through its reply callback run in their own process (bench/provider_proc.py), so the
 figures measure warnd; the accept times come from that process's clock. warnd runs here: the
 real App, its HTTP server and engine modules, on a manual clock (deadlines fall when the
-harness moves it), the database durable (SQLite synchronous=FULL).
+harness moves it), the database durable (SQLite synchronous=FULL). W1's 100,000 public
+recipients are a generated list (+86137…, devtools/demo/public_list.py) imported through
+`warnd public import`'s importer before the engine starts; [public] is enabled with the shipped
+policy (the imminent step of any colour reaches the public lists of the area) and per-number
+budgets, the Tencent budget's qps lifted (--public-qps) so that the provider's limit (by default
+the channel's 3,000/s) is not what is measured. The provider process tells officials' SMS
+(+86139…) from public ones by number.
 
 Each figure is printed beside a baseline measured in the same run, and as the ratio to it:
 
-  first_message     ingest POST → first SMS accepted by the provider (p50/p99 over small
-                    warnings) vs one bare HTTP round trip to the provider process (p50)
+  first_message     ingest POST → first official's SMS accepted by the provider (p50/p99 over
+                    small warnings; each also texts its village's public) vs one bare HTTP
+                    round trip to the provider process (p50)
   post_answer       the POST's own answer time (planning happens inside the request)
-  imminent_fanout   county-wide imminent step: POST → every SMS accepted, msgs/s vs the
-                    official SDK's 200-number batches to the same provider (raw_sdk_batch)
+  imminent_fanout   county-wide imminent step: POST → every official's SMS accepted
+                    (imminent_first_sent_s, imminent_all_sent_s), msgs/s vs the official
+                    SDK's 200-number batches to the same provider (raw_sdk_batch)
+  public_fanout     the same step's public side: POST → every public SMS accepted
+                    (public_first_sent_s, public_all_sent_s; planning included), msgs/s vs
+                    raw_sdk_batch; public_send_msgs_per_s from the first public SMS to the
+                    last. Whether the public fan-out delays officials: compare
+                    imminent_all_sent_s with a --no-public run's, and with public_first_sent_s
   confirmations     70 % of officials answer 收到 through the real reply webhook, replies/s vs
                     a raw batched INSERT through the same database stack (raw_insert)
   escalation        the clock passes every silent official's deadline at once (as in a storm:
@@ -27,7 +40,6 @@ Each figure is printed beside a baseline measured in the same run, and as the ra
                     publish/ack loop to the same broker (its own processes)
   peak memory       ru_maxrss of this process (warnd + the harness)
 
-Public recipients (100,000 in W1) are reported as skipped: warnd has no public dissemination yet.
 Medians over --runs; the machine is named in the output.
 """
 
@@ -60,20 +72,40 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from channels.base import OutboundMessage  # noqa: E402
-from channels.sms_tencent import TencentSms  # noqa: E402
+from devtools.benchkit import (  # noqa: E402
+    UNLIMITED_QPS,
+    bench_public_cfg,
+    raw_insert,
+    tencent_cfg,
+    tencent_channel,
+)
+from devtools.benchkit import raw_sdk_batch as sdk_batch  # noqa: E402
 from devtools.demo.capgen import cap_xml  # noqa: E402
+from devtools.demo.public_list import import_generated_list, public_phone  # noqa: E402
 from devtools.workloads import CountyWorkload, load_county, w1  # noqa: E402
 from warnd.api.app import make_app  # noqa: E402
 from warnd.app import App  # noqa: E402
 from warnd.clock import ManualClock  # noqa: E402
-from warnd.config import ApiCfg, County, DatabaseCfg, ServerCfg, Settings, SmsCfg, TencentCfg  # noqa: E402
+from warnd.config import (  # noqa: E402
+    ApiCfg,
+    County,
+    DatabaseCfg,
+    PublicCfg,
+    ServerCfg,
+    Settings,
+    SmsCfg,
+    TencentCfg,
+)
+from warnd.core.domain import DeliveryState, Purpose  # noqa: E402
 from warnd.db.engine import Database, upgrade  # noqa: E402
-from warnd.db.models import Alert, Call, Event, Person  # noqa: E402
+from warnd.db.models import Alert, Call, Delivery, Event, Person, PublicTarget  # noqa: E402
 from warnd.logging import configure_logging  # noqa: E402
 
 CB = "bench-callback-token-0123"
 TOKEN = "bench-api-token-0123456789"
 COUNTY = "431222"
+OFFICIALS = "+86139"  # the generated officials' numbers (devtools/demo/county.py Phones)
+PUBLIC = public_phone(0)[:6]  # the generated public list's numbers (+86137…)
 
 
 def free_port() -> int:
@@ -104,17 +136,8 @@ class Provider:
         self.http: aiohttp.ClientSession | None = None
         self.timeout = 600
 
-    def channel(self) -> TencentSms:
-        i = self.info
-        return TencentSms(secret_id=i["secret_id"], secret_key=i["secret_key"], sdk_app_id=i["sdk_app_id"],
-                          sign_name=i["sign_name"], template_id="100001", endpoint=self.base.split("://")[1],
-                          callback_token=CB)
-
     def tencent_cfg(self) -> TencentCfg:
-        i = self.info
-        return TencentCfg(secret_id=i["secret_id"], secret_key=i["secret_key"], sdk_app_id=i["sdk_app_id"],
-                          sign_name=i["sign_name"], template_id="100001", endpoint=self.base.split("://")[1],
-                          callback_token=CB)
+        return tencent_cfg(self.info, CB)
 
     async def session(self) -> aiohttp.ClientSession:
         if self.http is None:
@@ -163,20 +186,14 @@ async def bare_round_trip(provider: Provider, n: int = 200) -> float:
 
 
 async def raw_sdk_batch(provider: Provider, n: int) -> float:
-    ch = provider.channel()
-    now = datetime.now(UTC)
-    msgs = [OutboundMessage(f"raw{i}", f"+86137{i:08d}", "【临灾预警】基准测试：1小时内将出现特大暴雨。", now) for i in range(n)]
-    t = time.perf_counter()
-    await asyncio.gather(*(ch.send_many(msgs[i:i + 200], f"raw:{uuid.uuid4().hex[:8]}:{i}") for i in range(0, n, 200)))
-    rate = n / (time.perf_counter() - t)
-    await ch.close()
-    return rate
+    """The SDK's 200-number batches, all at once, to the provider process (devtools/benchkit.py)."""
+    return await sdk_batch(provider.tencent_cfg(), n)
 
 
 async def raw_sdk_single(provider: Provider, n: int, concurrency: int = 32) -> float:
     """Messages/s when each text is its own SendSms request (a per-recipient text), through
     the same channel object (its SDK thread pool) and warnd's [delivery] concurrency."""
-    ch = provider.channel()
+    ch = tencent_channel(provider.tencent_cfg())
     now = datetime.now(UTC)
     gate = asyncio.Semaphore(concurrency)
 
@@ -190,15 +207,6 @@ async def raw_sdk_single(provider: Provider, n: int, concurrency: int = 32) -> f
     rate = n / (time.perf_counter() - t)
     await ch.close()
     return rate
-
-
-async def raw_insert(db: Database, n: int) -> float:
-    now = datetime.now(UTC)
-    rows = [dict(at=now, kind="bench", data={"i": i, "phone": f"+86137{i:08d}"}) for i in range(n)]
-    t = time.perf_counter()
-    async with db.session() as s, s.begin():
-        await (await s.connection()).execute(insert(Event), rows)
-    return n / (time.perf_counter() - t)
 
 
 async def durable_commit(db: Database, n: int = 30) -> float:
@@ -264,21 +272,30 @@ async def preload_pending(db: Database, n: int, now: datetime) -> None:
 
 
 async def one_run(spec: str, work: CountyWorkload, provider: Provider, small: int,
-                  pending: int = 100_000) -> dict[str, float]:
+                  public_qps: float | None, pending: int = 100_000) -> dict[str, float]:
+    """One run; `public_qps` None: public dissemination off (no list, [public] enabled = false)."""
     folder = Path(tempfile.mkdtemp(prefix="warnd-w1-"))
     dbx = Database_(spec, folder)
     clock = ManualClock(datetime.now(UTC).replace(microsecond=0))
     port = free_port()
     base = f"http://127.0.0.1:{port}"
+    public = bench_public_cfg(public_qps) if public_qps is not None else PublicCfg(enabled=False)
     settings = Settings(county=County(code=COUNTY), database=DatabaseCfg(url=dbx.url, durable=True),
                         server=ServerCfg(port=port, public_base_url=base), api=ApiCfg(tokens=(TOKEN,)),
-                        sms=SmsCfg(provider="tencent", tencent=provider.tencent_cfg()))
+                        sms=SmsCfg(provider="tencent", tencent=provider.tencent_cfg()), public=public)
     app = App.build(settings, clock=clock)
     out: dict[str, float] = {}
     try:
         await load_county(app.db, work, clock.now())
         await preload_pending(app.db, pending, clock.now())
         out["pending_calls_preloaded"] = pending
+        if public.enabled:
+            say("public list")
+            listed, took = await import_generated_list(app.db, folder / "public.csv", work.public_recipients,
+                                                       now=clock.now(), seed=work.seed)
+            assert listed.ok and listed.added == work.public_recipients, listed.text()
+            out["public_listed"] = listed.added
+            out["public_import_s"] = took
         await app.start()
         runner = web.AppRunner(make_app(app), access_log=None)
         await runner.setup()
@@ -311,7 +328,7 @@ async def one_run(spec: str, work: CountyWorkload, provider: Provider, small: in
             data, t0, took = await post(cap_xml(f"W1-SMALL-{i}", now, now + timedelta(hours=1), "黄色",
                                                 "1小时内将出现暴雨", "请组织转移。", [villages[i % len(villages)]],
                                                 step="imminent"))
-            got = await provider.wait(before + 1, before)
+            got = await provider.wait(1, before, prefix=OFFICIALS)
             firsts.append((got["first"] - t0) * 1000)
             answers.append(took * 1000)
             await app.runner.settle(120)
@@ -325,23 +342,49 @@ async def one_run(spec: str, work: CountyWorkload, provider: Provider, small: in
         out["post_answer_p50_ms"] = pct(answers, 50)
 
         say("imminent step")
-        # the county-wide imminent step (red, every official)
+        # the county-wide imminent step (red, every official; every public number of the county)
         before, req_before = await provider.count()
         now = clock.now()
         data, t0, took = await post(cap_xml("W1-IMMINENT", now, now + timedelta(hours=1), "红色",
                                             "1小时内将出现特大暴雨，山洪风险极高", "请立即组织危险区群众转移，鸣锣吹哨，敲门入户。",
                                             [f"{COUNTY}000000"], step="imminent"))
-        got = await provider.wait(before + data["deliveries"], before)
-        out["imminent_messages"] = got["count"] - before
+        got = await provider.wait(data["deliveries"], before, prefix=OFFICIALS)
+        out["imminent_messages"] = got["matched"]
         out["imminent_post_answer_ms"] = took * 1000
+        out["imminent_first_sent_s"] = got["first"] - t0
         out["imminent_all_sent_s"] = got["last"] - t0
         out["imminent_msgs_per_s"] = out["imminent_messages"] / out["imminent_all_sent_s"]
-        out["imminent_msgs_per_request"] = out["imminent_messages"] / max(got["requests"] - req_before, 1)
-        await app.runner.settle(300)
+        if not public.enabled:
+            out["imminent_msgs_per_request"] = out["imminent_messages"] / max(got["requests"] - req_before, 1)
+        await app.runner.settle(1800)  # the public side is planned and sent meanwhile
+        alert_id = data["id"]
+        if public.enabled:
+            async with app.db.read() as s:
+                decisions = dict((await s.exec(select(PublicTarget.decision, func.count()).where(
+                    PublicTarget.alert_id == alert_id).group_by(col(PublicTarget.decision)))).all())
+                sent = (await s.exec(select(func.count()).select_from(Delivery).where(
+                    Delivery.alert_id == alert_id, Delivery.purpose == Purpose.PUBLIC,
+                    col(Delivery.state).in_([DeliveryState.SENT, DeliveryState.DELIVERED])))).one()
+            pub = await provider.wait(sent, before, prefix=PUBLIC)
+            everything = await provider.wait(0, before)
+            out["public_targeted"] = sum(decisions.values())
+            out["public_not_sent"] = out["public_targeted"] - decisions.get("send", 0)
+            out["public_messages"] = pub["matched"]
+            out["public_first_sent_s"] = pub["first"] - t0
+            out["public_all_sent_s"] = pub["last"] - t0
+            out["public_msgs_per_s"] = pub["matched"] / out["public_all_sent_s"]
+            out["public_send_msgs_per_s"] = pub["matched"] / max(pub["last"] - pub["first"], 1e-6)
+            # seconds the public outbox waited in this run for the provider's rate ([public.budgets] qps): 0
+            # unless --public-qps is what limits the figures above
+            assert app.public_outbox is not None
+            out["public_paced_wait_s"] = sum(getattr(ch, "waited", 0.0) for ch in app.public_outbox.channels.values())
+            # SMS per provider request over the whole step (officials' and public texts differ,
+            # so no request carries both)
+            out["imminent_msgs_per_request"] = (everything["count"] - before) / max(
+                everything["requests"] - req_before, 1)
 
         say("confirmations")
         # confirmations through the real reply webhook, from the provider's process
-        alert_id = data["id"]
         answers_ = {a.phone: a for a in work.answers("imminent")}
         async with app.db.read() as s:
             called = set((await s.exec(select(Person.phone).join(Call, col(Call.person_id) == Person.id).where(
@@ -430,6 +473,7 @@ RATIOS = {
     "imminent_fanout_vs_raw_sdk_batch": ("imminent_msgs_per_s", "raw_sdk_batch_msgs_per_s"),
     "confirmations_vs_raw_insert": ("confirmations_per_s", "raw_insert_rows_per_s"),
     "escalation_vs_raw_sdk_batch": ("escalation_msgs_per_s", "raw_sdk_batch_msgs_per_s"),
+    "public_fanout_vs_raw_sdk_batch": ("public_msgs_per_s", "raw_sdk_batch_msgs_per_s"),
 }
 
 
@@ -443,6 +487,10 @@ async def main() -> int:
     ap.add_argument("--no-speakers", action="store_true")
     ap.add_argument("--pending", type=int, default=100_000,
                     help="open calls of other warnings in the database during the run (a province's load)")
+    ap.add_argument("--no-public", action="store_true", help="no public list, [public] enabled = false "
+                    "(officials' figures without the public fan-out, for comparison)")
+    ap.add_argument("--public-qps", type=float, default=UNLIMITED_QPS, help="[public.budgets.tencent] qps "
+                    "(default: high enough that the provider's limit is not what is measured)")
     ap.add_argument("--smoke", action="store_true", help="a tiny county, one run, no speakers: checks the harness")
     args = ap.parse_args()
     configure_logging(level=40)
@@ -458,7 +506,8 @@ async def main() -> int:
     runs: list[dict[str, float]] = []
     try:
         for i in range(args.runs):
-            r = await one_run(args.database, work, provider, args.small, args.pending)
+            r = await one_run(args.database, work, provider, args.small,
+                              None if args.no_public else args.public_qps, args.pending)
             say("run", i + 1, json.dumps({k: round(v, 3) for k, v in r.items()}))
             if not args.no_speakers:
                 r |= speakers_run(args.database, len(work.speakers))
@@ -474,7 +523,7 @@ async def main() -> int:
             ratios[name] = median[fig] / median[base]
     report = {
         "workload": "W1" if not args.smoke else "smoke", "seed": args.seed, "counts": work.counts(),
-        "public_skipped": work.public_recipients,  # no public dissemination in warnd yet
+        "public": not args.no_public,
         "database": "sqlite" if args.database == "sqlite" else "postgresql",
         "runs": len(runs), "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus, "
                                       f"Python {platform.python_version()}",

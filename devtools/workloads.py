@@ -13,8 +13,8 @@ the storms of ten counties overlapping and the other ninety spread over the day.
     counts = await load_county(db, w, now)  # the county's regions, people and speakers
     p = w100(seed=631, counties=4, overlapping=2)   # the reduced scale this machine can run
 
-Public recipients are part of the workload but warnd has no public dissemination yet: the
-harness reports them as skipped (`public_skipped`).
+Public recipients are a count: bench/w1.py generates their list (devtools/demo/public_list.py)
+and imports it through warnd's public list importer.
 """
 
 from __future__ import annotations

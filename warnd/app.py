@@ -201,7 +201,7 @@ class App:
     async def start(self) -> None:
         await self.db.upgrade()
         await anchor_clock(self.db, self.clock)  # `scaled:N`: continue the stored timeline
-        await self.roster.get()  # loaded now, not by the first warning after a (re)start
+        await self.roster.prime()  # loaded now, not by the first warning after a (re)start
         self.runner.start()
         await self.feeds.start()
         if self.speakers is not None:

@@ -2,6 +2,7 @@
 benchmarks and the tests: a CSV with the Chinese headers counties use.
 
     write_public_list(path, villages, n=100_000, seed=631)
+    report, seconds = await import_generated_list(db, path, n, now=now)   # written and imported
 
 `villages` are (code, name, township name); numbers are unique mainland mobiles in a block
 no official of the demo county uses (+86 137…). A few rows are bad on purpose when `bad` is
@@ -13,8 +14,16 @@ from __future__ import annotations
 
 import csv
 import random
-from collections.abc import Sequence
+import time
+from collections.abc import Iterable, Sequence
+from datetime import datetime
 from pathlib import Path
+
+from sqlmodel import select
+
+from warnd.db.engine import Database
+from warnd.db.models import Region
+from warnd.public.importer import ListReport, import_list
 
 HEADER = ["序号", "姓名", "手机号码", "乡镇", "所属村", "行政区划代码", "名单类型", "来源", "同意日期", "转移地点"]
 KINDS = [("危险区群众", "村委会摸排", 70), ("扫码订阅", "扫码订阅", 20), ("网格员", "网格化管理平台", 5),
@@ -53,3 +62,22 @@ def write_public_list(path: Path, villages: Sequence[tuple[str, str, str]], n: i
             w.writerow([n + j + 1, "坏行", row, township, name if j % 3 != 2 else "不存在村", "" if j % 3 == 2 else code,
                         "危险区群众", "村委会摸排", "", ""])
     return out
+
+
+def village_rows(regions: Iterable[Region]) -> list[tuple[str, str, str]]:
+    """(code, name, township name) of every village, by code: what write_public_list takes."""
+    by_code = {r.code: r for r in regions}
+    return [(r.code, r.name, by_code[r.parent_code].name if r.parent_code in by_code else "")
+            for r in sorted(by_code.values(), key=lambda r: r.code) if r.level == "village"]
+
+
+async def import_generated_list(db: Database, path: Path, n: int, *, now: datetime,
+                                seed: int = 631) -> tuple[ListReport, float]:
+    """Write a list of `n` numbers over the database's villages to `path` and import it as an
+    operator would (`warnd public import`'s importer); the import report and its seconds."""
+    async with db.read() as s:
+        regions = (await s.exec(select(Region))).all()
+    write_public_list(path, village_rows(regions), n, seed)
+    started = time.monotonic()
+    report = await import_list(db, path, now=now)
+    return report, time.monotonic() - started

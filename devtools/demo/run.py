@@ -30,7 +30,7 @@ from devtools.demo.channels import ChannelOfficials, demo_policy
 from devtools.demo.county import COUNTY_CODE, generate_county
 from devtools.demo.loudspeakers import loudspeaker_summary, seed_speakers
 from devtools.demo.officials import Officials
-from devtools.demo.public_list import write_public_list
+from devtools.demo.public_list import import_generated_list
 from devtools.demo.speakers import SpeakerFleetProcess, free_port
 from devtools.simulators.sl651_station import Sl651Station, TcpLink
 from devtools.simulators.tencent_sms_api import TencentSmsApi
@@ -59,10 +59,9 @@ from warnd.config import (
 )
 from warnd.confirm.feedback import people_moved_by_township
 from warnd.db.engine import Database
-from warnd.db.models import Alert, Call, Delivery, Person, Region
+from warnd.db.models import Alert, Call, Delivery, Person
 from warnd.logging import configure_logging
 from warnd.public.coverage import public_coverage
-from warnd.public.importer import import_list
 
 STEP_ZH = {"forecast": "预报(6h)", "warning": "预警(3h)", "imminent": "临灾(1h)", "gauge": "雨量站"}
 VIA_ZH = {"sms_reply": "短信回复", "wecom": "企业微信", "link": "链接", "voice": "语音按键",
@@ -98,16 +97,10 @@ PUBLIC_NUMBERS = 20_000
 
 async def _public_lists(engine: App, workdir: Path, now: datetime, seed: int) -> dict[str, Any]:
     """Generate the county's public lists and import them as an operator would."""
-    async with engine.db.read() as s:
-        regions = {r.code: r for r in (await s.exec(select(Region))).all()}
-    villages = [(r.code, r.name, regions[r.parent_code].name if r.parent_code in regions else "")
-                for r in sorted(regions.values(), key=lambda r: r.code) if r.level == "village"]
-    path = workdir / "公众预警接收名单.csv"
-    write_public_list(path, villages, PUBLIC_NUMBERS, seed)
-    started = time.monotonic()
-    report = await import_list(engine.db, path, now=now)
+    report, seconds = await import_generated_list(engine.db, workdir / "公众预警接收名单.csv", PUBLIC_NUMBERS,
+                                                  now=now, seed=seed)
     return {"listed": report.added, "villages": report.villages, "kinds": dict(report.by_kind),
-            "rejected": len(report.rejected), "import_seconds": round(time.monotonic() - started, 1)}
+            "rejected": len(report.rejected), "import_seconds": round(seconds, 1)}
 
 
 async def _leaders(engine: App) -> tuple[dict[str, str], list[str]]:

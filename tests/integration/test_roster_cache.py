@@ -74,3 +74,13 @@ async def test_within_its_ttl_the_snapshot_is_served_without_a_query(db: Databas
     assert await cache.get() is first  # seen at the next check, not on every warning
     cache.invalidate()
     assert len((await cache.get()).people) == 2
+
+
+async def test_a_primed_cache_still_sees_rows_written_after_start(db: Database) -> None:
+    cache = RosterCache(db, ttl=3600)
+    await cache.prime()  # at start-up, before the county is loaded
+    async with db.session() as s, s.begin():
+        s.add(Person(key="b", name="乙", phone="+8613900000002", role="grid_worker", region_code="431222001",
+                     updated_at=T0))
+    assert len((await cache.get()).people) == 2
+    assert await cache.get() is await cache.get()

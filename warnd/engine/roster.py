@@ -58,6 +58,12 @@ class RosterCache:
     def invalidate(self) -> None:
         self._snap = None
 
+    async def prime(self) -> None:
+        """Load now (at start-up), so the first warning after a restart does not wait for the
+        roster; the first `get` still compares fingerprints (rows seeded after start are seen)."""
+        await self.get()
+        self._checked = float("-inf")
+
     async def get(self) -> RosterSnapshot:
         if self._snap is not None and time.monotonic() - self._checked <= self.ttl:
             return self._snap
