@@ -28,7 +28,7 @@ from structlog.testing import capture_logs
 
 from support.public_stack import GA, T1, VA, VB, VC, County_, build_county, stop_county
 from warnd.audit import Scope, make_report
-from warnd.db.models import Delivery, Event, PublicCampaign, PublicOptOut, PublicTarget
+from warnd.db.models import Alert, Delivery, Event, PublicCampaign, PublicOptOut, PublicTarget
 from warnd.public.fanout import PublicFanout
 from warnd.public.importer import import_list
 
@@ -252,6 +252,28 @@ async def test_two_instances_plan_one_warnings_public_fan_out_once(pg_url: str, 
             rows = (await s.exec(select(Delivery.to_address).where(Delivery.purpose == "public"))).all()
         assert campaign is not None and campaign.state == "planned" and planned == 1
         assert len(targets) == len(set(targets)) == 41 and len(rows) == len(set(rows)) == 41
+    finally:
+        await stop_county(c)
+
+
+async def test_the_public_outbox_is_woken_as_each_chunk_is_planned(db_url: str, tmp_path: Path) -> None:
+    """A county's 100,000 residents take seconds to plan: their texts start going out with the
+    first planned chunk, not after the last one."""
+    c = await build_county(db_url, tmp_path, plan_chunk=10, start=False)
+    try:
+        await import_list(c.engine.db, write_list(tmp_path / "list.csv"), now=c.clock.now())
+        e = c.engine
+        alert_id = (await e.ingestor.submit_cap(_cap(c), source="test")).alert_id
+        while await e.outbox.pass_once():
+            pass
+        planned_rows: list[int] = []
+        fan = PublicFanout(e.db, e.clock, e.policy, e.templates, e.settings.public, e.channels,
+                           on_change=lambda: planned_rows.append(len(planned_rows)))
+        async with e.db.read() as s:
+            alert = await s.get(Alert, alert_id)
+        assert alert is not None
+        await fan.plan(alert)
+        assert len(planned_rows) == 5  # 41 targets, 10 a chunk: a wake per chunk
     finally:
         await stop_county(c)
 

@@ -197,6 +197,7 @@ class PublicFanout(ModuleBase):
             async with self.db.session() as s, s.begin():
                 await self._write(s, alert, rule, ctx, todo[i:i + chunk], opted, ledger, rank, not_after, now,
                                   counts)
+            self.on_change()  # the public outbox starts on this chunk while the next is planned
         async with self.db.session() as s, s.begin():
             total = (await s.exec(select(PublicTarget.id).where(PublicTarget.alert_id == alert.id))).all()
             await (await s.connection()).execute(update(PublicCampaign.__table__).where(  # type: ignore[attr-defined]
