@@ -18,6 +18,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from threading import Lock
+from types import MappingProxyType
 
 import shapely
 from shapely import STRtree
@@ -119,6 +120,8 @@ class RegionIndex:
         """Whether this index still describes `regions` (same values, by identity)."""
         if regions is not self.regions or len(regions) != len(self._snapshot):
             return False
+        if isinstance(regions, MappingProxyType):
+            return True  # a roster snapshot's read-only regions: the same object, the same values
         return all(
             k == k0 and v is v0
             for (k, v), (k0, v0) in zip(regions.items(), self._snapshot, strict=True)

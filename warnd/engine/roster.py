@@ -6,6 +6,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
+from types import MappingProxyType
 from typing import Any
 
 from sqlalchemy import select as sa_select
@@ -100,7 +101,8 @@ class RosterCache:
             )
             for p in people
         )
-        return RosterSnapshot(rviews, pviews, {p.id: p for p in pviews}, PeopleIndex.build(pviews))
+        # Read-only: caches keyed on this mapping (region index, area words) trust its identity.
+        return RosterSnapshot(MappingProxyType(rviews), pviews, {p.id: p for p in pviews}, PeopleIndex.build(pviews))
 
 
 async def _fingerprint(s: Any) -> tuple[object, ...]:
