@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -133,14 +132,10 @@ async def test_100000_rows_import_in_well_under_a_minute(db: Database, tmp_path:
     await _regions(db, regions)
     path = tmp_path / "public.csv"
     write_public_list(path, villages, 100_000, bad=3)
-    t0 = time.perf_counter()
-    report = await import_list(db, path, now=NOW)
-    took = time.perf_counter() - t0
+    report = await import_list(db, path, now=NOW)  # how fast: bench/bench_public.py
     assert report.added == 100_000 and len(report.rejected) == 3 and report.villages == 300
-    assert took < 30, f"100,000 rows took {took:.1f} s"
-    t0 = time.perf_counter()
     again = await import_list(db, path, now=NOW)  # re-import: every row compared, nothing written
-    assert again.unchanged == 100_000 and time.perf_counter() - t0 < 30
+    assert again.unchanged == 100_000
     async with db.read() as s:
         assert (await s.exec(select(func.count()).select_from(PublicRecipient))).one() == 100_000
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -575,16 +574,13 @@ async def test_five_thousand_people_without_per_row_queries(db: Database, tmp_pa
         await load(db, small_regions)
         await load(db, small_people)
     with statements(db) as big:
-        started = time.monotonic()
         r = await load(db, big_regions)
         p = await load(db, big_people)
-        elapsed = time.monotonic() - started
     assert counts(r, "regions") == (0, 0, 556, 0)
     assert counts(p, "people") == (4997, 1, 2, 0)  # P00002's deputy: P00000 then, P00003 now
     # The same number of SELECTs whatever the size: existing rows are loaded once.
     assert big.count("SELECT") == small.count("SELECT")
     assert len(big) < 40, big
-    assert elapsed < 30
     again = await load(db, big_people, now=T1)
     assert counts(again, "people") == (0, 0, 5000, 0)
     assert (await people(db))["P04999"].deputy_key == "P00000"

@@ -326,12 +326,11 @@ def test_short_callback_token_is_rejected() -> None:
         )
 
 
-async def test_bulk_send_is_fast(env: Env) -> None:
+async def test_a_thousand_concurrent_sends_are_each_accepted_once(env: Env) -> None:
+    # How fast: bench/w1.py (raw_sdk_single), never a timed test.
     n = 1000
-    started = time.perf_counter()
     receipts = await asyncio.gather(
         *(env.channel.send(_msg(to=f"+86138{i:08d}", key=f"bulk-{i}")) for i in range(n))
     )
     await env.sim.wait_for_messages(n)
     assert len({r.provider_id for r in receipts}) == n
-    assert time.perf_counter() - started < 20

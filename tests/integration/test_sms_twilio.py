@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -240,12 +239,11 @@ async def test_signature_covers_query_string(env: Env) -> None:
     assert len(env.sink.reports) == 1
 
 
-async def test_bulk_send_is_fast(env: Env) -> None:
+async def test_a_thousand_concurrent_sends_are_each_accepted_once(env: Env) -> None:
+    # How fast: bench/w1.py (raw_sdk_single), never a timed test.
     n = 1000
-    started = time.perf_counter()
     receipts = await asyncio.gather(
         *(env.channel.send(_msg(to=f"+1555{i:07d}", key=str(i))) for i in range(n))
     )
     await env.sim.wait_for_messages(n)
     assert len({r.provider_id for r in receipts}) == n
-    assert time.perf_counter() - started < 20

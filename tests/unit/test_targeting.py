@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 
 import pytest
@@ -301,24 +300,19 @@ def big_county(n_townships: int = 25, villages_each: int = 199) -> dict[str, Reg
     return regions
 
 
-def test_five_thousand_regions_resolve_fast() -> None:
+def test_five_thousand_regions_resolve() -> None:
+    # How fast: bench/, never a timed test.
     regions = big_county()
     assert len(regions) == 1 + 25 + 25 * 199
-    t0 = time.perf_counter()
     res = resolve_area([geo("431222000000")], regions, HOME)
-    build = time.perf_counter() - t0
     assert res.codes == frozenset(regions)
-    assert build < 2.0
 
-    t0 = time.perf_counter()
     for _ in range(20):
         res = resolve_area(
             [CapArea(area_desc="c", circles=((28.1, 110.1, 3.0),), geocodes=(("c", "431222110"),))],
             regions,
             HOME,
         )
-    per_call = (time.perf_counter() - t0) / 20
-    assert per_call < 0.05
     assert "431222110" in res.codes and "431222100" in res.codes
     assert len([c for c in res.codes if c.startswith("431222110")]) == 200
 
