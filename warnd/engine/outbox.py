@@ -228,44 +228,41 @@ class Outbox(ModuleBase):
                                                  retry_after))
 
     async def pass_once(self, batch: int = 5000) -> int:
-        """Claim and send one batch of due deliveries. Returns how many were due.
+        """Claim and send up to `batch` due deliveries. Returns how many were due.
 
-        The batch is worked in chunks of about CHUNK messages, pipelined: a chunk is claimed
-        (one transaction) and its sends start; the next chunk is claimed while they are in
-        flight; each chunk's outcomes are recorded (one transaction) as soon as its sends end.
-        A county-wide step's database work overlaps its provider round trips instead of
-        waiting for them."""
+        The pass works in chunks of CHUNK messages, pipelined: a chunk is read and claimed (one
+        transaction) and its sends start; the next chunk is read and claimed while they are in
+        flight (claimed rows are no longer pending, so each read finds the next most urgent);
+        each chunk's outcomes are recorded (one transaction) as soon as its sends end. The
+        first SMS of a county-wide step leaves after one chunk's read and claim, and the
+        step's database work overlaps its provider round trips."""
         now = self.clock.now()
-        async with self.db.read() as s:
-            # A backlog (after an outage) goes out most urgent first: imminent warnings (and
-            # the duty room's notices), then warnings, forecasts, the rest.
-            due = (await s.exec(self._mine(select(Delivery).where(
-                Delivery.state == DeliveryState.PENDING, col(Delivery.next_attempt_at) <= now)).order_by(
-                URGENCY, col(Delivery.next_attempt_at), col(Delivery.id)).limit(batch))).all()
-        if not due:
-            return 0
-        min_gap = timedelta(seconds=self.cfg.recipient_min_interval_seconds)
         lease = now + self.lease
-        ready = [d for d in due if self._spacing_ok(d, now, min_gap)]
-        held = [(d.id or 0, self._last_to[d.to_address] + min_gap) for d in due if not self._spacing_ok(d, now, min_gap)]
-        if held:
-            async with self.db.session() as s, s.begin():
-                # One person is not flooded across overlapping warnings.
-                await deliveries.defer(s, held)
-        chunks: list[list[list[Delivery]]] = [[]]
-        size = 0
-        for group in self._group(ready):  # urgency order kept: the first chunk is the most urgent
-            if size >= CHUNK:
-                chunks.append([])
-                size = 0
-            chunks[-1].append(group)
-            size += len(group)
+        min_gap = timedelta(seconds=self.cfg.recipient_min_interval_seconds)
         work: list[asyncio.Task[int]] = []
+        total = 0
         try:
-            for chunk in chunks:
-                claimed = await self._claim(chunk, now, lease)
+            while total < batch:
+                size = min(CHUNK, batch - total)
+                async with self.db.read() as s:
+                    # A backlog (after an outage) goes out most urgent first: imminent warnings
+                    # (and the duty room's notices), then warnings, forecasts, the rest.
+                    due = (await s.exec(self._mine(select(Delivery).where(
+                        Delivery.state == DeliveryState.PENDING, col(Delivery.next_attempt_at) <= now)).order_by(
+                        URGENCY, col(Delivery.next_attempt_at), col(Delivery.id)).limit(size))).all()
+                total += len(due)
+                ready = [d for d in due if self._spacing_ok(d, now, min_gap)]
+                held = [(d.id or 0, self._last_to[d.to_address] + min_gap) for d in due
+                        if not self._spacing_ok(d, now, min_gap)]
+                if held:
+                    async with self.db.session() as s, s.begin():
+                        # One person is not flooded across overlapping warnings.
+                        await deliveries.defer(s, held)
+                claimed = await self._claim(self._group(ready), now, lease) if ready else []
                 if claimed:
                     work.append(asyncio.create_task(self._send_and_record(claimed, now, lease)))
+                if len(due) < size:
+                    break
         finally:
             sent = sum(await asyncio.gather(*work))  # a chunk in flight is always recorded
         if work:
@@ -273,7 +270,7 @@ class Outbox(ModuleBase):
             async with self._recorded_cond:
                 self.recorded += sent
                 self._recorded_cond.notify_all()
-        return len(due)
+        return total
 
     async def _claim(self, groups: list[list[Delivery]], now: datetime, lease: datetime) -> list[list[Delivery]]:
         claimed: list[list[Delivery]] = []
