@@ -140,7 +140,8 @@ class App:
                                       sl651_tcp=settings.feeds.sl651_tcp, sl651_udp=settings.feeds.sl651_udp,
                                       sl651_idle_seconds=settings.feeds.sl651_idle_seconds)
         chans = dict(channels) if channels is not None else build_channels(settings)
-        db = Database(settings.database.url, durable=settings.database.durable)
+        db = Database(settings.database.url, durable=settings.database.durable,
+                      pool_size=settings.database.pool_size, max_overflow=settings.database.max_overflow)
         roster = RosterCache(db)
         links = LinkIssuer(settings.server.public_base_url)
         runner = Runner(clock)

@@ -54,6 +54,11 @@ class County(Section):
 class DatabaseCfg(Section):
     url: str = Field(default="sqlite:///warnd.db", json_schema_extra=SECRET)  # may hold a password
     durable: bool = True  # SQLite synchronous=FULL; false only for throwaway demo databases
+    # PostgreSQL connections this process may hold (pool_size, plus max_overflow at a peak).
+    # A province runs many counties' databases on one server: counties × instances ×
+    # (pool_size + max_overflow) must stay under the server's max_connections (docs/province.md).
+    pool_size: int = Field(default=10, ge=1, le=100)
+    max_overflow: int = Field(default=10, ge=0, le=100)
 
 
 class ServerCfg(Section):

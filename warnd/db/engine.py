@@ -64,13 +64,13 @@ def _sqlite_pragmas(engine: Any, durable: bool, begin: str) -> None:
 
 
 class Database:
-    def __init__(self, url: str, durable: bool = True):
+    def __init__(self, url: str, durable: bool = True, pool_size: int = 10, max_overflow: int = 10):
         # durable=False (NORMAL) still survives a process crash, not a power cut: demo only.
         self.url = url
         self.is_sqlite = make_url(url).get_backend_name() == "sqlite"
         kwargs: dict[str, Any] = {"json_serializer": json_dumps}
         if not self.is_sqlite:
-            kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
+            kwargs.update(pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(driver_url(url, asynchronous=True), **kwargs)
         self.read_engine = self.engine
         if self.is_sqlite:
