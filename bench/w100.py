@@ -76,7 +76,8 @@ async def one(args: argparse.Namespace, n: int, provider: Provider, tpl: str, ru
                 [sys.executable, str(ROOT / "bench" / "w100_instance.py")], stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
             assert p.stdin is not None and p.stdout is not None
-            p.stdin.write(json.dumps({"counties": mine, "storms": storms, "tencent": tencent, "run": run}) + "\n")
+            p.stdin.write(json.dumps({"counties": mine, "storms": storms, "tencent": tencent, "run": run,
+                                      "pool": [args.pool_size, args.max_overflow]}) + "\n")
             p.stdin.flush()
             procs.append(p)
         for p in procs:
@@ -120,6 +121,9 @@ async def main() -> int:
     ap.add_argument("--scale", type=float, default=1.0, help="county size relative to W1 (villages, speakers)")
     ap.add_argument("--instances", default="1,2,4")
     ap.add_argument("--seed", type=int, default=631)
+    ap.add_argument("--pool-size", type=int, default=3, help="[database] pool_size of each county's engine")
+    ap.add_argument("--max-overflow", type=int, default=2, help="[database] max_overflow of each county's engine "
+                    "(counties × (both) must stay under the server's max_connections)")
     args = ap.parse_args()
     configure_logging(level=40)
     run = uuid.uuid4().hex[:6]

@@ -31,7 +31,7 @@ async def main() -> None:
     for c in p["counties"]:
         settings = Settings(county=County(code=c["code"], name=c["name"], sender_name=f"{c['name']}防汛抗旱指挥部"),
                             # small pools: every county of this instance has its own (docs/province.md)
-                            database=DatabaseCfg(url=c["url"], pool_size=3, max_overflow=2),
+                            database=DatabaseCfg(url=c["url"], pool_size=p["pool"][0], max_overflow=p["pool"][1]),
                             sms=SmsCfg(provider="tencent", tencent=TencentCfg(**p["tencent"])))
         apps[c["code"]] = App.build(settings, clock=clock)
     for app in apps.values():
