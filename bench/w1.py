@@ -209,6 +209,19 @@ async def raw_sdk_single(provider: Provider, n: int, concurrency: int = 32) -> f
     return rate
 
 
+def rung_figures(name: str, got: dict[str, Any], t_due: float, req_before: int) -> dict[str, float]:
+    """A rung's messages as the provider accepted them: lateness from the deadline (p50/p99),
+    rate, and messages per provider request."""
+    times = got["times"]
+    out: dict[str, float] = {f"{name}_messages": len(times)}
+    if times:
+        lateness = [t - t_due for t in times]
+        out[f"{name}_lateness_p50_s"], out[f"{name}_lateness_p99_s"] = pct(lateness, 50), pct(lateness, 99)
+        out[f"{name}_msgs_per_s"] = len(times) / max(times[-1] - t_due, 1e-6)
+        out[f"{name}_msgs_per_request"] = len(times) / max(got["requests"] - req_before, 1)
+    return out
+
+
 async def durable_commit(db: Database, n: int = 30) -> float:
     """Seconds (median) for one row INSERT and its commit through the same durable stack: the
     floor under ingest → first message, which must store the warning before it sends."""
@@ -414,15 +427,8 @@ async def one_run(spec: str, work: CountyWorkload, provider: Provider, small: in
         t_due = time.time()
         await clock.advance(first_deadline - clock.now())  # the first rung of every silent call is now due
         await app.runner.settle(600)
-        got = await provider.wait(0, before, times="1")
-        times = got["times"]
         out["escalation_open_calls"] = open_calls
-        out["escalation_messages"] = len(times)
-        if times:
-            lateness = [t - t_due for t in times]
-            out["escalation_lateness_p50_s"], out["escalation_lateness_p99_s"] = pct(lateness, 50), pct(lateness, 99)
-            out["escalation_msgs_per_s"] = len(times) / max(times[-1] - t_due, 1e-6)
-            out["escalation_msgs_per_request"] = len(times) / max(got["requests"] - req_before, 1)
+        out |= rung_figures("escalation", await provider.wait(0, before, times="1"), t_due, req_before)
 
         say("deputy rung")
         # the next rung: each silent official's deputy is told who stayed silent — a text per
@@ -435,14 +441,7 @@ async def one_run(spec: str, work: CountyWorkload, provider: Provider, small: in
             t_due = time.time()
             await clock.advance(next_deadline - clock.now())
             await app.runner.settle(600)
-            got = await provider.wait(0, before, times="1")
-            times = got["times"]
-            out["deputy_messages"] = len(times)
-            if times:
-                lateness = [t - t_due for t in times]
-                out["deputy_lateness_p50_s"], out["deputy_lateness_p99_s"] = pct(lateness, 50), pct(lateness, 99)
-                out["deputy_msgs_per_s"] = len(times) / max(times[-1] - t_due, 1e-6)
-                out["deputy_msgs_per_request"] = len(times) / max(got["requests"] - req_before, 1)
+            out |= rung_figures("deputy", await provider.wait(0, before, times="1"), t_due, req_before)
         await http.close()
         await runner.cleanup()
     finally:

@@ -236,11 +236,7 @@ async def test_two_instances_plan_one_warnings_public_fan_out_once(pg_url: str, 
     other moves on — no failed pass, every resident targeted and texted once."""
     c = await build_county(pg_url, tmp_path, start=False)
     try:
-        await import_list(c.engine.db, write_list(tmp_path / "list.csv"), now=c.clock.now())
-        e = c.engine
-        alert_id = (await e.ingestor.submit_cap(_cap(c), source="test")).alert_id
-        while await e.outbox.pass_once():
-            pass
+        e, alert_id = c.engine, await _officials_warned(c, tmp_path)
         a, b = (PublicFanout(e.db, e.clock, e.policy, e.templates, e.settings.public, e.channels) for _ in "ab")
         results = await asyncio.gather(a.step(), b.step(), return_exceptions=True)
         assert not [r for r in results if isinstance(r, BaseException)], results
@@ -261,11 +257,7 @@ async def test_the_public_outbox_is_woken_as_each_chunk_is_planned(db_url: str, 
     first planned chunk, not after the last one."""
     c = await build_county(db_url, tmp_path, plan_chunk=10, start=False)
     try:
-        await import_list(c.engine.db, write_list(tmp_path / "list.csv"), now=c.clock.now())
-        e = c.engine
-        alert_id = (await e.ingestor.submit_cap(_cap(c), source="test")).alert_id
-        while await e.outbox.pass_once():
-            pass
+        e, alert_id = c.engine, await _officials_warned(c, tmp_path)
         planned_rows: list[int] = []
         fan = PublicFanout(e.db, e.clock, e.policy, e.templates, e.settings.public, e.channels,
                            on_change=lambda: planned_rows.append(len(planned_rows)))
@@ -276,6 +268,16 @@ async def test_the_public_outbox_is_woken_as_each_chunk_is_planned(db_url: str, 
         assert len(planned_rows) == 5  # 41 targets, 10 a chunk: a wake per chunk
     finally:
         await stop_county(c)
+
+
+async def _officials_warned(c: County_, tmp: Path) -> int | None:
+    """The list imported, the red imminent warning accepted and its officials' SMS sent (public
+    planning waits for those): the warning's id."""
+    await import_list(c.engine.db, write_list(tmp / "list.csv"), now=c.clock.now())
+    alert_id = (await c.engine.ingestor.submit_cap(_cap(c), source="test")).alert_id
+    while await c.engine.outbox.pass_once():
+        pass
+    return alert_id
 
 
 def _cap(c: County_) -> bytes:
