@@ -96,13 +96,16 @@ async def send_alarms(db: Database, now: datetime) -> list[Alarm]:
 def source_alarms(feeds: Sequence[dict[str, Any]]) -> list[Alarm]:
     out = []
     for f in feeds:
-        if f.get("kind") == "telemetry_stations" or not f.get("enabled", True):
+        # Station rows (MQTT telemetry, the SL 651 gateway) carry their stations' ages, not a
+        # source status: their lag has its own metric and rule.
+        status = f.get("status")
+        if status is None or not f.get("enabled", True):
             continue
-        if f["status"] == "stale":
+        if status == "stale":
             out.append(Alarm(f"source_stale:{f['name']}", "source_stale", "critical",
                              f"信息源 {f['name']} 长时间没有更新，可能已中断", "/console/health",
                              f.get("last_success_at")))
-        elif f["status"] == "failing":
+        elif status == "failing":
             out.append(Alarm(f"source_failing:{f['name']}", "source_failing", "critical",
                              f"信息源 {f['name']} 获取失败（连续{f.get('consecutive_failures', 0)}次）："
                              f"{f.get('last_error') or ''}", "/console/health", f.get("last_error_at")))
