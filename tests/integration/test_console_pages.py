@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from html import escape
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlmodel import select
 
 from devtools.demo.capgen import cap_xml
-from support.channel_stack import AUTH, T0, Stack, build_stack, imminent, stop_stack
+from support.channel_stack import AUTH, T0, Stack, imminent
 from support.phones import county
 from support.phones import imminent as phones_imminent
 from support.users import PASSWORD, add_user, bearer, token_for
@@ -29,15 +27,6 @@ from warnd.views.health import feeds_view
 from warnd.views.readiness import STATUS_ZH, Names, check_readiness, readiness_json
 
 VILLAGE = "431222100200"
-
-
-@pytest.fixture
-async def st(db_url: str, tmp_path: Path) -> AsyncIterator[Stack]:
-    stack = await build_stack(db_url, tmp_path)
-    try:
-        yield stack
-    finally:
-        await stop_stack(stack)
 
 
 def cap(identifier: str, *, days_ago: int = 0, status: str = "Actual", areas: tuple[str, ...] = (VILLAGE,),

@@ -3,22 +3,10 @@ not rebuild it (W1: ~5 ms and 5,300 objects per warning, more under GC pressure)
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
-from support.channel_stack import Stack, build_stack, imminent, stop_stack
+from support.channel_stack import Stack, imminent
 from warnd.core import planner
-
-
-@pytest.fixture
-async def st(db_url: str, tmp_path: Path) -> AsyncIterator[Stack]:
-    stack = await build_stack(db_url, tmp_path)
-    try:
-        yield stack
-    finally:
-        await stop_stack(stack)
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

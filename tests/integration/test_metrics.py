@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from support.channel_stack import AUTH, METRICS_TOKEN, Stack, build_stack, imminent, stop_stack
+from support.channel_stack import AUTH, METRICS_TOKEN, Stack, imminent
 from support.users import bearer, token_for
 from warnd.views.metrics import METRIC_NAMES, exported_names, snapshot
 
@@ -22,15 +21,6 @@ ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "warnd-alerts.yml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "warnd-dashboard.json"
 METRIC_RE = re.compile(r"\b((?:warnd|process)_[a-z_]+)\b")
-
-
-@pytest.fixture
-async def st(db_url: str, tmp_path: Path) -> AsyncIterator[Stack]:
-    stack = await build_stack(db_url, tmp_path)
-    try:
-        yield stack
-    finally:
-        await stop_stack(stack)
 
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
