@@ -14,6 +14,7 @@ from openpyxl import Workbook
 from sqlmodel import func, select
 
 from devtools.demo.public_list import write_public_list
+from support.public_stack import COUNTY, GA, REGIONS, VA, VB, VC  # the same small county
 from warnd.cli import main as warnd_main
 from warnd.db.engine import Database
 from warnd.db.models import Event, PublicOptOut, PublicRecipient, Region
@@ -22,17 +23,6 @@ from warnd.public.lists import ListError
 from warnd.public.optouts import opted_out, set_choice
 
 NOW = datetime(2026, 7, 1, 2, 0, tzinfo=UTC)
-COUNTY, T1, T2 = "431222", "431222100", "431222101"
-VA, GA, VB, VC = "431222100200", "431222100200001", "431222100201", "431222101200"
-REGIONS = [
-    Region(code=COUNTY, name="沅陵县", level="county"),
-    Region(code=T1, name="官庄镇", level="township", parent_code=COUNTY),
-    Region(code=T2, name="马底驿镇", level="township", parent_code=COUNTY),
-    Region(code=VA, name="辰龙关村", level="village", parent_code=T1),
-    Region(code=GA, name="一组", level="group", parent_code=VA),
-    Region(code=VB, name="界亭驿村", level="village", parent_code=T1),
-    Region(code=VC, name="沿溪村", level="village", parent_code=T2),
-]
 
 
 async def _regions(db: Database, regions: list[Region] = REGIONS) -> None:
