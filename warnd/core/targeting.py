@@ -86,7 +86,8 @@ class RegionIndex:
         for code, region in regions.items():
             if region.parent_code:
                 children.setdefault(region.parent_code, []).append(code)
-        self.children: dict[str, tuple[str, ...]] = {k: tuple(v) for k, v in children.items()}
+        # Children in code order (area_words lists places in that order).
+        self.children: dict[str, tuple[str, ...]] = {k: tuple(sorted(v)) for k, v in children.items()}
         self.sorted_codes = tuple(sorted(regions))
 
         geoms: list[BaseGeometry] = []

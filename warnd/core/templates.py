@@ -7,9 +7,9 @@ import re
 import string
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 
 from warnd.core.domain import Level, RegionView, Step
+from warnd.core.targeting import region_index
 
 PLACEHOLDERS = frozenset(
     "tag sender headline area colour step instruction code name official role region count details link"
@@ -124,40 +124,6 @@ def headline_without_sender(headline: str, sender: str) -> str:
     return issued.group(1).strip() if issued else h
 
 
-@dataclass(frozen=True)
-class _Tree:
-    """The region tree as area_words walks it: children by parent (sorted by code), regions
-    in code order, the counties."""
-
-    children: dict[str | None, list[RegionView]]
-    ordered: list[RegionView]
-    counties: list[RegionView]
-
-
-_trees: dict[int, tuple[Mapping[str, RegionView], _Tree]] = {}
-
-
-def _tree(regions: Mapping[str, RegionView]) -> _Tree:
-    """Built once per roster snapshot (its regions are a read-only MappingProxyType, so the
-    same object always holds the same regions); any other mapping is walked afresh. A county
-    has ~2,500 regions: rebuilding this was half the cost of accepting a small warning."""
-    cached = _trees.get(id(regions))
-    if cached is not None and cached[0] is regions:
-        return cached[1]
-    children: dict[str | None, list[RegionView]] = {}
-    for r in regions.values():
-        children.setdefault(r.parent_code, []).append(r)
-    for kids in children.values():
-        kids.sort(key=lambda r: r.code)
-    ordered = sorted(regions.values(), key=lambda r: r.code)
-    tree = _Tree(children, ordered, [r for r in ordered if r.level == Level.COUNTY])
-    if isinstance(regions, MappingProxyType):
-        if len(_trees) >= 4:
-            _trees.pop(next(iter(_trees)))
-        _trees[id(regions)] = (regions, tree)  # held here: its id cannot be reused meanwhile
-    return tree
-
-
 def area_words(codes: Iterable[str], regions: Mapping[str, RegionView], limit: int = MAX_AREA) -> str:
     """The covered area in words, from the region tree: 沅陵县全境; 官庄镇; 官庄镇辰龙关村、
     黄土村; shortened when longer than `limit` (官庄镇辰龙关村等5个村; 官庄镇、马底驿乡等4个乡镇).
@@ -165,8 +131,7 @@ def area_words(codes: Iterable[str], regions: Mapping[str, RegionView], limit: i
     covered = {c for c in codes if c in regions}
     if not covered:
         return ""
-    tree = _tree(regions)
-    children = tree.children
+    index = region_index(regions)  # built once per roster snapshot: its children, its codes in order
     # Every region with a covered descendant (or covered itself): walked up from the covered.
     touched_codes: set[str] = set()
     for c in covered:
@@ -184,11 +149,11 @@ def area_words(codes: Iterable[str], regions: Mapping[str, RegionView], limit: i
         if code not in touched_codes:
             return False  # nothing under it is covered
         if code not in whole_memo:
-            kids = children.get(code, [])
-            whole_memo[code] = bool(kids) and all(whole(k.code) for k in kids)
+            kids = index.children.get(code, ())
+            whole_memo[code] = bool(kids) and all(whole(k) for k in kids)
         return whole_memo[code]
 
-    counties = tree.counties
+    counties = [regions[c] for c in index.sorted_codes if regions[c].level == Level.COUNTY]
     if len(counties) == 1 and whole(counties[0].code):
         return f"{counties[0].name}全境"
     townships = [regions[c] for c in sorted(touched_codes) if c in regions and regions[c].level == Level.TOWNSHIP]
@@ -198,12 +163,12 @@ def area_words(codes: Iterable[str], regions: Mapping[str, RegionView], limit: i
             parts.append((t, []))
             continue
         places = []
-        for v in children.get(t.code, []):
+        for v in (regions[c] for c in index.children.get(t.code, ())):
             if whole(v.code):
                 places.append(v.name)
             else:
                 places += [g.name if g.name.startswith(v.name) else v.name + g.name
-                           for g in children.get(v.code, []) if whole(g.code)]
+                           for g in (regions[c] for c in index.children.get(v.code, ())) if whole(g.code)]
         parts.append((t, places))
     loose = [regions[c].name for c in sorted(covered) if regions[c].level in (Level.VILLAGE, Level.GROUP)
              and (regions[c].parent_code or "") not in regions]  # orphans
