@@ -251,12 +251,15 @@ class Outbox(ModuleBase):
                         Delivery.state == DeliveryState.PENDING, col(Delivery.next_attempt_at) <= now)).order_by(
                         URGENCY, col(Delivery.next_attempt_at), col(Delivery.id)).limit(size))).all()
                 total += len(due)
-                ready = [d for d in due if self._spacing_ok(d, now, min_gap)]
-                held = [(d.id or 0, self._last_to[d.to_address] + min_gap) for d in due
-                        if not self._spacing_ok(d, now, min_gap)]
+                ready: list[Delivery] = []
+                held: list[tuple[int, datetime]] = []  # one person is not flooded across warnings
+                for d in due:
+                    if self._spacing_ok(d, now, min_gap):
+                        ready.append(d)
+                    else:
+                        held.append((d.id or 0, self._last_to[d.to_address] + min_gap))
                 if held:
                     async with self.db.session() as s, s.begin():
-                        # One person is not flooded across overlapping warnings.
                         await deliveries.defer(s, held)
                 claimed = await self._claim(self._group(ready), now, lease) if ready else []
                 if claimed:
